@@ -1,0 +1,59 @@
+# Two commands: `make run` starts the server, `make test` runs lint, types and every test.
+# Both install whatever is missing first (Debian packages, the virtual environment).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+# Debian packages the server uses at run time (offline speech synthesis and translation),
+# and the extra ones the tests drive (a real Chromium, a real Redis).
+RUN_DEBS  := espeak-ng apertium apertium-eng-spa
+TEST_DEBS := chromium redis-server
+
+.PHONY: run test lint types unit bench install install-test clean
+
+run: install
+	$(BIN)/callserver serve
+
+test: install-test
+	scripts/ensure-redis.sh
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: install-test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+types: install-test
+	$(BIN)/mypy
+
+bench: install-test
+	$(BIN)/python -m bench
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.debs-run:
+	scripts/ensure-debs.sh $(RUN_DEBS)
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/.debs-test:
+	scripts/ensure-debs.sh $(RUN_DEBS) $(TEST_DEBS)
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/bin/python:
+	scripts/ensure-python.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/bin/python $(VENV)/.debs-run
+	$(BIN)/pip install --quiet -e '.[offline-models]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/bin/python $(VENV)/.debs-test
+	$(BIN)/pip install --quiet -e '.[offline-models,test]'
+	touch $@ $(VENV)/.installed-run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

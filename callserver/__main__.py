@@ -1,0 +1,5 @@
+"""``python -m callserver`` is the ``callserver`` command."""
+
+from callserver.cli import main
+
+raise SystemExit(main())

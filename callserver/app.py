@@ -1,0 +1,131 @@
+"""The aiohttp application: routes, shared state and its start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from callserver.ice import use_host_addresses
+from callserver.media.plane import MediaLimits, MediaPlane
+from callserver.metrics import Metrics
+from callserver.ops import ops_routes
+from callserver.settings import Settings
+from signaling.http import client_address, rooms_routes
+from signaling.hub import HubLimits, SignalingHub
+from signaling.rooms import RoomRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerState:
+    """Mutable server-wide state: whether the server is draining for shutdown."""
+
+    draining: bool = False
+
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+ROOMS = web.AppKey("rooms", RoomRegistry)
+MEDIA = web.AppKey("media", MediaPlane)
+HUB = web.AppKey("hub", SignalingHub)
+STATE = web.AppKey("state", ServerState)
+
+
+def build_app(settings: Settings | None = None) -> web.Application:
+    """Assemble the server; nothing runs until the application starts."""
+    settings = settings if settings is not None else Settings()
+    use_host_addresses(settings.ice_host_addresses)
+    metrics = Metrics()
+    state = ServerState()
+    rooms = RoomRegistry(
+        default_capacity=settings.room_capacity,
+        max_capacity=settings.room_max_capacity,
+        max_rooms=settings.max_rooms,
+        empty_ttl_s=settings.room_empty_ttl_s,
+    )
+    media = MediaPlane(
+        MediaLimits(
+            sdp_max_bytes=settings.sdp_max_bytes,
+            connect_timeout_s=settings.pc_connect_timeout_s,
+            close_timeout_s=settings.pc_close_timeout_s,
+            mixer_max_queue_frames=settings.mixer_max_queue_frames,
+            mixer_prebuffer_frames=settings.mixer_prebuffer_frames,
+        ),
+        on_peer_state=lambda state_name: metrics.peer_states.labels(state_name).inc(),
+    )
+    hub = SignalingHub(
+        HubLimits(
+            ws_max_message_bytes=settings.ws_max_message_bytes,
+            ws_heartbeat_s=settings.ws_heartbeat_s,
+            sdp_max_bytes=settings.sdp_max_bytes,
+            ice_candidate_max_bytes=settings.ice_candidate_max_bytes,
+            name_max_length=settings.name_max_length,
+            joins_per_minute=settings.joins_per_minute,
+            messages_per_second=settings.messages_per_second,
+            max_protocol_errors=settings.max_protocol_errors,
+            join_secret=(
+                settings.join_secret.get_secret_value().encode("utf-8")
+                if settings.join_secret
+                else None
+            ),
+            ice_servers=settings.ice_servers(),
+        ),
+        rooms,
+        media,
+        metrics,
+        is_draining=lambda: state.draining,
+        client_address=lambda request: client_address(request, settings.trust_forwarded_for),
+    )
+    media.on_peer_closed = hub.media_closed
+    metrics.rooms.set_function(lambda: len(rooms))
+    metrics.participants.set_function(lambda: rooms.participant_count)
+    metrics.peer_connections.set_function(lambda: media.peer_count)
+    metrics.watch_mixers(lambda: media.stats)
+
+    app = web.Application(client_max_size=settings.ws_max_message_bytes)
+    app[SETTINGS], app[METRICS], app[ROOMS] = settings, metrics, rooms
+    app[MEDIA], app[HUB], app[STATE] = media, hub, state
+    app.add_routes([web.get("/ws", hub.handle)])
+    app.add_routes(rooms_routes(rooms, settings))
+    app.add_routes(ops_routes(metrics, lambda: state.draining))
+    app.add_routes(_page_routes(settings))
+    app.cleanup_ctx.append(_room_sweeper)
+    app.on_shutdown.append(_close_calls)
+    return app
+
+
+def _page_routes(settings: Settings) -> list[web.AbstractRouteDef]:
+    index = settings.web_dir / "index.html"
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    return [web.get("/", page), web.static("/static", settings.web_dir)]
+
+
+async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
+    settings, rooms, hub = app[SETTINGS], app[ROOMS], app[HUB]
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(settings.room_sweep_interval_s)
+            rooms.sweep()
+            hub.join_limiter.prune()
+
+    task = asyncio.create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_calls(app: web.Application) -> None:
+    await app[HUB].close_all()
+    await app[MEDIA].close()
+    app[ROOMS].clear()

@@ -1,0 +1,75 @@
+"""The ``callserver`` command: ``serve``, ``token`` and ``settings``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from callserver.logs import configure_logging
+from callserver.settings import Settings
+from signaling.rooms import ROOM_ID_PATTERN
+from signaling.tokens import mint_token
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise SystemExit("callserver: invalid settings\n" + "\n".join(lines)) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from callserver.server import serve
+
+    settings = _settings(host=args.host, port=args.port)
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(serve(settings))
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.join_secret is None:
+        print("callserver: set CALLSERVER_JOIN_SECRET to mint join tokens", file=sys.stderr)
+        return 2
+    if not ROOM_ID_PATTERN.match(args.room):
+        print("callserver: room ids are 6-64 letters, digits, '-' or '_'", file=sys.stderr)
+        return 2
+    secret = settings.join_secret.get_secret_value().encode("utf-8")
+    print(mint_token(secret, args.room, args.ttl or settings.token_ttl_s))
+    return 0
+
+
+def _settings_table(args: argparse.Namespace) -> int:
+    print("| variable | default | meaning |\n|---|---|---|")
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if name == "web_dir":
+            default = "web/ in the checkout"
+        shown = ",".join(default) if isinstance(default, list) else default
+        print(f"| `CALLSERVER_{name.upper()}` | `{shown}` | {field.description} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``callserver`` console command."""
+    parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server (embedded mode)")
+    serve.add_argument("--host", help="bind address (CALLSERVER_HOST)")
+    serve.add_argument("--port", type=int, help="port (CALLSERVER_PORT)")
+    serve.set_defaults(run=_serve)
+    token = commands.add_parser("token", help="mint a join token for ROOM")
+    token.add_argument("room")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (CALLSERVER_TOKEN_TTL_S)")
+    token.set_defaults(run=_token)
+    table = commands.add_parser("settings", help="print every setting as a Markdown table")
+    table.set_defaults(run=_settings_table)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result

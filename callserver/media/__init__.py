@@ -1,0 +1,1 @@
+"""The media plane: peer connections with participants, per-listener mixing, outgoing tracks."""

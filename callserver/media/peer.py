@@ -1,0 +1,179 @@
+"""One participant's peer connection with the server: voice up, their mix down, a data channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import av
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from callserver.media.frames import PcmFrame
+from callserver.media.mixer import RoomMixer
+from callserver.media.processors import DecodeToMono, Rechunk
+from callserver.media.tracks import PacedAudioTrack
+from signaling.errors import ErrorCode, SignalingError
+
+log = logging.getLogger(__name__)
+
+#: Called with (participant id, 20 ms frame) for every frame a participant sends.
+FrameTap = Callable[[str, PcmFrame], None]
+
+
+class ParticipantPeer:
+    """Owns one RTCPeerConnection and the tasks that serve it; ``close`` releases everything."""
+
+    def __init__(
+        self,
+        *,
+        room_id: str,
+        participant_id: str,
+        mixer: RoomMixer,
+        connect_timeout_s: float,
+        close_timeout_s: float,
+        on_closed: Callable[[ParticipantPeer, str], None],
+        on_state: Callable[[str], None] | None = None,
+        taps: list[FrameTap] | None = None,
+    ) -> None:
+        self.room_id = room_id
+        self.participant_id = participant_id
+        self.pc = RTCPeerConnection()
+        self.track = PacedAudioTrack(lambda: mixer.pull(participant_id))
+        self.channel: RTCDataChannel | None = None
+        self.closed = False
+        self.bad_frames = 0
+        self._mixer = mixer
+        self._close_timeout_s = close_timeout_s
+        self._on_closed = on_closed
+        self._on_state = on_state
+        self._taps = taps or []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = {"room": room_id, "participant": participant_id}
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self._spawn(self._connect_deadline(connect_timeout_s))
+
+    @property
+    def connected(self) -> bool:
+        return self.pc.connectionState == "connected"
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the participant's offer and return the server's answer SDP."""
+        if self.closed:
+            raise SignalingError(ErrorCode.MEDIA_FAILED, "the media connection is closed")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises many types for bad SDP; all mean the same here
+            raise SignalingError(
+                ErrorCode.SDP_INVALID, f"the offer could not be applied: {_short(exc)}"
+            ) from exc
+        transceivers = self.pc.getTransceivers()
+        if not any(t.kind == "audio" for t in transceivers):
+            raise SignalingError(ErrorCode.SDP_INVALID, "the offer has no audio section")
+        for transceiver in transceivers:
+            if transceiver.kind != "audio":
+                # Video travels browser to browser; refusing it here saves decoding it for nobody.
+                transceiver.direction = "inactive"
+        if self.track not in [s.track for s in self.pc.getSenders()]:
+            self.pc.addTrack(self.track)
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as exc:
+            raise SignalingError(
+                ErrorCode.SDP_INVALID, f"no answer fits the offer: {_short(exc)}"
+            ) from exc
+        return self.pc.localDescription.sdp
+
+    def send_event(self, event: dict[str, Any]) -> bool:
+        """Send a JSON event on the data channel; False when the channel is not open."""
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            return False
+        channel.send(json.dumps(event, separators=(",", ":")))
+        return True
+
+    async def close(self, reason: str = "closed") -> None:
+        """Stop the track and tasks and close the connection, waiting at most the close timeout."""
+        if self.closed:
+            return
+        self.closed = True
+        self.track.stop()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        try:
+            await asyncio.wait_for(self.pc.close(), self._close_timeout_s)
+        except TimeoutError:
+            log.warning("peer connection close timed out", extra=self._log)
+        except Exception:
+            log.exception("peer connection close failed", extra=self._log)
+        log.info("peer connection closed", extra={**self._log, "reason": reason})
+        self._on_closed(self, reason)
+
+    # --- aiortc events -------------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._spawn(self._consume(track))
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("open", lambda: self.send_event({"type": "media-ready"}))
+        if channel.readyState == "open":
+            self.send_event({"type": "media-ready"})
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        log.info("peer connection state", extra={**self._log, "state": state})
+        if self._on_state is not None:
+            self._on_state(state)
+        if state == "failed":
+            self._spawn(self.close("failed"))
+
+    # --- tasks ------------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect_deadline(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if not self.closed and self.pc.connectionState != "connected":
+            log.warning("peer connection did not connect in time", extra=self._log)
+            await self.close("connect_timeout")
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        decode = DecodeToMono()
+        rechunk = Rechunk()
+        while not self.closed:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            try:
+                pcm_frames = decode.process(frame)
+            except (av.FFmpegError, ValueError) as exc:
+                # One undecodable frame costs 20 ms of audio, not the call.
+                self.bad_frames += 1
+                log.debug("dropped bad audio frame", extra={**self._log, "error": _short(exc)})
+                continue
+            for pcm in pcm_frames:
+                for chunk in rechunk.process(pcm):
+                    self._mixer.push(self.participant_id, chunk)
+                    for tap in self._taps:
+                        tap(self.participant_id, chunk)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

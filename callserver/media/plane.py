@@ -1,0 +1,146 @@
+"""The embedded media plane: every room's mixer and peer connections in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from callserver.media.mixer import MixStats, RoomMixer
+from callserver.media.peer import FrameTap, ParticipantPeer
+from signaling.errors import ErrorCode, SignalingError
+
+log = logging.getLogger(__name__)
+
+#: Called with (room id, participant id, reason) when a participant's media connection ends
+#: on its own (failure, connect timeout), so signaling can tell the participant.
+PeerClosedCallback = Callable[[str, str, str], None]
+
+
+@dataclass
+class RoomMedia:
+    """A room's mixer and its participants' peers."""
+
+    mixer: RoomMixer
+    peers: dict[str, ParticipantPeer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """The media plane's settings."""
+
+    sdp_max_bytes: int = 32 * 1024
+    connect_timeout_s: float = 30.0
+    close_timeout_s: float = 5.0
+    mixer_max_queue_frames: int = 10
+    mixer_prebuffer_frames: int = 0
+
+
+class MediaPlane:
+    """Creates, answers and closes participants' peer connections; one mixer per room."""
+
+    def __init__(
+        self,
+        limits: MediaLimits,
+        on_peer_state: Callable[[str], None] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.stats = MixStats()
+        self.on_peer_closed: PeerClosedCallback | None = None
+        self.taps: list[FrameTap] = []
+        self._on_peer_state = on_peer_state
+        self._rooms: dict[str, RoomMedia] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def peer_count(self) -> int:
+        return sum(len(room.peers) for room in self._rooms.values())
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    def peer(self, room_id: str, participant_id: str) -> ParticipantPeer | None:
+        room = self._rooms.get(room_id)
+        return None if room is None else room.peers.get(participant_id)
+
+    async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
+        """Answer a participant's offer, creating their peer connection on the first one."""
+        if len(offer_sdp.encode("utf-8")) > self.limits.sdp_max_bytes:
+            raise SignalingError(
+                ErrorCode.SDP_TOO_LARGE,
+                f"SDP is larger than the limit of {self.limits.sdp_max_bytes} bytes",
+            )
+        if "m=" not in offer_sdp or not offer_sdp.lstrip().startswith("v="):
+            raise SignalingError(ErrorCode.SDP_INVALID, "the offer is not SDP")
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = RoomMedia(
+                mixer=RoomMixer(
+                    self.limits.mixer_max_queue_frames,
+                    self.limits.mixer_prebuffer_frames,
+                    stats=self.stats,
+                )
+            )
+            self._rooms[room_id] = room
+        peer = room.peers.get(participant_id)
+        fresh = peer is None or peer.closed
+        if fresh:
+            peer = ParticipantPeer(
+                room_id=room_id,
+                participant_id=participant_id,
+                mixer=room.mixer,
+                connect_timeout_s=self.limits.connect_timeout_s,
+                close_timeout_s=self.limits.close_timeout_s,
+                on_closed=self._peer_closed,
+                on_state=self._on_peer_state,
+                taps=self.taps,
+            )
+            room.peers[participant_id] = peer
+            room.mixer.add(participant_id)
+        assert peer is not None
+        try:
+            return await peer.answer(offer_sdp)
+        except SignalingError:
+            if fresh:
+                await peer.close("bad_offer")
+            raise
+
+    def send_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> bool:
+        """Send ``event`` on the participant's data channel, if it is open."""
+        peer = self.peer(room_id, participant_id)
+        return peer is not None and peer.send_event(event)
+
+    def broadcast_event(self, room_id: str, event: dict[str, Any]) -> int:
+        """Send ``event`` to every participant of the room with an open data channel."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            return 0
+        return sum(peer.send_event(event) for peer in list(room.peers.values()))
+
+    async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None:
+        """Close and forget a participant's peer connection (leave, disconnect)."""
+        peer = self.peer(room_id, participant_id)
+        if peer is not None:
+            await peer.close(reason)
+
+    async def close(self) -> None:
+        """Close every peer connection (shutdown)."""
+        peers = [peer for room in self._rooms.values() for peer in room.peers.values()]
+        await asyncio.gather(*(peer.close("shutdown") for peer in peers), return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        self._rooms.clear()
+
+    def _peer_closed(self, peer: ParticipantPeer, reason: str) -> None:
+        room = self._rooms.get(peer.room_id)
+        if room is None or room.peers.get(peer.participant_id) is not peer:
+            return
+        del room.peers[peer.participant_id]
+        room.mixer.remove(peer.participant_id)
+        if not room.peers:
+            del self._rooms[peer.room_id]
+        if reason in ("failed", "connect_timeout") and self.on_peer_closed is not None:
+            self.on_peer_closed(peer.room_id, peer.participant_id, reason)

@@ -1,0 +1,74 @@
+"""Outgoing audio: a track that paces itself against the clock in fixed 20 ms frames."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections.abc import Callable
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from callserver.media.frames import FRAME_SAMPLES, SAMPLE_RATE, Pcm16
+
+log = logging.getLogger(__name__)
+
+#: When the loop falls this far behind the frame clock (a stall), restart the clock instead of
+#: sending a burst of frames the far end's jitter buffer would discard.
+MAX_LAG_S = 0.2
+
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+
+
+class PacedAudioTrack(MediaStreamTrack):
+    """Sends ``source()`` every 20 ms; ``source`` returns silence when there is nothing to say.
+
+    Once stopped (peer gone, leave, shutdown) ``recv`` raises ``MediaStreamError``, which ends
+    aiortc's sender loop: the track never spins.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        source: Callable[[], Pcm16],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._clock = clock
+        self._start: float | None = None
+        self._sent = 0  # samples sent since the clock (re)started
+        self._pts = 0
+        self.frames_sent = 0
+        self.clock_resets = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        else:
+            due = self._start + self._sent / SAMPLE_RATE
+            wait = due - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif -wait > MAX_LAG_S:
+                self.clock_resets += 1
+                self._start, self._sent = now, 0
+            if self.readyState != "live":
+                raise MediaStreamError
+        samples = self._source()
+        frame = av.AudioFrame.from_ndarray(
+            samples.reshape(1, FRAME_SAMPLES), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = TIME_BASE
+        frame.pts = self._pts
+        self._pts += FRAME_SAMPLES
+        self._sent += FRAME_SAMPLES
+        self.frames_sent += 1
+        return frame

@@ -1,0 +1,90 @@
+"""Prometheus metrics, one registry per application so several servers can share a process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from callserver.media.mixer import MixStats
+
+
+class _MixerCollector(Collector):
+    """Reads the mixers' counters at scrape time instead of updating a counter per frame."""
+
+    def __init__(self, stats: Callable[[], MixStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> list[CounterMetricFamily]:
+        stats = self._stats()
+        return [
+            CounterMetricFamily(
+                "callserver_mixed_frames", "20 ms frames mixed for listeners", stats.mixed_frames
+            ),
+            CounterMetricFamily(
+                "callserver_mixer_underruns",
+                "Times a speaker's queue ran dry while playing",
+                stats.underruns,
+            ),
+            CounterMetricFamily(
+                "callserver_mixer_dropped_frames",
+                "Frames dropped to keep per-listener queues short",
+                stats.dropped_frames,
+            ),
+        ]
+
+
+class Metrics:
+    """Every metric the server exposes at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rooms = Gauge("callserver_rooms", "Rooms that exist", registry=self.registry)
+        self.participants = Gauge(
+            "callserver_participants", "Participants in rooms", registry=self.registry
+        )
+        self.peer_connections = Gauge(
+            "callserver_peer_connections",
+            "Peer connections between the server and participants",
+            registry=self.registry,
+        )
+        self.websocket_count = Gauge(
+            "callserver_websockets", "Open signaling connections", registry=self.registry
+        )
+        self.signaling_messages = Counter(
+            "callserver_signaling_messages",
+            "Signaling messages received, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "callserver_errors", "Protocol errors sent, by code", ["code"], registry=self.registry
+        )
+        self.peer_states = Counter(
+            "callserver_peer_connection_states",
+            "Peer connection state changes, by new state",
+            ["state"],
+            registry=self.registry,
+        )
+
+    def message(self, kind: str) -> None:
+        """Count one signaling message of type ``kind``."""
+        self.signaling_messages.labels(kind).inc()
+
+    def error(self, code: str) -> None:
+        """Count one protocol error with ``code``."""
+        self.errors.labels(code).inc()
+
+    def websockets(self, count: int) -> None:
+        """Record the number of open signaling connections."""
+        self.websocket_count.set(count)
+
+    def watch_mixers(self, stats: Callable[[], MixStats]) -> None:
+        """Expose the mixers' counters, summed by ``stats`` at scrape time."""
+        self.registry.register(_MixerCollector(stats))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

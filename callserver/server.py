@@ -1,0 +1,59 @@
+"""Running the server: bind, serve until SIGTERM or SIGINT, drain calls, close, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiohttp import web
+
+from callserver.app import HUB, ROOMS, STATE, build_app
+from callserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def drain(app: web.Application, timeout_s: float, force: asyncio.Event) -> None:
+    """Refuse new joins and wait for calls to end, at most ``timeout_s`` or until ``force``."""
+    app[STATE].draining = True
+    rooms = app[ROOMS]
+    log.info("draining", extra={"participants": rooms.participant_count, "timeout_s": timeout_s})
+    await app[HUB].notify_draining(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    # Polling: participants leave through many paths, none of which is worth an event.
+    while rooms.participant_count and time.monotonic() < deadline and not force.is_set():  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    if rooms.participant_count:
+        log.info("drain timeout; closing calls", extra={"participants": rooms.participant_count})
+
+
+async def serve(settings: Settings) -> int:
+    """Serve until a stop signal; return the process exit status."""
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"callserver is listening on http://{shown}:{port}/", flush=True)
+
+    stop, force = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        # The first signal drains; a second one cuts the drain short.
+        if stop.is_set():
+            force.set()
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await stop.wait()
+    await drain(app, settings.drain_timeout_s, force)
+    await runner.cleanup()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,174 @@
+"""Server options: typed, validated on construction, settable as ``CALLSERVER_<NAME>``.
+
+Every limit the server enforces is a field here, so an operator can find and change it in one
+place. The README's configuration table is generated from these descriptions
+(``callserver settings --markdown``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+WEB_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "web"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b`` from the environment as well as a real list."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All server options. Defaults suit one laptop; see README for deployment values."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)
+
+    # --- network -------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    public_url: str | None = Field(
+        None,
+        description="Base URL users reach the server at, used in join links. "
+        "Default: taken from each request's Host header.",
+    )
+    trust_forwarded_for: bool = Field(
+        False,
+        description="Take the client address from X-Forwarded-For (only behind a trusted proxy).",
+    )
+    ice_host_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host addresses the server offers as ICE candidates (comma separated). "
+        "Empty: every non-loopback interface. Use 127.0.0.1 for single-machine tests.",
+    )
+    stun_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="STUN URLs handed to the page for the browser-to-browser video "
+        "connection, e.g. stun:stun.example.org:3478.",
+    )
+    turn_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="TURN URLs handed to the page (comma separated)."
+    )
+    turn_username: str | None = Field(None, description="TURN user name handed to the page.")
+    turn_credential: SecretStr | None = Field(None, description="TURN credential for the page.")
+
+    # --- rooms and joining -----------------------------------------------------------------
+    room_capacity: int = Field(2, ge=2, description="Participants in a room created without one.")
+    room_max_capacity: int = Field(
+        8, ge=2, le=64, description="Largest capacity a hosted room may ask for."
+    )
+    max_rooms: int = Field(1000, ge=1, description="Rooms that may exist at once.")
+    room_empty_ttl_s: float = Field(
+        300.0, gt=0, description="Seconds an empty room lives before it expires."
+    )
+    join_secret: SecretStr | None = Field(
+        None,
+        description="When set, joining needs an HMAC-signed token for the room "
+        "(mint one with `callserver token ROOM`).",
+    )
+    token_ttl_s: int = Field(3600, gt=0, description="Default lifetime of minted join tokens.")
+    joins_per_minute: int = Field(
+        30, ge=1, description="Join attempts allowed per client address per minute."
+    )
+    name_max_length: int = Field(64, ge=1, le=1000, description="Longest display name.")
+
+    # --- signaling limits -------------------------------------------------------------------
+    ws_max_message_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest WebSocket message accepted; larger closes 1009."
+    )
+    sdp_max_bytes: int = Field(32 * 1024, ge=512, description="Largest SDP accepted in a message.")
+    ice_candidate_max_bytes: int = Field(
+        2048, ge=128, description="Largest relayed ICE candidate string."
+    )
+    max_protocol_errors: int = Field(
+        20, ge=1, description="Protocol errors tolerated on one connection before it is closed."
+    )
+    messages_per_second: float = Field(
+        50.0, gt=0, description="Sustained signaling messages per second per connection."
+    )
+    ws_heartbeat_s: float = Field(
+        20.0, gt=0, description="WebSocket ping interval; a peer silent for twice this is dropped."
+    )
+
+    # --- media --------------------------------------------------------------------------------
+    pc_close_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds allowed for closing one peer connection."
+    )
+    pc_connect_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a peer connection may take to connect before it is closed."
+    )
+    mixer_max_queue_frames: int = Field(
+        10,
+        ge=2,
+        description="20 ms frames buffered per speaker and listener before the oldest are "
+        "dropped (bounds added latency).",
+    )
+    mixer_prebuffer_frames: int = Field(
+        1,
+        ge=0,
+        description="Frames a speaker's queue holds before it starts to play after a gap; "
+        "absorbs arrival jitter at the cost of 20 ms each.",
+    )
+
+    # --- operations -----------------------------------------------------------------------------
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, seconds calls may go on before they are closed."
+    )
+    room_sweep_interval_s: float = Field(
+        5.0, gt=0, description="How often expired rooms are swept."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+    log_format: str = Field("text", description="`text` (key=value) or `json`.")
+    web_dir: Path = Field(WEB_DIR_DEFAULT, description="Folder holding the call page.")
+
+    @field_validator("ice_host_addresses", "stun_urls", "turn_urls", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("ice_host_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_address(item)
+        return value
+
+    @field_validator("stun_urls", "turn_urls")
+    @classmethod
+    def _ice_urls(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ValueError(f"{item!r} is not a stun:, stuns:, turn: or turns: URL")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("log_format must be 'text' or 'json'")
+        return value
+
+    @model_validator(mode="after")
+    def _capacities(self) -> Settings:
+        if self.room_capacity > self.room_max_capacity:
+            raise ValueError("room_capacity may not exceed room_max_capacity")
+        return self
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """The RTCIceServer list the page uses for its browser-to-browser connections."""
+        servers: list[dict[str, Any]] = []
+        if self.stun_urls:
+            servers.append({"urls": list(self.stun_urls)})
+        if self.turn_urls:
+            turn: dict[str, Any] = {"urls": list(self.turn_urls)}
+            if self.turn_username:
+                turn["username"] = self.turn_username
+            if self.turn_credential:
+                turn["credential"] = self.turn_credential.get_secret_value()
+            servers.append(turn)
+        return servers

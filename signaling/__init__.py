@@ -1,0 +1,1 @@
+"""Rooms, the WebSocket signaling protocol and join tokens."""

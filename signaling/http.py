@@ -1,0 +1,128 @@
+"""HTTP endpoints for rooms: create one, look one up, and the page's configuration."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+from callserver.settings import Settings
+from signaling.errors import ErrorCode, SignalingError
+from signaling.languages import LANGUAGES
+from signaling.protocol import PROTOCOL_VERSION
+from signaling.rooms import ROOM_ID_PATTERN, RoomRegistry
+from signaling.tokens import mint_token
+
+_STATUS = {
+    ErrorCode.CAPACITY_INVALID: 400,
+    ErrorCode.BAD_JSON: 400,
+    ErrorCode.BAD_MESSAGE: 400,
+    ErrorCode.ROOM_ID_INVALID: 400,
+    ErrorCode.TOKEN_REQUIRED: 401,
+    ErrorCode.ROOM_NOT_FOUND: 404,
+    ErrorCode.ROOMS_EXHAUSTED: 503,
+}
+
+
+def json_error(error: SignalingError) -> web.Response:
+    """An error response in the same shape as the protocol's ``error`` message."""
+    return web.json_response(
+        {"error": {"code": str(error.code), "message": error.message, "retry": error.retry}},
+        status=_STATUS.get(error.code, 400),
+    )
+
+
+def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
+    """The caller's address, from X-Forwarded-For only when the proxy is trusted."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first
+    return request.remote or "unknown"
+
+
+def base_url(request: web.Request, settings: Settings) -> str:
+    """The URL users reach the server at."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return f"{request.scheme}://{request.host}"
+
+
+def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRouteDef]:
+    """``POST /api/rooms``, ``GET /api/rooms/{id}`` and ``GET /api/config``."""
+    secret = settings.join_secret.get_secret_value() if settings.join_secret else None
+
+    async def create_room(request: web.Request) -> web.Response:
+        if secret is not None:
+            # With a join secret, only the operator (who holds it) creates rooms and tokens.
+            auth = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(auth.encode(), f"Bearer {secret}".encode()):
+                return json_error(
+                    SignalingError(
+                        ErrorCode.TOKEN_REQUIRED,
+                        "this server needs 'Authorization: Bearer <join secret>' to create rooms",
+                    )
+                )
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            try:
+                parsed = json.loads(await request.text() or "{}")
+            except ValueError:
+                return json_error(SignalingError(ErrorCode.BAD_JSON, "body is not valid JSON"))
+            if not isinstance(parsed, dict):
+                return json_error(
+                    SignalingError(ErrorCode.BAD_MESSAGE, "body must be a JSON object")
+                )
+            body = parsed
+        capacity = body.get("capacity")
+        if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)):
+            return json_error(
+                SignalingError(ErrorCode.CAPACITY_INVALID, "capacity must be an integer")
+            )
+        try:
+            room = rooms.create(capacity=capacity)
+        except SignalingError as error:
+            return json_error(error)
+        join_url = f"{base_url(request, settings)}/?room={room.id}"
+        result: dict[str, Any] = {"id": room.id, "capacity": room.capacity, "join_url": join_url}
+        if secret is not None:
+            token = mint_token(secret.encode("utf-8"), room.id, settings.token_ttl_s)
+            result["token"] = token
+            result["join_url"] = f"{join_url}&token={token}"
+        return web.json_response(result, status=201)
+
+    async def get_room(request: web.Request) -> web.Response:
+        room_id = request.match_info["room_id"]
+        if not ROOM_ID_PATTERN.match(room_id):
+            return json_error(SignalingError(ErrorCode.ROOM_ID_INVALID, "not a room id"))
+        room = rooms.get(room_id)
+        if room is None:
+            return json_error(SignalingError(ErrorCode.ROOM_NOT_FOUND, "no such room"))
+        return web.json_response(
+            {"id": room.id, "capacity": room.capacity, "occupancy": len(room.participants)}
+        )
+
+    async def config(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "protocol": PROTOCOL_VERSION,
+                "ice_servers": settings.ice_servers(),
+                "languages": [
+                    {"code": code, "name": name, "native": native}
+                    for code, (name, native) in sorted(LANGUAGES.items())
+                ],
+                "room_capacity": settings.room_capacity,
+                "room_max_capacity": settings.room_max_capacity,
+                "name_max_length": settings.name_max_length,
+                "token_required": secret is not None,
+            }
+        )
+
+    return [
+        web.post("/api/rooms", create_room),
+        web.get("/api/rooms/{room_id}", get_room),
+        web.get("/api/config", config),
+    ]

@@ -1,0 +1,405 @@
+"""The WebSocket endpoint: one connection per participant, dispatching protocol messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from signaling.errors import CloseCode, ErrorCode, SignalingError
+from signaling.languages import normalize_language
+from signaling.protocol import (
+    ClientMessage,
+    Join,
+    Leave,
+    Offer,
+    PeerAnswer,
+    PeerIce,
+    PeerOffer,
+    Ping,
+    Update,
+    parse_message,
+    server_message,
+)
+from signaling.ratelimit import SlidingWindowLimiter, TokenBucket
+from signaling.rooms import ROOM_ID_PATTERN, Participant, RoomRegistry
+from signaling.tokens import verify_token
+
+log = logging.getLogger(__name__)
+
+
+class MediaPlaneLike(Protocol):
+    """What signaling needs from the media plane (embedded or remote)."""
+
+    async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str: ...
+
+    async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None: ...
+
+
+class HubMetrics(Protocol):
+    """Counters the hub updates; ``callserver.metrics.Metrics`` provides them."""
+
+    def message(self, kind: str) -> None: ...
+
+    def error(self, code: str) -> None: ...
+
+    def websockets(self, count: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    """The signaling settings the hub enforces."""
+
+    ws_max_message_bytes: int = 64 * 1024
+    ws_heartbeat_s: float = 20.0
+    sdp_max_bytes: int = 32 * 1024
+    ice_candidate_max_bytes: int = 2048
+    name_max_length: int = 64
+    joins_per_minute: int = 30
+    messages_per_second: float = 50.0
+    max_protocol_errors: int = 20
+    join_secret: bytes | None = None
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ClientConnection:
+    """One WebSocket and, once joined, the participant it speaks for."""
+
+    ws: web.WebSocketResponse
+    address: str
+    bucket: TokenBucket
+    room_id: str | None = None
+    participant: Participant | None = None
+    errors: int = 0
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "room": self.room_id,
+            "participant": self.participant.id if self.participant else None,
+            "client": self.address,
+        }
+
+
+class SignalingHub:
+    """Owns every signaling connection; joins, relays and leaves go through here."""
+
+    def __init__(
+        self,
+        limits: HubLimits,
+        rooms: RoomRegistry,
+        media: MediaPlaneLike,
+        metrics: HubMetrics,
+        is_draining: Callable[[], bool] = lambda: False,
+        client_address: Callable[[web.Request], str] = lambda r: r.remote or "unknown",
+    ) -> None:
+        self.limits = limits
+        self.rooms = rooms
+        self.media = media
+        self.metrics = metrics
+        self._is_draining = is_draining
+        self._client_address = client_address
+        self._connections: set[ClientConnection] = set()
+        self._by_participant: dict[str, ClientConnection] = {}
+        self.join_limiter = SlidingWindowLimiter(limits.joins_per_minute, 60.0)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    # --- connection lifecycle -----------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """aiohttp handler for the signaling WebSocket."""
+        ws = web.WebSocketResponse(
+            max_msg_size=self.limits.ws_max_message_bytes,
+            heartbeat=self.limits.ws_heartbeat_s,
+        )
+        await ws.prepare(request)
+        burst = max(10.0, self.limits.messages_per_second)
+        conn = ClientConnection(
+            ws=ws,
+            address=self._client_address(request),
+            bucket=TokenBucket(self.limits.messages_per_second, burst),
+        )
+        self._connections.add(conn)
+        self.metrics.websockets(len(self._connections))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(conn, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self._refuse(
+                        conn,
+                        SignalingError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted"),
+                    )
+                elif msg.type == WSMsgType.ERROR:
+                    # aiohttp has already closed with the right code (1009 for oversized).
+                    self.metrics.error(ErrorCode.BAD_MESSAGE)
+                    log.info("websocket error", extra={**conn.log_fields(), "error": str(msg.data)})
+                    break
+        finally:
+            await self._disconnect(conn)
+        return ws
+
+    async def _disconnect(self, conn: ClientConnection) -> None:
+        self._connections.discard(conn)
+        self.metrics.websockets(len(self._connections))
+        if conn.participant is not None:
+            await self._leave(conn, "disconnected")
+
+    async def close_all(self, code: CloseCode = CloseCode.GOING_AWAY) -> None:
+        """Close every connection (shutdown); their participants leave."""
+        for conn in list(self._connections):
+            await conn.ws.close(code=code, message=b"server shutting down")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def notify_draining(self, deadline_s: float) -> None:
+        """Tell every connection the server is draining and will close within ``deadline_s``."""
+        message = server_message("draining", deadline_s=deadline_s)
+        for conn in list(self._connections):
+            await self._send(conn, message)
+
+    def media_closed(self, room_id: str, participant_id: str, reason: str) -> None:
+        """The media plane lost a participant's connection; tell them so they can re-offer."""
+        conn = self._by_participant.get(participant_id)
+        if conn is None or conn.room_id != room_id:
+            return
+        error = SignalingError(
+            ErrorCode.MEDIA_FAILED, f"the media connection ended ({reason}); send a new offer"
+        )
+        self._spawn(self._send_error(conn, error, None))
+
+    # --- message dispatch ---------------------------------------------------------------------
+
+    async def _on_text(self, conn: ClientConnection, text: str) -> None:
+        if not conn.bucket.allow():
+            self.metrics.error(ErrorCode.RATE_LIMITED)
+            await self._send_error(
+                conn,
+                SignalingError(ErrorCode.RATE_LIMITED, "too many messages; slow down"),
+                None,
+            )
+            await conn.ws.close(code=CloseCode.RATE_LIMITED, message=b"rate limited")
+            return
+        kind: str | None = None
+        try:
+            message = parse_message(text)
+            kind = message.type
+            self.metrics.message(kind)
+            await self._dispatch(conn, message)
+        except SignalingError as error:
+            if kind is None:
+                self.metrics.message("invalid")
+            await self._refuse(conn, error, kind)
+        except Exception:
+            log.exception("signaling handler failed", extra=conn.log_fields())
+            await self._refuse(
+                conn, SignalingError(ErrorCode.INTERNAL, "the server failed this request"), kind
+            )
+
+    async def _dispatch(self, conn: ClientConnection, message: ClientMessage) -> None:
+        handler: Callable[[ClientConnection, Any], Awaitable[None]]
+        handler = {  # type: ignore[assignment]
+            Join: self._join,
+            Offer: self._offer,
+            PeerOffer: self._relay,
+            PeerAnswer: self._relay,
+            PeerIce: self._relay,
+            Update: self._update,
+            Leave: self._leave_message,
+            Ping: self._ping,
+        }[type(message)]
+        if not isinstance(message, Join | Ping) and conn.participant is None:
+            raise SignalingError(ErrorCode.NOT_JOINED, f"'{message.type}' needs a joined room")
+        await handler(conn, message)
+
+    async def _join(self, conn: ClientConnection, msg: Join) -> None:
+        if conn.participant is not None:
+            raise SignalingError(ErrorCode.ALREADY_JOINED, "this connection is already in a room")
+        if self._is_draining():
+            raise SignalingError(ErrorCode.DRAINING, "the server is shutting down; try again later")
+        if not self.join_limiter.allow(conn.address):
+            raise SignalingError(ErrorCode.RATE_LIMITED, "too many join attempts; wait a minute")
+        if not ROOM_ID_PATTERN.match(msg.room):
+            raise SignalingError(
+                ErrorCode.ROOM_ID_INVALID, "room ids are 6-64 letters, digits, '-' or '_'"
+            )
+        name = self._check_name(msg.name)
+        spoken = normalize_language(msg.spoken)
+        listen = normalize_language(msg.listen)
+        if self.limits.join_secret is not None:
+            if not msg.token:
+                raise SignalingError(ErrorCode.TOKEN_REQUIRED, "this server needs a join token")
+            verify_token(self.limits.join_secret, msg.token, msg.room)
+        room, participant = self.rooms.join(msg.room, name, spoken, listen)
+        conn.room_id, conn.participant = room.id, participant
+        self._by_participant[participant.id] = conn
+        log.info("joined", extra=conn.log_fields())
+        await self._send(
+            conn,
+            server_message(
+                "welcome",
+                participant=participant.to_wire(),
+                room=room.to_wire(),
+                ice_servers=self.limits.ice_servers,
+            ),
+        )
+        await self._broadcast(
+            room.id,
+            server_message("participant-joined", participant=participant.to_wire()),
+            exclude=participant.id,
+        )
+
+    async def _offer(self, conn: ClientConnection, msg: Offer) -> None:
+        assert conn.participant is not None
+        assert conn.room_id is not None
+        participant, room_id = conn.participant, conn.room_id
+        sdp = await self.media.answer(room_id, participant.id, msg.sdp)
+        if conn.participant is not participant:
+            # Left (or disconnected) while the answer was being made: don't leak the peer.
+            await self.media.remove(room_id, participant.id, "left")
+            return
+        await self._send(conn, server_message("answer", sdp=sdp))
+
+    async def _relay(self, conn: ClientConnection, msg: PeerOffer | PeerAnswer | PeerIce) -> None:
+        assert conn.participant is not None
+        if isinstance(msg, PeerIce):
+            if msg.candidate is not None:
+                size = len(msg.candidate.candidate.encode("utf-8"))
+                if size > self.limits.ice_candidate_max_bytes:
+                    raise SignalingError(ErrorCode.BAD_MESSAGE, "ICE candidate is too long")
+            payload: dict[str, Any] = {
+                "candidate": None if msg.candidate is None else msg.candidate.model_dump()
+            }
+        else:
+            self._check_sdp(msg.sdp)
+            payload = {"sdp": msg.sdp}
+        target = self._by_participant.get(msg.to)
+        if target is None or target.room_id != conn.room_id or target is conn:
+            raise SignalingError(ErrorCode.PEER_NOT_FOUND, f"no participant {msg.to[:40]!r} here")
+        await self._send(
+            target, server_message(msg.type, **{"from": conn.participant.id}, **payload)
+        )
+
+    async def _update(self, conn: ClientConnection, msg: Update) -> None:
+        participant = conn.participant
+        assert participant is not None
+        assert conn.room_id is not None
+        # Validate everything before changing anything, so a bad field changes nothing.
+        name = self._check_name(msg.name) if msg.name is not None else participant.name
+        spoken = normalize_language(msg.spoken) if msg.spoken is not None else participant.spoken
+        listen = normalize_language(msg.listen) if msg.listen is not None else participant.listen
+        participant.name, participant.spoken, participant.listen = name, spoken, listen
+        await self._broadcast(
+            conn.room_id, server_message("participant-updated", participant=participant.to_wire())
+        )
+
+    async def _leave_message(self, conn: ClientConnection, msg: Leave) -> None:
+        await self._leave(conn, "left")
+        await self._send(conn, server_message("left"))
+
+    async def _ping(self, conn: ClientConnection, msg: Ping) -> None:
+        await self._send(conn, server_message("pong", id=msg.id))
+
+    async def _leave(self, conn: ClientConnection, reason: str) -> None:
+        participant, room_id = conn.participant, conn.room_id
+        if participant is None or room_id is None:
+            return
+        conn.participant, conn.room_id = None, None
+        if self._by_participant.get(participant.id) is conn:
+            del self._by_participant[participant.id]
+        self.rooms.leave(room_id, participant.id)
+        await self.media.remove(room_id, participant.id, reason)
+        log.info("left", extra={"room": room_id, "participant": participant.id, "reason": reason})
+        await self._broadcast(
+            room_id,
+            server_message("participant-left", participant_id=participant.id, reason=reason),
+        )
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _check_name(self, raw: str) -> str:
+        name = unicodedata.normalize("NFC", raw).strip()
+        if not name:
+            raise SignalingError(ErrorCode.NAME_INVALID, "the display name is empty")
+        if len(name) > self.limits.name_max_length:
+            raise SignalingError(
+                ErrorCode.NAME_INVALID,
+                f"the display name is longer than {self.limits.name_max_length} characters",
+            )
+        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+            raise SignalingError(ErrorCode.NAME_INVALID, "the display name has control characters")
+        return name
+
+    def _check_sdp(self, sdp: str) -> None:
+        if len(sdp.encode("utf-8")) > self.limits.sdp_max_bytes:
+            raise SignalingError(
+                ErrorCode.SDP_TOO_LARGE,
+                f"SDP is larger than the limit of {self.limits.sdp_max_bytes} bytes",
+            )
+        if not sdp.lstrip().startswith("v="):
+            raise SignalingError(ErrorCode.SDP_INVALID, "the description is not SDP")
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _refuse(
+        self, conn: ClientConnection, error: SignalingError, kind: str | None = None
+    ) -> None:
+        conn.errors += 1
+        await self._send_error(conn, error, kind)
+        if conn.errors >= self.limits.max_protocol_errors and not conn.ws.closed:
+            log.info("closing after too many protocol errors", extra=conn.log_fields())
+            await conn.ws.close(code=CloseCode.TOO_MANY_ERRORS, message=b"too many errors")
+
+    async def _send_error(
+        self, conn: ClientConnection, error: SignalingError, kind: str | None
+    ) -> None:
+        self.metrics.error(error.code)
+        log.info(
+            "protocol error",
+            extra={**conn.log_fields(), "code": str(error.code), "detail": error.message},
+        )
+        await self._send(
+            conn,
+            server_message(
+                "error",
+                code=str(error.code),
+                message=error.message,
+                retry=error.retry,
+                in_reply_to=kind,
+            ),
+        )
+
+    async def _send(self, conn: ClientConnection, message: dict[str, Any]) -> None:
+        if conn.ws.closed:
+            return
+        try:
+            await conn.ws.send_str(json.dumps(message, separators=(",", ":")))
+        except (ConnectionError, RuntimeError) as exc:
+            # The socket went away mid-send; its handler's finally block cleans up.
+            log.debug("send failed", extra={**conn.log_fields(), "error": str(exc)})
+
+    async def _broadcast(
+        self, room_id: str, message: dict[str, Any], exclude: str | None = None
+    ) -> None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        for pid in list(room.participants):
+            target = self._by_participant.get(pid)
+            if pid != exclude and target is not None:
+                await self._send(target, message)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,119 @@
+"""Shared fixtures: an in-process server on a free loopback port, and scripted callers."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from callserver.app import build_app
+from callserver.media.frames import Pcm16
+from callserver.probe import ScriptedCaller, load_wav_48k
+from callserver.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+CLIPS = sorted(DATA.glob("*.wav"))
+
+
+@dataclass
+class RunningServer:
+    """An application served on 127.0.0.1 for one test."""
+
+    app: web.Application
+    url: str
+    session: aiohttp.ClientSession
+
+    def caller(self, **kwargs: Any) -> ScriptedCaller:
+        return ScriptedCaller(self.url, self.session, **kwargs)
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Settings for tests: loopback ICE, free port, quick sweeps."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "ice_host_addresses": ["127.0.0.1"],
+        "room_sweep_interval_s": 0.2,
+        "joins_per_minute": 10_000,
+        "messages_per_second": 10_000,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_server() -> Callable[..., Any]:
+    """Factory: ``async with make_server(**settings) as server``."""
+    return _serve
+
+
+class _serve:  # noqa: N801 - used like a function
+    def __init__(self, **overrides: Any) -> None:
+        self.settings = test_settings(**overrides)
+
+    async def __aenter__(self) -> RunningServer:
+        self.app = build_app(self.settings)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        self.session = aiohttp.ClientSession()
+        return RunningServer(self.app, f"http://127.0.0.1:{port}", self.session)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def server(make_server: Callable[..., Any]) -> AsyncIterator[RunningServer]:
+    async with make_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def speech() -> Pcm16:
+    """A real English sentence, 48 kHz mono s16."""
+    return load_wav_48k(str(CLIPS[1]))
+
+
+def settle_tasks() -> None:
+    gc.collect()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds or fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def envelope(samples: Pcm16, block: int = 960) -> np.ndarray:
+    """Level in dB of each 20 ms block: survives the codec's phase changes, unlike the waveform."""
+    usable = samples[: samples.size - samples.size % block].astype(np.float64).reshape(-1, block)
+    return 20 * np.log10(np.sqrt(np.mean(usable**2, axis=1)) + 1.0)
+
+
+def envelope_match(sent: Pcm16, received: Pcm16) -> tuple[float, float]:
+    """Best Pearson correlation of ``sent``'s envelope slid along ``received``'s; (r, lag s)."""
+    a, b = envelope(sent), envelope(received)
+    if b.size < a.size:
+        b = np.concatenate((b, np.zeros(a.size - b.size)))
+    best, best_lag = -1.0, 0
+    for lag in range(b.size - a.size + 1):
+        window = b[lag : lag + a.size]
+        if window.std() == 0:
+            continue
+        r = float(np.corrcoef(a, window)[0, 1])
+        if r > best:
+            best, best_lag = r, lag
+    return best, best_lag * 0.02
