@@ -1,0 +1,1 @@
+"""Speech engines: recognition, translation, synthesis, their caches and the model store."""
