@@ -56,6 +56,7 @@ def build_app(settings: Settings | None = None) -> web.Application:
             close_timeout_s=settings.pc_close_timeout_s,
             mixer_max_queue_frames=settings.mixer_max_queue_frames,
             mixer_prebuffer_frames=settings.mixer_prebuffer_frames,
+            stun_urls=tuple(settings.server_stun_urls),
         ),
         on_peer_state=lambda state_name: metrics.peer_states.labels(state_name).inc(),
     )

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from callserver.media.frames import FRAME_SAMPLES, SAMPLE_RATE, Pcm16, silence
@@ -135,7 +135,7 @@ class ScriptedCaller:
 
     async def start_media(self, timeout: float = 15.0) -> None:
         """Offer audio and a data channel to the server and wait until both are up."""
-        self.pc = pc = RTCPeerConnection()
+        self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.addTrack(PacedAudioTrack(self._next_block))
         self.channel = pc.createDataChannel("events")
         self.channel.on("open", self._channel_open.set)
@@ -150,9 +150,9 @@ class ScriptedCaller:
 
     def play(self, samples: Pcm16) -> None:
         """Queue 48 kHz mono s16 samples to send; ``play_started`` gets the send time."""
-        padded = np.concatenate(
-            (samples, silence((-samples.size) % FRAME_SAMPLES))
-        ).astype(np.int16)
+        padded = np.concatenate((samples, silence((-samples.size) % FRAME_SAMPLES))).astype(
+            np.int16
+        )
         blocks = padded.reshape(-1, FRAME_SAMPLES)
         self._pending_starts.append(self._sent_blocks + len(self._outgoing))
         self._outgoing.extend(blocks)

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="Host addresses the server offers as ICE candidates (comma separated). "
         "Empty: every non-loopback interface. Use 127.0.0.1 for single-machine tests.",
     )
+    server_stun_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="STUN URLs the server itself queries to learn its public address when it "
+        "sits behind NAT. Empty: none (aiortc would otherwise ask Google's STUN server).",
+    )
     stun_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="STUN URLs handed to the page for the browser-to-browser video "
@@ -126,7 +131,9 @@ class Settings(BaseSettings):
     log_format: str = Field("text", description="`text` (key=value) or `json`.")
     web_dir: Path = Field(WEB_DIR_DEFAULT, description="Folder holding the call page.")
 
-    @field_validator("ice_host_addresses", "stun_urls", "turn_urls", mode="before")
+    @field_validator(
+        "ice_host_addresses", "server_stun_urls", "stun_urls", "turn_urls", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -138,7 +145,7 @@ class Settings(BaseSettings):
             ipaddress.ip_address(item)
         return value
 
-    @field_validator("stun_urls", "turn_urls")
+    @field_validator("server_stun_urls", "stun_urls", "turn_urls")
     @classmethod
     def _ice_urls(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -47,7 +47,7 @@ def mint_token(secret: bytes, room: str, ttl_s: int, now: float | None = None) -
 
 def verify_token(secret: bytes, token: str, room: str, now: float | None = None) -> TokenClaims:
     """Check ``token`` for ``room``; raise ``SignalingError`` with a token_* code otherwise."""
-    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1 or not token.isascii():
         raise SignalingError(ErrorCode.TOKEN_INVALID, "join token is malformed")
     payload, signature = token.split(".")
     if not hmac.compare_digest(_sign(secret, payload), signature):

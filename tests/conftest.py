@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import numpy.typing as npt
 import pytest
 from aiohttp import web
 
@@ -55,7 +55,7 @@ def make_server() -> Callable[..., Any]:
     return _serve
 
 
-class _serve:  # noqa: N801 - used like a function
+class _serve:
     def __init__(self, **overrides: Any) -> None:
         self.settings = test_settings(**overrides)
 
@@ -86,10 +86,6 @@ def speech() -> Pcm16:
     return load_wav_48k(str(CLIPS[1]))
 
 
-def settle_tasks() -> None:
-    gc.collect()
-
-
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll ``predicate`` until it holds or fail after ``timeout`` seconds."""
     async with asyncio.timeout(timeout):
@@ -97,10 +93,11 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
             await asyncio.sleep(0.02)
 
 
-def envelope(samples: Pcm16, block: int = 960) -> np.ndarray:
+def envelope(samples: Pcm16, block: int = 960) -> npt.NDArray[np.float64]:
     """Level in dB of each 20 ms block: survives the codec's phase changes, unlike the waveform."""
     usable = samples[: samples.size - samples.size % block].astype(np.float64).reshape(-1, block)
-    return 20 * np.log10(np.sqrt(np.mean(usable**2, axis=1)) + 1.0)
+    levels: npt.NDArray[np.float64] = 20 * np.log10(np.sqrt(np.mean(usable**2, axis=1)) + 1.0)
+    return levels
 
 
 def envelope_match(sent: Pcm16, received: Pcm16) -> tuple[float, float]:

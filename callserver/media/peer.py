@@ -9,7 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import av
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from callserver.media.frames import PcmFrame
@@ -35,13 +41,17 @@ class ParticipantPeer:
         mixer: RoomMixer,
         connect_timeout_s: float,
         close_timeout_s: float,
+        stun_urls: tuple[str, ...] = (),
         on_closed: Callable[[ParticipantPeer, str], None],
         on_state: Callable[[str], None] | None = None,
         taps: list[FrameTap] | None = None,
     ) -> None:
         self.room_id = room_id
         self.participant_id = participant_id
-        self.pc = RTCPeerConnection()
+        # An explicit server list: aiortc's default is Google's STUN server, which an offline or
+        # self-hosted deployment must not depend on (and which stalls gathering when unreachable).
+        ice_servers = [RTCIceServer(urls=list(stun_urls))] if stun_urls else []
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self.track = PacedAudioTrack(lambda: mixer.pull(participant_id))
         self.channel: RTCDataChannel | None = None
         self.closed = False

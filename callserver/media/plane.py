@@ -36,6 +36,8 @@ class MediaLimits:
     close_timeout_s: float = 5.0
     mixer_max_queue_frames: int = 10
     mixer_prebuffer_frames: int = 0
+    #: STUN servers the server's own ICE agent uses; empty means host candidates only.
+    stun_urls: tuple[str, ...] = ()
 
 
 class MediaPlane:
@@ -94,6 +96,7 @@ class MediaPlane:
                 mixer=room.mixer,
                 connect_timeout_s=self.limits.connect_timeout_s,
                 close_timeout_s=self.limits.close_timeout_s,
+                stun_urls=self.limits.stun_urls,
                 on_closed=self._peer_closed,
                 on_state=self._on_peer_state,
                 taps=self.taps,

@@ -1,0 +1,166 @@
+"""The per-listener mixer, the inbound processors and the paced outgoing track."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from callserver.media.frames import FRAME_SAMPLES, PcmFrame, silence
+from callserver.media.mixer import CATCH_UP_AFTER_PULLS, RoomMixer
+from callserver.media.processors import DecodeToMono, Rechunk, feed
+from callserver.media.tracks import PacedAudioTrack
+from tests.media_helpers import av_frame, pcm, tone
+
+
+def test_listener_hears_others_but_not_self() -> None:
+    mixer = RoomMixer()
+    for p in ("a", "b", "c"):
+        mixer.add(p)
+    mixer.push("a", pcm(100))
+    mixer.push("b", pcm(20))
+    assert mixer.pull("a")[0] == 20
+    assert mixer.pull("b")[0] == 100
+    assert mixer.pull("c")[0] == 120
+    # Every listener got its own copy: nothing left for anyone now.
+    assert not mixer.pull("c").any()
+
+
+def test_mix_clips_instead_of_wrapping() -> None:
+    mixer = RoomMixer()
+    for p in ("a", "b", "c"):
+        mixer.add(p)
+    mixer.push("a", pcm(30000))
+    mixer.push("b", pcm(30000))
+    mixer.push("a", pcm(-30000))
+    mixer.push("b", pcm(-30000))
+    assert mixer.pull("c")[0] == 32767
+    assert mixer.pull("c")[0] == -32768
+
+
+def test_silence_when_nothing_and_unknown_listener() -> None:
+    mixer = RoomMixer()
+    mixer.add("a")
+    assert np.array_equal(mixer.pull("a"), silence())
+    assert np.array_equal(mixer.pull("nobody"), silence())
+
+
+def test_removed_participant_is_neither_heard_nor_served() -> None:
+    mixer = RoomMixer()
+    for p in ("a", "b"):
+        mixer.add(p)
+    mixer.push("a", pcm(5))
+    mixer.remove("a")
+    assert not mixer.pull("b").any()
+    assert mixer.participants == ["b"]
+
+
+def test_underrun_counted_when_a_playing_speaker_runs_dry() -> None:
+    seen: list[tuple[str, str]] = []
+    mixer = RoomMixer(on_underrun=lambda listener, speaker: seen.append((listener, speaker)))
+    mixer.add("a")
+    mixer.add("b")
+    mixer.push("a", pcm(1))
+    mixer.pull("b")
+    mixer.pull("b")  # a stopped sending while playing
+    assert mixer.stats.underruns == 1
+    assert seen == [("b", "a")]
+    mixer.pull("b")  # not playing any more: no second count
+    assert mixer.stats.underruns == 1
+
+
+def test_prebuffer_holds_frames_before_playing() -> None:
+    mixer = RoomMixer(prebuffer_frames=2)
+    mixer.add("a")
+    mixer.add("b")
+    mixer.push("a", pcm(1))
+    mixer.push("a", pcm(2))
+    assert not mixer.pull("b").any()
+    mixer.push("a", pcm(3))
+    assert mixer.pull("b")[0] == 1
+
+
+def test_queue_bound_drops_oldest() -> None:
+    mixer = RoomMixer(max_queue_frames=3)
+    mixer.add("a")
+    mixer.add("b")
+    for v in range(1, 6):
+        mixer.push("a", pcm(v))
+    assert mixer.stats.dropped_frames == 2
+    assert mixer.pull("b")[0] == 3
+
+
+def test_deep_queue_catches_up_so_latency_cannot_creep() -> None:
+    mixer = RoomMixer(max_queue_frames=50)
+    mixer.add("a")
+    mixer.add("b")
+    for _ in range(5):
+        mixer.push("a", pcm(1))
+    # Steady state: one frame in, one frame out, but 5 queued: 80 ms more than needed.
+    for _ in range(CATCH_UP_AFTER_PULLS * 4):
+        mixer.push("a", pcm(1))
+        mixer.pull("b")
+    assert mixer.stats.dropped_frames >= 3
+
+
+def test_mixer_rejects_wrong_frame_size() -> None:
+    mixer = RoomMixer()
+    mixer.add("a")
+    with pytest.raises(ValueError, match="960"):
+        mixer.push("a", pcm(1, samples=100))
+
+
+def test_decode_to_mono_handles_stereo_and_other_rates() -> None:
+    stereo = np.repeat(tone(440), 2)  # interleaved L R
+    out = feed(DecodeToMono(), [av_frame(stereo, 48_000, layout="stereo")])
+    assert sum(f.samples.size for f in out) == FRAME_SAMPLES
+    assert out[0].samples.dtype == np.int16
+    low = feed(DecodeToMono(), [av_frame(tone(440, 1600, 16_000), 16_000) for _ in range(5)])
+    total = sum(f.samples.size for f in low)
+    assert abs(total - 5 * 4800) <= 200  # resampler delay
+
+
+def test_rechunk_cuts_exact_frames_and_keeps_the_rest() -> None:
+    chunker = Rechunk()
+    data = np.arange(2500, dtype=np.int16)
+    out = feed(chunker, [PcmFrame(samples=data[:700]), PcmFrame(samples=data[700:])])
+    assert [f.samples.size for f in out] == [960, 960]
+    assert np.array_equal(np.concatenate([f.samples for f in out]), data[:1920])
+    more = chunker.process(PcmFrame(samples=np.zeros(380, dtype=np.int16)))
+    assert np.array_equal(more[0].samples[:580], data[1920:])
+
+
+async def test_paced_track_sends_fixed_frames_on_the_clock() -> None:
+    frames = [tone(440), tone(880)]
+    track = PacedAudioTrack(lambda: frames.pop(0) if frames else silence())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    got = [await track.recv() for _ in range(10)]
+    elapsed = loop.time() - start
+    assert [f.samples for f in got] == [FRAME_SAMPLES] * 10
+    assert [f.pts for f in got] == [i * FRAME_SAMPLES for i in range(10)]
+    assert got[0].sample_rate == 48_000
+    assert not got[5].to_ndarray().any()  # silence when the source has nothing
+    assert 0.15 <= elapsed < 0.6  # nine 20 ms waits: paced, not a busy loop
+
+
+async def test_stopped_track_ends_instead_of_spinning() -> None:
+    track = PacedAudioTrack(silence)
+    await track.recv()
+    pending = asyncio.ensure_future(track.recv())
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await pending
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+async def test_track_restarts_clock_after_a_stall_instead_of_bursting() -> None:
+    now = [0.0]
+    track = PacedAudioTrack(silence, clock=lambda: now[0])
+    await track.recv()
+    now[0] = 5.0  # the loop was blocked for five seconds
+    await track.recv()
+    assert track.clock_resets == 1

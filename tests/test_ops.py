@@ -1,0 +1,109 @@
+"""Operations: health, readiness, Prometheus metrics, settings from the environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from callserver.settings import Settings
+from tests.conftest import RunningServer
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")
+
+
+async def test_metrics_follow_a_call(server: RunningServer) -> None:
+    async with server.session.get(server.url + "/healthz") as resp:
+        assert resp.status == 200
+    async with server.session.get(server.url + "/readyz") as resp:
+        assert (await resp.json())["status"] == "ready"
+    a, b = server.caller(), server.caller()
+    await a.join("metrics-room")
+    await b.join("metrics-room")
+    await a.start_media()
+    await a.send({"type": "teleport"})
+    async with server.session.get(server.url + "/metrics") as resp:
+        assert resp.content_type == "text/plain"
+        text = await resp.text()
+    assert metric(text, "callserver_rooms") == 1
+    assert metric(text, "callserver_participants") == 2
+    assert metric(text, "callserver_peer_connections") == 1
+    assert metric(text, "callserver_websockets") == 2
+    assert 'callserver_signaling_messages_total{type="join"} 2.0' in text
+    assert 'callserver_errors_total{code="unknown_type"} 1.0' in text
+    assert metric(text, "callserver_mixed_frames_total") > 0
+    assert metric(text, "callserver_mixer_underruns_total") >= 0
+    await a.close()
+    await b.close()
+
+
+async def test_page_and_config_are_served(server: RunningServer) -> None:
+    async with server.session.get(server.url + "/api/config") as resp:
+        config = await resp.json()
+    assert config["protocol"] == 1
+    assert {"code": "vi", "name": "Vietnamese", "native": "Tiếng Việt"} in config["languages"]
+    assert config["room_capacity"] == 2
+    assert config["room_max_capacity"] == 8
+    assert config["token_required"] is False
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLSERVER_ROOM_CAPACITY", "3")
+    monkeypatch.setenv("CALLSERVER_ICE_HOST_ADDRESSES", "127.0.0.1, ::1")
+    monkeypatch.setenv("CALLSERVER_STUN_URLS", "stun:stun.example.org:3478")
+    monkeypatch.setenv("CALLSERVER_TURN_URLS", "turn:turn.example.org")
+    monkeypatch.setenv("CALLSERVER_TURN_USERNAME", "u")
+    monkeypatch.setenv("CALLSERVER_TURN_CREDENTIAL", "p")
+    settings = Settings()
+    assert settings.room_capacity == 3
+    assert settings.ice_host_addresses == ["127.0.0.1", "::1"]
+    assert settings.ice_servers() == [
+        {"urls": ["stun:stun.example.org:3478"]},
+        {"urls": ["turn:turn.example.org"], "username": "u", "credential": "p"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"room_capacity": 9},
+        {"room_capacity": 1},
+        {"port": 70000},
+        {"ice_host_addresses": ["not-an-ip"]},
+        {"stun_urls": ["http://x"]},
+        {"log_format": "xml"},
+        {"ws_max_message_bytes": 10},
+    ],
+)
+def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_cli_reports_bad_settings_without_a_traceback() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "callserver", "serve"],
+        capture_output=True,
+        text=True,
+        env={"CALLSERVER_PORT": "banana", "PATH": ""},
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "invalid settings" in out.stderr
+    assert "port" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_settings_table_lists_every_setting() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "callserver", "settings"], capture_output=True, text=True, check=True
+    )
+    for name in Settings.model_fields:
+        assert f"CALLSERVER_{name.upper()}" in out.stdout

@@ -1,0 +1,103 @@
+"""``callserver serve`` as a process: SIGTERM drains calls, then everything closes, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from callserver.probe import ProbeError, ScriptedCaller
+from tests.conftest import wait_for
+
+
+class ServerProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+
+async def start_server(drain_timeout_s: float) -> ServerProcess:
+    env = {
+        **os.environ,
+        "CALLSERVER_PORT": "0",
+        "CALLSERVER_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "CALLSERVER_DRAIN_TIMEOUT_S": str(drain_timeout_s),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callserver",
+        "serve",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    match = re.search(r"http://127\.0\.0\.1:\d+", line)
+    assert match, line
+    return ServerProcess(proc, match.group(0))
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def status(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(url) as resp:
+        return resp.status
+
+
+async def test_sigterm_drains_then_exits_zero(session: aiohttp.ClientSession) -> None:
+    server = await start_server(drain_timeout_s=30)
+    a = ScriptedCaller(server.url, session, name="A")
+    b = ScriptedCaller(server.url, session, name="B")
+    await a.join("drain-room")
+    await b.join("drain-room")
+    await a.start_media()
+    assert await status(session, server.url + "/readyz") == 200
+
+    server.proc.send_signal(signal.SIGTERM)
+    notice = await a.expect("draining")
+    assert notice["deadline_s"] == 30
+    assert await status(session, server.url + "/readyz") == 503
+    assert await status(session, server.url + "/healthz") == 200
+    late = ScriptedCaller(server.url, session, name="Late")
+    with pytest.raises(ProbeError) as err:
+        await late.join("drain-room-2")
+    assert isinstance(err.value.message, dict)
+    assert err.value.message["code"] == "draining"
+    # The call goes on while draining: B can still ping, and leaving ends the drain early.
+    await b.send({"type": "ping"})
+    await b.expect("pong")
+    await late.close()
+    await a.leave()
+    await b.leave()
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+    for c in (a, b):
+        await c.close()
+    assert server.proc.stderr is not None
+    assert b"Traceback" not in await server.proc.stderr.read()
+
+
+async def test_drain_timeout_closes_remaining_calls(session: aiohttp.ClientSession) -> None:
+    server = await start_server(drain_timeout_s=1)
+    a = ScriptedCaller(server.url, session, name="A")
+    await a.join("drain-stuck")
+    await a.start_media()
+    server.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+    await wait_for(lambda: a.ws is not None and a.ws.closed)
+    assert a.ws is not None
+    assert a.ws.close_code == 1001
+    await a.close()
+    assert server.proc.stderr is not None
+    assert b"Traceback" not in await server.proc.stderr.read()
