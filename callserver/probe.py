@@ -55,6 +55,53 @@ class Recording:
         return None
 
 
+class AudioSource:
+    """What a scripted caller says: queued 20 ms blocks, silence between, send times kept."""
+
+    def __init__(self) -> None:
+        self._outgoing: deque[Pcm16] = deque()
+        self._pending_starts: deque[int] = deque()
+        self._sent_blocks = 0
+        #: Monotonic time at which the first block of each ``play`` left for the encoder.
+        self.play_started: list[float] = []
+
+    def play(self, samples: Pcm16) -> None:
+        """Queue 48 kHz mono s16 samples to send after what is already queued."""
+        padded = np.concatenate((samples, silence((-samples.size) % FRAME_SAMPLES)))
+        blocks = padded.astype(np.int16).reshape(-1, FRAME_SAMPLES)
+        self._pending_starts.append(self._sent_blocks + len(self._outgoing))
+        self._outgoing.extend(blocks)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._outgoing)
+
+    def next_block(self) -> Pcm16:
+        """The next 20 ms to send (a ``PacedAudioTrack`` source)."""
+        if self._pending_starts and self._pending_starts[0] == self._sent_blocks:
+            self._pending_starts.popleft()
+            self.play_started.append(time.monotonic())
+        self._sent_blocks += 1
+        return self._outgoing.popleft() if self._outgoing else silence()
+
+    def track(self) -> PacedAudioTrack:
+        return PacedAudioTrack(self.next_block)
+
+
+async def record_track(track: MediaStreamTrack, recording: Recording) -> None:
+    """Append everything ``track`` delivers to ``recording`` until the track ends."""
+    decode = DecodeToMono()
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        if isinstance(frame, av.AudioFrame):
+            for pcm in decode.process(frame):
+                recording.blocks.append(pcm.samples)
+                recording.arrivals.append(pcm.captured_at)
+
+
 class ScriptedCaller:
     """One participant driven by code."""
 
@@ -77,10 +124,7 @@ class ScriptedCaller:
         self.recording = Recording()
         self.events: list[dict[str, Any]] = []
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._outgoing: deque[Pcm16] = deque()
-        self.play_started: list[float] = []
-        self._pending_starts: deque[int] = deque()
-        self._sent_blocks = 0
+        self.source = AudioSource()
         self._tasks: list[asyncio.Task[None]] = []
         self._channel_open = asyncio.Event()
 
@@ -136,7 +180,7 @@ class ScriptedCaller:
     async def start_media(self, timeout: float = 15.0) -> None:
         """Offer audio and a data channel to the server and wait until both are up."""
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(PacedAudioTrack(self._next_block))
+        pc.addTrack(self.source.track())
         self.channel = pc.createDataChannel("events")
         self.channel.on("open", self._channel_open.set)
         self.channel.on("message", self._on_event)
@@ -150,39 +194,19 @@ class ScriptedCaller:
 
     def play(self, samples: Pcm16) -> None:
         """Queue 48 kHz mono s16 samples to send; ``play_started`` gets the send time."""
-        padded = np.concatenate((samples, silence((-samples.size) % FRAME_SAMPLES))).astype(
-            np.int16
-        )
-        blocks = padded.reshape(-1, FRAME_SAMPLES)
-        self._pending_starts.append(self._sent_blocks + len(self._outgoing))
-        self._outgoing.extend(blocks)
+        self.source.play(samples)
 
-    def _next_block(self) -> Pcm16:
-        if self._pending_starts and self._pending_starts[0] == self._sent_blocks:
-            self._pending_starts.popleft()
-            self.play_started.append(time.monotonic())
-        self._sent_blocks += 1
-        return self._outgoing.popleft() if self._outgoing else silence()
+    @property
+    def play_started(self) -> list[float]:
+        return self.source.play_started
 
     @property
     def sending(self) -> bool:
-        return bool(self._outgoing)
+        return self.source.busy
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self._tasks.append(asyncio.create_task(self._record(track)))
-
-    async def _record(self, track: MediaStreamTrack) -> None:
-        decode = DecodeToMono()
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if isinstance(frame, av.AudioFrame):
-                for pcm in decode.process(frame):
-                    self.recording.blocks.append(pcm.samples)
-                    self.recording.arrivals.append(pcm.captured_at)
+            self._tasks.append(asyncio.create_task(record_track(track, self.recording)))
 
     def _on_event(self, message: str | bytes) -> None:
         with contextlib.suppress(ValueError):

@@ -9,7 +9,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from callserver.media.frames import FRAME_SAMPLES, PcmFrame, silence
-from callserver.media.mixer import CATCH_UP_AFTER_PULLS, RoomMixer
+from callserver.media.mixer import CATCH_UP_WINDOW_PULLS, RoomMixer
 from callserver.media.processors import DecodeToMono, Rechunk, feed
 from callserver.media.tracks import PacedAudioTrack
 from tests.media_helpers import av_frame, pcm, tone
@@ -98,11 +98,16 @@ def test_deep_queue_catches_up_so_latency_cannot_creep() -> None:
     mixer.add("b")
     for _ in range(5):
         mixer.push("a", pcm(1))
-    # Steady state: one frame in, one frame out, but 5 queued: 80 ms more than needed.
-    for _ in range(CATCH_UP_AFTER_PULLS * 4):
+    # Steady state: one frame in, one frame out, but 5 more queued: 100 ms of pure delay.
+    for _ in range(CATCH_UP_WINDOW_PULLS + 1):
         mixer.push("a", pcm(1))
         mixer.pull("b")
-    assert mixer.stats.dropped_frames >= 3
+    assert mixer.stats.dropped_frames == 5
+    # Caught up: one queued frame at each pull from now on, nothing more dropped.
+    for _ in range(CATCH_UP_WINDOW_PULLS * 3):
+        mixer.push("a", pcm(1))
+        mixer.pull("b")
+    assert mixer.stats.dropped_frames == 5
 
 
 def test_mixer_rejects_wrong_frame_size() -> None:

@@ -2,8 +2,8 @@
 
 Every listener has its own queue per speaker, so listeners never steal frames from each other
 and each can later get its own extra sources (translated speech) in the same mix. Queues are a
-small adaptive jitter buffer: they start playing after ``prebuffer`` frames, and when one stays
-deeper than it needs for a second it drops a frame, so latency cannot creep.
+small adaptive jitter buffer: they start playing after ``prebuffer`` frames, and frames that
+stay queued through a whole half-second window are dropped, so latency cannot creep.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from callserver.media.frames import FRAME_SAMPLES, Pcm16, PcmFrame, silence
 
 log = logging.getLogger(__name__)
 
-#: Pulls in a row a queue may sit above its target depth before one frame is dropped (1 s).
-CATCH_UP_AFTER_PULLS = 50
+#: Pulls over which a queue's lowest depth is watched; what never drained in that time is
+#: dropped (0.5 s: long enough to see arrival jitter, short enough that delay cannot build).
+CATCH_UP_WINDOW_PULLS = 25
 
 
 @dataclass
@@ -40,7 +41,8 @@ class SpeakerQueue:
         self.prebuffer = prebuffer
         self._frames: deque[Pcm16] = deque()
         self._playing = False
-        self._deep_pulls = 0
+        self._window_min = 0
+        self._window_pulls = 0
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -60,19 +62,25 @@ class SpeakerQueue:
             if len(self._frames) <= self.prebuffer:
                 return None, False, 0
             self._playing = True
+            self._window_min, self._window_pulls = len(self._frames), 0
         if not self._frames:
             self._playing = False
             return None, True, 0
-        dropped = 0
-        if len(self._frames) > self.prebuffer + 1:
-            self._deep_pulls += 1
-            if self._deep_pulls >= CATCH_UP_AFTER_PULLS:
-                self._frames.popleft()
-                dropped = 1
-                self._deep_pulls = 0
-        else:
-            self._deep_pulls = 0
+        dropped = self._catch_up()
         return self._frames.popleft(), False, dropped
+
+    def _catch_up(self) -> int:
+        # Frames that stayed queued through a whole window, however the arrivals jittered,
+        # are pure delay: drop them at the window's end.
+        self._window_min = min(self._window_min, len(self._frames))
+        self._window_pulls += 1
+        if self._window_pulls < CATCH_UP_WINDOW_PULLS:
+            return 0
+        excess = self._window_min - (self.prebuffer + 1)
+        for _ in range(max(0, excess)):
+            self._frames.popleft()
+        self._window_min, self._window_pulls = len(self._frames), 0
+        return max(0, excess)
 
 
 class RoomMixer:
