@@ -29,7 +29,8 @@ def p95(values: list[float]) -> float:
 
 def summary(values: list[float], scale: float = 1000.0, unit: str = "ms") -> str:
     """``p50 X ms, p95 Y ms (n=N)``."""
-    return f"p50 {p50(values) * scale:.1f} {unit}, p95 {p95(values) * scale:.1f} {unit} (n={len(values)})"
+    low, high = p50(values) * scale, p95(values) * scale
+    return f"p50 {low:.1f} {unit}, p95 {high:.1f} {unit} (n={len(values)})"
 
 
 def speech() -> Pcm16:
