@@ -1,0 +1,1 @@
+"""Translation: language codes, the NLLB and Apertium engines, and the engine chain."""

@@ -1,0 +1,81 @@
+"""What every translation engine offers the chain, and the metrics wrapper they share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from models.errors import EngineError
+from models.metrics import EngineMetrics
+
+
+@dataclass(frozen=True)
+class LanguageSupport:
+    """The languages an engine serves. ``pairs`` None: every pair of two distinct languages."""
+
+    engine: str
+    languages: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the HTTP API."""
+        return {
+            "engine": self.engine,
+            "languages": list(self.languages),
+            "pairs": "all" if self.pairs is None else [list(pair) for pair in self.pairs],
+        }
+
+
+@runtime_checkable
+class TranslationEngine(Protocol):
+    """A translator the chain can try. Language arguments are BCP-47 tags or NLLB codes."""
+
+    name: str
+
+    def supports(self, src: str, tgt: str) -> bool:
+        """Whether this engine serves the pair (cheap, no inference)."""
+        ...
+
+    def languages(self) -> LanguageSupport:
+        """Languages and pairs served."""
+        ...
+
+    async def translate(self, text: str, src: str, tgt: str) -> str:
+        """Translate one text."""
+        ...
+
+    async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        """Translate several texts of one pair, batched where the engine can."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Health-page facts: model, device, queue."""
+        ...
+
+    def close(self) -> None:
+        """Release threads and models."""
+        ...
+
+
+@contextmanager
+def recorded(metrics: EngineMetrics | None, engine: str, operation: str) -> Iterator[None]:
+    """Time the block into ``metrics`` and count its outcome (ok or the error's code)."""
+    if metrics is None:
+        yield
+        return
+    start = time.perf_counter()
+    outcome = "ok"
+    try:
+        yield
+    except EngineError as exc:
+        outcome = exc.code
+        raise
+    except Exception:
+        outcome = "internal_error"
+        raise
+    finally:
+        metrics.latency.labels(engine, operation).observe(time.perf_counter() - start)
+        metrics.requests.labels(engine, operation, outcome).inc()

@@ -1,0 +1,213 @@
+"""NLLB-200 translation with CTranslate2 and sentencepiece.
+
+Input follows NLLB's (non-legacy, transformers >= 4.29) tokenizer convention: the source is
+``[src_lang_code] + pieces + ["</s>"]`` and decoding is forced to start with the target
+language code (``target_prefix``), which is stripped from the output. Texts are split into
+sentences, because NLLB was trained on sentences and degrades on paragraphs; all sentences of
+one ``translate_many`` call go through ``translate_batch`` in batches of ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from models.errors import EngineError, EngineUnavailable, InvalidInput, ModelMissing
+from models.metrics import EngineMetrics
+from models.mt.engine import LanguageSupport, recorded
+from models.mt.languages import NLLB_CODES, sentence_joiner, to_nllb, to_tag
+from models.mt.sentences import split_sentences
+from models.mt.settings import MtSettings
+from models.pool import InferencePool
+
+log = logging.getLogger(__name__)
+
+EOS = "</s>"
+CONVERT_HINT = (
+    "ct2-transformers-converter --model facebook/nllb-200-distilled-600M "
+    "--output_dir DIR --quantization int8 --copy_files sentencepiece.bpe.model"
+)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when CTranslate2 sees a GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+class NllbTranslator:
+    """NLLB-200 in CTranslate2. Blocking work runs in its own ``InferencePool``."""
+
+    name = "nllb"
+
+    def __init__(self, settings: MtSettings, metrics: EngineMetrics | None = None) -> None:
+        import ctranslate2
+        import sentencepiece as spm
+
+        if settings.model_path is None:
+            raise ModelMissing(
+                f"CALLSERVER_MT_MODEL_PATH is not set; make a model with: {CONVERT_HINT}"
+            )
+        model_path = Path(settings.model_path)
+        if not (model_path / "model.bin").is_file():
+            raise ModelMissing(
+                f"no CTranslate2 model in {model_path}; make one with: {CONVERT_HINT}"
+            )
+        tokenizer_path = settings.tokenizer_path or model_path / "sentencepiece.bpe.model"
+        if not Path(tokenizer_path).is_file():
+            raise ModelMissing(
+                f"no sentencepiece model at {tokenizer_path}; copy NLLB's sentencepiece.bpe.model "
+                "there or set CALLSERVER_MT_TOKENIZER_PATH"
+            )
+        self.settings = settings
+        self.metrics = metrics
+        self.device = resolve_device(settings.device)
+        self.model_path = model_path
+        self.tokenizer_path = Path(tokenizer_path)
+        try:
+            #: The CTranslate2 translator; public so tests can wrap it to count calls.
+            self.translator: Any = ctranslate2.Translator(
+                str(model_path),
+                device=self.device,
+                device_index=settings.device_index,
+                compute_type=settings.compute_type,
+                inter_threads=settings.workers,
+                intra_threads=settings.threads,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ModelMissing(f"cannot load NLLB model from {model_path}: {exc}") from exc
+        self._sp = spm.SentencePieceProcessor(model_file=str(self.tokenizer_path))
+        self._unk_id = self._sp.unk_id()
+        self._pool = InferencePool("mt-nllb", settings.workers, settings.max_queue)
+        log.info(
+            "nllb loaded",
+            extra={
+                "model": str(model_path),
+                "device": self.device,
+                "compute_type": settings.compute_type,
+            },
+        )
+
+    # --- languages ----------------------------------------------------------------------------
+
+    def supports(self, src: str, tgt: str) -> bool:
+        """Any two of NLLB's 202 languages."""
+        try:
+            to_nllb(src)
+            to_nllb(tgt)
+        except EngineError:
+            return False
+        return True
+
+    def languages(self) -> LanguageSupport:
+        """All NLLB languages, any pair."""
+        return LanguageSupport(self.name, tuple(to_tag(code) for code in NLLB_CODES), None)
+
+    # --- tokens -------------------------------------------------------------------------------
+
+    def encode(self, sentence: str, src_code: str) -> list[str]:
+        """Source tokens in NLLB's format; refuses a sentence over ``max_input_tokens``."""
+        pieces: list[str] = self._sp.encode(sentence, out_type=str)
+        tokens = [src_code, *pieces, EOS]
+        if len(tokens) > self.settings.max_input_tokens:
+            raise InvalidInput(
+                f"a sentence is {len(tokens)} tokens; the limit is "
+                f"{self.settings.max_input_tokens} (CALLSERVER_MT_MAX_INPUT_TOKENS)"
+            )
+        return tokens
+
+    def decode(self, tokens: Sequence[str], tgt_code: str) -> str:
+        """Text of an output hypothesis, without the language prefix or special tokens."""
+        if tokens and tokens[0] == tgt_code:
+            tokens = tokens[1:]
+        # Language codes, specials and filler are not pieces of the tokenizer: drop them.
+        pieces = [t for t in tokens if self._sp.piece_to_id(t) != self._unk_id]
+        text: str = self._sp.decode(pieces)
+        return text.strip()
+
+    # --- translation --------------------------------------------------------------------------
+
+    def _check_text(self, text: object) -> str:
+        if not isinstance(text, str):
+            raise InvalidInput(f"text must be a string, not {type(text).__name__}")
+        if len(text) > self.settings.max_input_chars:
+            raise InvalidInput(
+                f"text is {len(text)} characters; the limit is {self.settings.max_input_chars} "
+                "(CALLSERVER_MT_MAX_INPUT_CHARS)"
+            )
+        return text
+
+    def translate_sync(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        """Blocking batch translation; call it from a worker thread, never the event loop."""
+        src_code, tgt_code = to_nllb(src), to_nllb(tgt)
+        sentences: list[list[str]] = []
+        per_text: list[int] = []
+        for text in texts:
+            parts = split_sentences(self._check_text(text))
+            per_text.append(len(parts))
+            sentences.extend(self.encode(part, src_code) for part in parts)
+        outputs = self._run_batches(sentences, tgt_code)
+        joiner = sentence_joiner(tgt_code)
+        results: list[str] = []
+        index = 0
+        for count in per_text:
+            results.append(joiner.join(o for o in outputs[index : index + count] if o))
+            index += count
+        return results
+
+    def _run_batches(self, sources: list[list[str]], tgt_code: str) -> list[str]:
+        s = self.settings
+        outputs: list[str] = []
+        for start in range(0, len(sources), s.batch_size):
+            batch = sources[start : start + s.batch_size]
+            try:
+                results = self.translator.translate_batch(
+                    batch,
+                    target_prefix=[[tgt_code]] * len(batch),
+                    beam_size=s.beam_size,
+                    max_decoding_length=s.max_decoding_length,
+                    min_decoding_length=s.min_decoding_length,
+                )
+            except RuntimeError as exc:
+                # Out of memory and CUDA errors come as RuntimeError; another engine or a
+                # later try may succeed.
+                raise EngineUnavailable(f"nllb failed: {exc}") from exc
+            outputs.extend(self.decode(r.hypotheses[0], tgt_code) for r in results)
+        return outputs
+
+    async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        """Translate texts of one pair; sentences are batched ``batch_size`` at a time."""
+        with recorded(self.metrics, self.name, "translate"):
+            to_nllb(src), to_nllb(tgt)  # fail fast, before queueing
+            texts = [self._check_text(text) for text in texts]
+            if self.metrics is not None:
+                self.metrics.queue_depth.labels(self._pool.name).set(self._pool.depth + 1)
+            try:
+                return await self._pool.run(self.translate_sync, texts, src, tgt)
+            finally:
+                if self.metrics is not None:
+                    self.metrics.queue_depth.labels(self._pool.name).set(self._pool.depth)
+
+    async def translate(self, text: str, src: str, tgt: str) -> str:
+        """Translate one text (split into sentences and rejoined)."""
+        return (await self.translate_many([text], src, tgt))[0]
+
+    def info(self) -> dict[str, Any]:
+        """Model, device and queue, for health pages."""
+        return {
+            "engine": self.name,
+            "model": str(self.model_path),
+            "device": self.device,
+            "compute_type": self.settings.compute_type,
+            "beam_size": self.settings.beam_size,
+            "queue_depth": self._pool.depth,
+        }
+
+    def close(self) -> None:
+        """Stop the worker pool."""
+        self._pool.close()

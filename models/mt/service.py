@@ -1,0 +1,110 @@
+"""The translation chain: engines tried in a configured order for each language pair."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from models.errors import EngineError, UnsupportedLanguage
+from models.metrics import EngineMetrics
+from models.mt.engine import LanguageSupport, TranslationEngine
+from models.mt.languages import to_nllb
+from models.mt.settings import MtSettings
+
+log = logging.getLogger(__name__)
+
+
+class TranslationService:
+    """Serves each pair with the first engine that supports it, falling back on retryable errors.
+
+    Same-language requests return the input unchanged. A non-retryable error (bad input) is
+    raised at once: another engine would refuse it too.
+    """
+
+    def __init__(
+        self,
+        engines: Sequence[TranslationEngine],
+        unavailable: dict[str, str] | None = None,
+    ) -> None:
+        self.engines = list(engines)
+        #: Configured engines that could not start, with the reason (shown by ``info()``).
+        self.unavailable = dict(unavailable or {})
+
+    def engines_for(self, src: str, tgt: str) -> list[TranslationEngine]:
+        """Engines that serve the pair, in chain order."""
+        return [engine for engine in self.engines if engine.supports(src, tgt)]
+
+    async def translate(self, text: str, src: str, tgt: str) -> str:
+        """Translate one text from ``src`` to ``tgt`` (BCP-47 tags or NLLB codes)."""
+        return (await self.translate_many([text], src, tgt))[0]
+
+    async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        """Translate several texts of one pair with one engine call."""
+        src_code, tgt_code = to_nllb(src), to_nllb(tgt)  # UnsupportedLanguage for bad tags
+        if src_code == tgt_code:
+            return list(texts)
+        candidates = self.engines_for(src, tgt)
+        if not candidates:
+            tried = ", ".join(e.name for e in self.engines) or "none configured"
+            raise UnsupportedLanguage(f"no engine translates {src}→{tgt} (engines: {tried})")
+        last: EngineError | None = None
+        for engine in candidates:
+            try:
+                return await engine.translate_many(texts, src, tgt)
+            except EngineError as exc:
+                if not (exc.retryable or isinstance(exc, UnsupportedLanguage)):
+                    raise
+                last = exc
+                log.warning(
+                    "translation engine failed, trying the next",
+                    extra={
+                        "engine": engine.name,
+                        "src": src,
+                        "tgt": tgt,
+                        "error": exc.code,
+                        "detail": exc.message,
+                    },
+                )
+        assert last is not None
+        raise last
+
+    def languages(self) -> list[LanguageSupport]:
+        """Languages and pairs per running engine, in chain order."""
+        return [engine.languages() for engine in self.engines]
+
+    def info(self) -> dict[str, Any]:
+        """Running engines in order, and configured ones that could not start."""
+        return {
+            "engines": [engine.info() for engine in self.engines],
+            "unavailable": dict(self.unavailable),
+        }
+
+    def close(self) -> None:
+        """Close every engine."""
+        for engine in self.engines:
+            engine.close()
+
+
+def build_service(
+    settings: MtSettings | None = None, metrics: EngineMetrics | None = None
+) -> TranslationService:
+    """Start the engines named in ``settings.engines``; one that cannot start is left out."""
+    from models.mt.apertium import ApertiumTranslator
+    from models.mt.nllb import NllbTranslator
+
+    settings = settings if settings is not None else MtSettings()
+    engines: list[TranslationEngine] = []
+    unavailable: dict[str, str] = {}
+    for name in settings.engines:
+        try:
+            if name == "apertium":
+                engines.append(ApertiumTranslator(settings, metrics))
+            else:
+                engines.append(NllbTranslator(settings, metrics))
+        except EngineError as exc:
+            unavailable[name] = exc.message
+            log.warning(
+                "translation engine unavailable", extra={"engine": name, "reason": exc.message}
+            )
+    return TranslationService(engines, unavailable)

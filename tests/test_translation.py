@@ -1,0 +1,456 @@
+"""Translation: language codes, sentence splitting, NLLB (tiny synthetic model), Apertium, chain."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from models.errors import EngineUnavailable, InvalidInput, ModelMissing, UnsupportedLanguage
+from models.metrics import EngineMetrics
+from models.mt.apertium import ApertiumTranslator, parse_modes, strip_marks
+from models.mt.engine import LanguageSupport, TranslationEngine
+from models.mt.languages import (
+    ISO1_TO_NLLB,
+    NLLB_CODES,
+    from_apertium,
+    sentence_joiner,
+    to_apertium,
+    to_nllb,
+    to_tag,
+)
+from models.mt.nllb import NllbTranslator
+from models.mt.sentences import split_sentences
+from models.mt.service import TranslationService, build_service
+from models.mt.settings import MtSettings
+from models.mt.synthetic import TINY, SyntheticModel, cached_model
+
+needs_apertium = pytest.mark.skipif(
+    shutil.which("apertium") is None, reason="Debian's apertium is not installed"
+)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> SyntheticModel:
+    return cached_model(TINY, tmp_path_factory.mktemp("mt-cache"))
+
+
+class CountingTranslator:
+    """Passes every call to the real ctranslate2.Translator and records its arguments."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[dict[str, Any]] = []
+        self.raw: list[list[str]] = []
+
+    def translate_batch(self, source: list[list[str]], **kwargs: Any) -> Any:
+        self.calls.append({"source": source, **kwargs})
+        results = self.inner.translate_batch(source, **kwargs)
+        self.raw.extend(r.hypotheses[0] for r in results)
+        return results
+
+
+def nllb_settings(model: SyntheticModel, **overrides: Any) -> MtSettings:
+    values: dict[str, Any] = {
+        "model_path": model.model_dir,
+        "device": "cpu",
+        "threads": 1,
+        "beam_size": 1,
+        "max_decoding_length": 12,
+    }
+    values.update(overrides)
+    return MtSettings(**values)
+
+
+@pytest.fixture
+def nllb(tiny_model: SyntheticModel) -> Iterator[tuple[NllbTranslator, CountingTranslator]]:
+    engine = NllbTranslator(nllb_settings(tiny_model, batch_size=4), EngineMetrics())
+    counter = CountingTranslator(engine.translator)
+    engine.translator = counter
+    yield engine, counter
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def apertium() -> Iterator[ApertiumTranslator]:
+    if shutil.which("apertium") is None:
+        pytest.skip("Debian's apertium is not installed")
+    engine = ApertiumTranslator(MtSettings())
+    yield engine
+    engine.close()
+
+
+class FailingTranslator:
+    """Fault injection: claims every pair and fails each call with the given error."""
+
+    def __init__(self, error: Exception, name: str = "failing") -> None:
+        self.name = name
+        self.error = error
+        self.calls = 0
+
+    def supports(self, src: str, tgt: str) -> bool:
+        return True
+
+    def languages(self) -> LanguageSupport:
+        return LanguageSupport(self.name, (), None)
+
+    async def translate(self, text: str, src: str, tgt: str) -> str:
+        return (await self.translate_many([text], src, tgt))[0]
+
+    async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
+        self.calls += 1
+        raise self.error
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+# --- language codes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "code"),
+    [
+        ("vi", "vie_Latn"),
+        ("en", "eng_Latn"),
+        ("EN-us", "eng_Latn"),
+        ("pt-BR", "por_Latn"),
+        ("zh", "zho_Hans"),
+        ("zh-TW", "zho_Hant"),
+        ("zh-HK", "zho_Hant"),
+        ("zh-Hans", "zho_Hans"),
+        ("zh-Hant-TW", "zho_Hant"),
+        ("zh_CN", "zho_Hans"),
+        ("yue", "yue_Hant"),
+        ("ks-Deva", "kas_Deva"),
+        ("ks", "kas_Arab"),
+        ("jw", "jav_Latn"),
+        ("fil", "tgl_Latn"),
+        ("ast", "ast_Latn"),
+        ("vie_Latn", "vie_Latn"),
+    ],
+)
+def test_tags_map_to_nllb_codes(tag: str, code: str) -> None:
+    assert to_nllb(tag) == code
+
+
+@pytest.mark.parametrize("tag", ["xx", "tlh", "sr-Latn", "", "not a tag", "en--US", "123"])
+def test_unknown_languages_are_refused_clearly(tag: str) -> None:
+    with pytest.raises(UnsupportedLanguage) as caught:
+        to_nllb(tag)
+    assert repr(tag) in caught.value.message
+    assert not caught.value.retryable
+
+
+def test_language_table_is_consistent() -> None:
+    assert len(NLLB_CODES) == len(set(NLLB_CODES)) == 202
+    assert set(ISO1_TO_NLLB.values()) <= set(NLLB_CODES)
+    for code in NLLB_CODES:
+        assert to_nllb(to_tag(code)) == code
+    assert sentence_joiner("zho_Hans") == ""
+    assert sentence_joiner("vie_Latn") == " "
+
+
+def test_apertium_codes() -> None:
+    assert to_apertium("en") == "eng"
+    assert to_apertium("es-MX") == "spa"
+    assert from_apertium("eng") == "eng_Latn"
+    assert from_apertium("gl") == "glg_Latn"
+    assert from_apertium("qqq") is None
+    modes = ["eng-spa", "spa-eng_US", "spa-eng", "eng-spa-morph", "qqq-eng", "en-gl"]
+    assert parse_modes(modes) == {
+        ("eng_Latn", "spa_Latn"): "eng-spa",
+        ("spa_Latn", "eng_Latn"): "spa-eng",
+        ("eng_Latn", "glg_Latn"): "en-gl",
+    }
+    assert strip_marks("La *casa es #grande @hoy, 3 * 4") == "La casa es grande hoy, 3 * 4"
+
+
+# --- sentences --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("Hello Dr. Smith. How are you? Fine!", ["Hello Dr. Smith.", "How are you?", "Fine!"]),
+        ("It costs 3.5 dollars. Ok…  Next", ["It costs 3.5 dollars.", "Ok…", "Next"]),
+        ("我们走吧。今天很好！你呢？", ["我们走吧。", "今天很好！", "你呢？"]),
+        ("I met J. R. Smith. He left.", ["I met J. R. Smith.", "He left."]),
+        ("See e.g. the house. Yes", ["See e.g. the house.", "Yes"]),
+        ('"Stop!" he said. Then "Go." Done', ['"Stop!" he said.', 'Then "Go."', "Done"]),
+        ("Tôi đi chợ.\nBạn ở đâu?", ["Tôi đi chợ.", "Bạn ở đâu?"]),
+        ("no punctuation here", ["no punctuation here"]),
+        ("   ", []),
+    ],
+)
+def test_split_sentences(text: str, sentences: list[str]) -> None:
+    assert split_sentences(text) == sentences
+
+
+# --- NLLB engine ------------------------------------------------------------------------------
+
+
+def test_synthetic_model_is_cached(tiny_model: SyntheticModel) -> None:
+    stamp = (tiny_model.model_dir / "model.bin").stat().st_mtime_ns
+    again = cached_model(TINY, tiny_model.model_dir.parent)
+    assert again.model_dir == tiny_model.model_dir
+    assert (again.model_dir / "model.bin").stat().st_mtime_ns == stamp
+
+
+def test_source_tokens_carry_language_code_and_eos(
+    nllb: tuple[NllbTranslator, CountingTranslator],
+) -> None:
+    engine, _ = nllb
+    tokens = engine.encode("tôi đi chợ hôm nay", "vie_Latn")
+    assert tokens[0] == "vie_Latn"
+    assert tokens[-1] == "</s>"
+    assert tokens[1:-1] == engine._sp.encode("tôi đi chợ hôm nay", out_type=str)
+    assert "▁tôi" in tokens
+
+
+def test_decode_strips_language_and_special_tokens(
+    nllb: tuple[NllbTranslator, CountingTranslator],
+) -> None:
+    engine, _ = nllb
+    assert engine.decode(["eng_Latn", "▁the", "▁house", "madeupword3", "</s>"], "eng_Latn") == (
+        "the house"
+    )
+
+
+async def test_target_prefix_applied_and_stripped(
+    nllb: tuple[NllbTranslator, CountingTranslator],
+) -> None:
+    engine, counter = nllb
+    out = await engine.translate("Tôi đi chợ hôm nay.", "vi", "en")
+    assert len(counter.calls) == 1
+    call = counter.calls[0]
+    assert call["target_prefix"] == [["eng_Latn"]]
+    assert call["source"][0][0] == "vie_Latn"
+    assert counter.raw[0][0] == "eng_Latn"
+    assert "eng_Latn" not in out
+    assert out == engine.decode(counter.raw[0], "eng_Latn")
+
+
+async def test_batches_many_texts_into_few_calls(
+    nllb: tuple[NllbTranslator, CountingTranslator],
+) -> None:
+    engine, counter = nllb
+    texts = [f"Tôi đi chợ {word} hôm nay." for word in ("nhà", "nước", "bạn", "người", "ta")]
+    texts += ["Vamos al mercado hoy.", "Friend water coffee.", "We go to market."]
+    texts += ["Where is the city?", "Hôm nay ở đâu?"]
+    batched = await engine.translate_many(texts, "vi", "en")
+    assert [len(call["source"]) for call in counter.calls] == [4, 4, 2]  # batch_size 4
+    singles = [await engine.translate(text, "vi", "en") for text in texts]
+    assert batched == singles
+
+
+async def test_long_text_split_into_sentences_and_rejoined(
+    nllb: tuple[NllbTranslator, CountingTranslator],
+) -> None:
+    engine, counter = nllb
+    text = "Tôi đi chợ. Bạn ở đâu? Hôm nay nước lớn!"
+    joined = await engine.translate(text, "vi", "en")
+    assert len(counter.calls) == 1
+    assert [src[1:-1] for src in counter.calls[0]["source"]] == [
+        engine._sp.encode(s, out_type=str) for s in split_sentences(text)
+    ]
+    parts = [engine.decode(raw, "eng_Latn") for raw in counter.raw]
+    assert joined == " ".join(p for p in parts if p)
+    chinese = await engine.translate(text, "vi", "zh-TW")
+    assert counter.calls[-1]["target_prefix"] == [["zho_Hant"]] * 3
+    assert chinese == "".join(engine.decode(raw, "zho_Hant") for raw in counter.raw[3:])
+
+
+async def test_length_limits(tiny_model: SyntheticModel) -> None:
+    engine = NllbTranslator(nllb_settings(tiny_model, max_input_chars=60, max_input_tokens=8))
+    try:
+        with pytest.raises(InvalidInput, match="MAX_INPUT_CHARS") as too_long:
+            await engine.translate("nhà " * 20, "vi", "en")
+        assert not too_long.value.retryable
+        with pytest.raises(InvalidInput, match="MAX_INPUT_TOKENS"):
+            await engine.translate("tôi bạn nhà lớn nhỏ chúng ta đi chợ", "vi", "en")
+        # The same words as short sentences fit: the limit is per sentence.
+        assert isinstance(await engine.translate("Tôi bạn. Nhà lớn. Chúng ta đi.", "vi", "en"), str)
+        assert await engine.translate("   ", "vi", "en") == ""
+    finally:
+        engine.close()
+
+
+async def test_fixed_decoding_length(tiny_model: SyntheticModel) -> None:
+    engine = NllbTranslator(nllb_settings(tiny_model, min_decoding_length=6, max_decoding_length=6))
+    counter = CountingTranslator(engine.translator)
+    engine.translator = counter
+    try:
+        await engine.translate_many(["Tôi đi chợ.", "Bạn ở đâu?"], "vi", "en")
+        assert [len(raw) for raw in counter.raw] == [6, 6]
+    finally:
+        engine.close()
+
+
+async def test_nllb_refuses_unknown_language(
+    nllb: tuple[NllbTranslator, CountingTranslator],
+) -> None:
+    engine, counter = nllb
+    with pytest.raises(UnsupportedLanguage, match="'xx'"):
+        await engine.translate("hello", "en", "xx")
+    assert counter.calls == []
+    assert not engine.supports("en", "xx")
+    assert engine.supports("vi", "zh-TW")
+    assert len(engine.languages().languages) == 202
+
+
+def test_nllb_model_missing(tmp_path: Path) -> None:
+    with pytest.raises(ModelMissing, match="CALLSERVER_MT_MODEL_PATH"):
+        NllbTranslator(MtSettings(model_path=None))
+    with pytest.raises(ModelMissing, match="ct2-transformers-converter"):
+        NllbTranslator(MtSettings(model_path=tmp_path))
+
+
+async def test_nllb_records_metrics(tiny_model: SyntheticModel) -> None:
+    metrics = EngineMetrics()
+    engine = NllbTranslator(nllb_settings(tiny_model), metrics)
+    try:
+        await engine.translate("Tôi đi chợ.", "vi", "en")
+        with pytest.raises(UnsupportedLanguage):
+            await engine.translate("x", "vi", "xx")
+        get = metrics.registry.get_sample_value
+        assert get("callserver_engine_requests_total", {"engine": "nllb",
+                   "operation": "translate", "outcome": "ok"}) == 1.0  # fmt: skip
+        assert get("callserver_engine_requests_total", {"engine": "nllb",
+                   "operation": "translate", "outcome": "unsupported_language"}) == 1.0  # fmt: skip
+    finally:
+        engine.close()
+
+
+# --- Apertium ---------------------------------------------------------------------------------
+
+
+@needs_apertium
+async def test_apertium_translates_english_to_spanish(apertium: ApertiumTranslator) -> None:
+    out = await apertium.translate("The house is big", "en", "es")
+    assert "casa" in out.lower()
+    assert "grande" in out.lower()
+    many = await apertium.translate_many(
+        ["The house is big.", "", "Where is the station?\nI am here."], "en-US", "es"
+    )
+    assert many[0].startswith("La casa es grande")
+    assert many[1] == ""
+    assert many[2].startswith("Dónde") and "aquí" in many[2]
+    assert "*" not in " ".join(many)
+    assert apertium.supports("es", "en")
+    assert not apertium.supports("vi", "en")
+
+
+@needs_apertium
+async def test_apertium_timeout_is_retryable() -> None:
+    engine = ApertiumTranslator(MtSettings(apertium_timeout_s=0.001))
+    try:
+        with pytest.raises(EngineUnavailable) as caught:
+            await engine.translate("The house is big " * 50, "en", "es")
+        assert caught.value.retryable
+    finally:
+        engine.close()
+
+
+@needs_apertium
+async def test_apertium_refuses_pairs_it_lacks(apertium: ApertiumTranslator) -> None:
+    with pytest.raises(UnsupportedLanguage, match="vi→en"):
+        await apertium.translate("xin chào", "vi", "en")
+
+
+# --- chain ------------------------------------------------------------------------------------
+
+
+@needs_apertium
+async def test_chain_picks_engine_per_pair(
+    apertium: ApertiumTranslator, nllb: tuple[NllbTranslator, CountingTranslator]
+) -> None:
+    engine, counter = nllb
+    service = TranslationService([apertium, engine])
+    assert isinstance(apertium, TranslationEngine)
+    assert isinstance(engine, TranslationEngine)
+    assert "casa" in (await service.translate("The house is big", "en", "es")).lower()
+    assert counter.calls == []
+    assert isinstance(await service.translate("Tôi đi chợ.", "vi", "en"), str)
+    assert len(counter.calls) == 1
+    assert [e.name for e in service.engines_for("vi", "en")] == ["nllb"]
+    listing = [support.to_dict() for support in service.languages()]
+    assert listing[0]["pairs"] == [["en", "es"], ["es", "en"]]
+    assert listing[1]["pairs"] == "all"
+
+
+@needs_apertium
+async def test_chain_refuses_pair_nobody_serves(apertium: ApertiumTranslator) -> None:
+    service = TranslationService([apertium])
+    with pytest.raises(UnsupportedLanguage) as caught:
+        await service.translate("xin chào", "vi", "en")
+    assert "vi→en" in caught.value.message
+    assert "apertium" in caught.value.message
+    with pytest.raises(UnsupportedLanguage, match="'xx'"):
+        await service.translate("hello", "en", "xx")
+
+
+@needs_apertium
+async def test_chain_falls_back_on_retryable_failure(apertium: ApertiumTranslator) -> None:
+    failing = FailingTranslator(EngineUnavailable("injected outage"))
+    service = TranslationService([failing, apertium])
+    assert "casa" in (await service.translate("The house is big", "en", "es")).lower()
+    assert failing.calls == 1
+
+
+@needs_apertium
+async def test_chain_does_not_retry_bad_input(apertium: ApertiumTranslator) -> None:
+    failing = FailingTranslator(InvalidInput("injected bad input"))
+    service = TranslationService([failing, apertium])
+    with pytest.raises(InvalidInput, match="injected"):
+        await service.translate("The house is big", "en", "es")
+
+
+async def test_chain_raises_last_error_when_all_fail() -> None:
+    first = FailingTranslator(EngineUnavailable("first down"), "a")
+    second = FailingTranslator(EngineUnavailable("second down"), "b")
+    service = TranslationService([first, second])
+    with pytest.raises(EngineUnavailable, match="second down"):
+        await service.translate("hello", "en", "vi")
+    assert (first.calls, second.calls) == (1, 1)
+
+
+async def test_same_language_passes_through() -> None:
+    failing = FailingTranslator(EngineUnavailable("must not be called"))
+    service = TranslationService([failing])
+    assert await service.translate("Hello there.", "en", "en-US") == "Hello there."
+    assert await service.translate_many(["a", "b"], "pt-BR", "pt") == ["a", "b"]
+    assert failing.calls == 0
+
+
+def test_build_service_leaves_out_engines_that_cannot_start() -> None:
+    service = build_service(MtSettings(engines=["nllb"], model_path=None))
+    try:
+        assert service.engines == []
+        assert "CALLSERVER_MT_MODEL_PATH" in service.info()["unavailable"]["nllb"]
+    finally:
+        service.close()
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLSERVER_MT_ENGINES", "nllb, apertium")
+    monkeypatch.setenv("CALLSERVER_MT_BEAM_SIZE", "4")
+    settings = MtSettings()
+    assert settings.engines == ["nllb", "apertium"]
+    assert settings.beam_size == 4
+    monkeypatch.setenv("CALLSERVER_MT_ENGINES", "nllb,google")
+    with pytest.raises(ValidationError, match="google"):
+        MtSettings()
+    monkeypatch.delenv("CALLSERVER_MT_ENGINES")
+    with pytest.raises(ValidationError):
+        MtSettings(min_decoding_length=10, max_decoding_length=5)
