@@ -10,11 +10,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from callserver.api.routes import api_routes
+from callserver.api.stats import RequestStats
+from callserver.engines import EngineSet
 from callserver.ice import use_host_addresses
 from callserver.media.plane import MediaLimits, MediaPlane
 from callserver.metrics import Metrics
 from callserver.ops import ops_routes
 from callserver.settings import Settings
+from models.metrics import EngineMetrics
 from signaling.http import client_address, rooms_routes
 from signaling.hub import HubLimits, SignalingHub
 from signaling.rooms import RoomRegistry
@@ -30,6 +34,7 @@ class ServerState:
 
 
 SETTINGS = web.AppKey("settings", Settings)
+ENGINES = web.AppKey("engines", EngineSet)
 METRICS = web.AppKey("metrics", Metrics)
 ROOMS = web.AppKey("rooms", RoomRegistry)
 MEDIA = web.AppKey("media", MediaPlane)
@@ -95,8 +100,17 @@ def build_app(settings: Settings | None = None) -> web.Application:
     app.add_routes([web.get("/ws", hub.handle)])
     app.add_routes(rooms_routes(rooms, settings))
     app.add_routes(ops_routes(metrics, lambda: state.draining))
+    stats = RequestStats()
+    engines = EngineSet(
+        EngineMetrics(metrics.registry), on_mt_lookup=lambda hit: stats.cache_lookup("mt", hit)
+    )
+    app[ENGINES] = engines
+    app.add_routes(
+        api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
+    )
     app.add_routes(_page_routes(settings))
     app.cleanup_ctx.append(_room_sweeper)
+    app.cleanup_ctx.append(_engines)
     app.on_shutdown.append(_close_calls)
     return app
 
@@ -104,10 +118,19 @@ def build_app(settings: Settings | None = None) -> web.Application:
 def _page_routes(settings: Settings) -> list[web.AbstractRouteDef]:
     index = settings.web_dir / "index.html"
 
+    demo = settings.web_dir / "demo.html"
+
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
-    return [web.get("/", page), web.static("/static", settings.web_dir)]
+    async def demo_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(demo, headers={"Cache-Control": "no-cache"})
+
+    return [
+        web.get("/", page),
+        web.get("/demo", demo_page),
+        web.static("/static", settings.web_dir),
+    ]
 
 
 async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
@@ -124,6 +147,17 @@ async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _engines(app: web.Application) -> AsyncIterator[None]:
+    engines = app[ENGINES]
+    warm = asyncio.create_task(engines.warm_up()) if app[SETTINGS].preload_engines else None
+    yield
+    if warm is not None:
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm
+    await engines.close()
 
 
 async def _close_calls(app: web.Application) -> None:

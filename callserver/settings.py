@@ -120,6 +120,19 @@ class Settings(BaseSettings):
         "absorbs arrival jitter at the cost of 20 ms each.",
     )
 
+    # --- speech API ---------------------------------------------------------------------------
+    api_max_upload_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest audio upload to POST /api/stt."
+    )
+    api_max_texts: int = Field(
+        32, ge=1, le=1024, description="Most texts one POST /api/translate may carry."
+    )
+    preload_engines: bool = Field(
+        True,
+        description="Build the speech engines and load the Whisper model right after start, "
+        "so the first request does not wait for them.",
+    )
+
     # --- operations -----------------------------------------------------------------------------
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, seconds calls may go on before they are closed."

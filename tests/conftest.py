@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_settings(**overrides: Any) -> Settings:
         "room_sweep_interval_s": 0.2,
         "joins_per_minute": 10_000,
         "messages_per_second": 10_000,
+        "preload_engines": False,
     }
     values.update(overrides)
     return Settings(**values)
@@ -72,6 +74,18 @@ class _serve:
     async def __aexit__(self, *exc: object) -> None:
         await self.session.close()
         await self.runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def make_server_module() -> Callable[..., Any]:
+    """``make_server`` for module-scoped servers (engines loaded once per module)."""
+    return _serve
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Caches the tests fill live in a temporary folder, not the user's cache."""
+    os.environ["CALLSERVER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture

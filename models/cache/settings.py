@@ -14,7 +14,7 @@ class CacheSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)
 
     cache_dir: Path | None = Field(
-        Path(".cache/callserver"),
+        default_factory=lambda: Path.home() / ".cache" / "callserver" / "speech",
         description="Folder of the local file cache (sharded into 256 subfolders). "
         "None disables the file layer.",
     )

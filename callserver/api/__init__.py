@@ -1,0 +1,1 @@
+"""The HTTP speech API and its OpenAPI description."""

@@ -1,0 +1,112 @@
+"""The speech engines one server uses: built on first use (or warmed at start), closed at stop.
+
+Building is lazy because each engine costs start-up time (Apertium lists its pairs, Piper
+loads its voice, Whisper its model) that a server which only relays calls should not pay, and
+it happens in a worker thread because those steps block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from models.cache import CacheSettings, build_cache
+from models.errors import EngineError
+from models.metrics import EngineMetrics
+from models.mt.cached import CachedTranslation
+from models.mt.service import TranslationService, build_service
+from models.mt.settings import MtSettings
+from models.stt.settings import SttSettings
+from models.stt.whisper import WhisperEngine
+from models.tts.service import TtsService, build_tts_service
+from models.tts.settings import TtsSettings
+
+log = logging.getLogger(__name__)
+
+
+class EngineSet:
+    """Speech to text, translation and text to speech, each built once when first needed."""
+
+    def __init__(
+        self,
+        metrics: EngineMetrics,
+        *,
+        stt_settings: SttSettings | None = None,
+        mt_settings: MtSettings | None = None,
+        tts_settings: TtsSettings | None = None,
+        cache_settings: CacheSettings | None = None,
+        on_mt_lookup: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self._on_mt_lookup = on_mt_lookup
+        self._stt_settings = stt_settings
+        self._mt_settings = mt_settings
+        self._tts_settings = tts_settings
+        self._cache_settings = cache_settings
+        self._stt: WhisperEngine | None = None
+        self._mt: CachedTranslation | None = None
+        self._tts: TtsService | None = None
+        self._lock = asyncio.Lock()
+
+    async def stt(self) -> WhisperEngine:
+        """The recogniser (its model loads on the first transcription, in its pool)."""
+        if self._stt is None:
+            self._stt = WhisperEngine(self._stt_settings, metrics=self.metrics)
+        return self._stt
+
+    async def translation(self) -> CachedTranslation:
+        """The translation chain behind its cache."""
+        if self._mt is None:
+            async with self._lock:
+                if self._mt is None:
+                    self._mt = await asyncio.to_thread(self._build_translation)
+        return self._mt
+
+    async def tts(self) -> TtsService:
+        """The synthesis chain behind its cache."""
+        if self._tts is None:
+            async with self._lock:
+                if self._tts is None:
+                    self._tts = await asyncio.to_thread(
+                        build_tts_service, self._tts_settings, self._cache_settings, self.metrics
+                    )
+        return self._tts
+
+    def _build_translation(self) -> CachedTranslation:
+        service: TranslationService = build_service(self._mt_settings, self.metrics)
+        cache = build_cache(
+            self._cache_settings or CacheSettings(), name="mt", metrics=self.metrics
+        )
+        return CachedTranslation(service, cache, self._on_mt_lookup)
+
+    async def warm_up(self) -> None:
+        """Build every engine and load the Whisper model now, so the first request is fast."""
+        try:
+            await self.translation()
+            await self.tts()
+            await (await self.stt()).load()
+            log.info("engines ready")
+        except EngineError as exc:
+            # A missing model is reported by /api/engines and by each request that needs it.
+            log.warning("engine warm-up incomplete", extra={"error": exc.message})
+
+    def info(self) -> dict[str, Any]:
+        """What each engine is and whether it is built, for /api/engines."""
+        return {
+            "stt": self._stt.info() if self._stt else {"loaded": False},
+            "translation": self._mt.service.info() if self._mt else {"loaded": False},
+            "tts": self._tts.info() if self._tts else {"loaded": False},
+        }
+
+    async def close(self) -> None:
+        """Release models, pools and cache connections."""
+        if self._stt is not None:
+            self._stt.close()
+        if self._mt is not None:
+            self._mt.service.close()
+            if self._mt.cache is not None:
+                await self._mt.cache.close()
+        if self._tts is not None:
+            await self._tts.close()

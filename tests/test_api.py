@@ -1,0 +1,211 @@
+"""The speech API over HTTP: good requests, bad requests, and ten at once per endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+import pytest_asyncio
+
+from tests.conftest import CLIPS, RunningServer
+
+SHORT_CLIP = CLIPS[1]  # "he was not an ill disposed young man"
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(make_server_module: Callable[..., Any]) -> AsyncIterator[RunningServer]:
+    async with make_server_module() as server:
+        yield server
+
+
+async def post_json(server: RunningServer, path: str, body: Any) -> tuple[int, Any]:
+    async with server.session.post(server.url + path, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+def error_code(body: Any) -> str:
+    assert set(body) == {"error"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    code: str = body["error"]["code"]
+    return code
+
+
+async def test_stt_transcribes_raw_and_multipart_uploads(api: RunningServer) -> None:
+    data = SHORT_CLIP.read_bytes()
+    async with api.session.post(api.url + "/api/stt", data=data) as resp:
+        assert resp.status == 200
+        raw = await resp.json()
+    assert "ill disposed young man" in raw["text"].lower().replace("-", " ")
+    assert raw["language"] == "en"
+    assert raw["duration"] == pytest.approx(3.0, abs=0.1)
+    assert raw["segments"] and raw["timing_ms"]["recognize"] > 0
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename="clip.wav", content_type="audio/wav")
+    form.add_field("language", "en")
+    async with api.session.post(api.url + "/api/stt", data=form) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["text"] == raw["text"]
+
+
+async def test_stt_bad_input(api: RunningServer, make_server: Callable[..., Any]) -> None:
+    cases: list[tuple[bytes, str, int, str]] = [
+        (b"", "", 400, "invalid_input"),
+        (b"this is not audio at all" * 10, "", 400, "invalid_input"),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4, "", 400, "invalid_input"),
+        (SHORT_CLIP.read_bytes(), "?language=klingon", 422, "unsupported_language"),
+    ]
+    for body, query, status, code in cases:
+        async with api.session.post(api.url + "/api/stt" + query, data=body) as resp:
+            assert resp.status == status, (query, await resp.text())
+            assert error_code(await resp.json()) == code
+    async with (
+        make_server(api_max_upload_bytes=4096) as small,
+        small.session.post(small.url + "/api/stt", data=b"x" * 10_000) as resp,
+    ):
+        assert resp.status == 413
+        assert error_code(await resp.json()) == "too_large"
+
+
+async def test_translate_english_to_spanish_and_batches(api: RunningServer) -> None:
+    status, body = await post_json(
+        api, "/api/translate", {"text": "The house is big.", "source": "en", "target": "es"}
+    )
+    assert status == 200
+    assert "casa" in body["translation"].lower() and "grande" in body["translation"].lower()
+    assert body["engine"] == "apertium"
+    status, body = await post_json(
+        api,
+        "/api/translate",
+        {"texts": ["The dog is red.", "The house is big."], "source": "en", "target": "es"},
+    )
+    assert status == 200
+    assert len(body["translations"]) == 2
+    assert "perro" in body["translations"][0].lower()
+
+
+async def test_translate_bad_input(api: RunningServer) -> None:
+    cases: list[tuple[Any, int, str]] = [
+        ({"text": "", "source": "en", "target": "es"}, 400, "invalid_input"),
+        ({"text": "   ", "source": "en", "target": "es"}, 400, "invalid_input"),
+        ({"text": 5, "source": "en", "target": "es"}, 400, "invalid_input"),
+        ({"source": "en", "target": "es"}, 400, "invalid_input"),
+        ({"text": "hi", "target": "es"}, 400, "invalid_input"),
+        ({"texts": ["a"] * 1000, "source": "en", "target": "es"}, 400, "invalid_input"),
+        ({"text": "x" * 100_000, "source": "en", "target": "es"}, 413, "too_large"),
+        ({"text": "hello", "source": "en", "target": "tlh"}, 422, "unsupported_language"),
+        ({"text": "hello", "source": "xx-nope", "target": "es"}, 422, "unsupported_language"),
+        ([1, 2], 400, "invalid_input"),
+    ]
+    for body, status, code in cases:
+        got_status, got = await post_json(api, "/api/translate", body)
+        assert got_status == status, (body if len(str(body)) < 200 else "long", got)
+        assert error_code(got) == code
+    async with api.session.post(api.url + "/api/translate", data="{not json") as resp:
+        assert resp.status == 400
+        assert error_code(await resp.json()) == "invalid_input"
+
+
+async def test_tts_returns_wav_and_mp3_and_caches(api: RunningServer) -> None:
+    body = {"text": "Good morning, everyone.", "language": "en"}
+    async with api.session.post(api.url + "/api/tts", json=body) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "audio/wav"
+        audio = await resp.read()
+        first_cache = resp.headers["X-Cache"]
+        engine = resp.headers["X-Engine"]
+    with wave.open(io.BytesIO(audio)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (48_000, 1, 2)
+        assert w.getnframes() > 48_000 // 2
+    async with api.session.post(api.url + "/api/tts", json=body) as resp:
+        assert resp.headers["X-Cache"] == "hit"
+        assert resp.headers["X-Engine"] == engine
+        assert await resp.read() == audio
+    assert first_cache in ("hit", "miss")
+    async with api.session.post(
+        api.url + "/api/tts", json={"text": "Hola a todos", "language": "es", "format": "mp3"}
+    ) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "audio/mpeg"
+        mp3 = await resp.read()
+    with av.open(io.BytesIO(mp3), mode="r") as container:
+        assert sum(int(f.samples) for f in container.decode(audio=0)) > 10_000
+
+
+async def test_tts_bad_input(api: RunningServer) -> None:
+    cases: list[tuple[Any, int, str]] = [
+        ({"text": "", "language": "en"}, 400, "invalid_input"),
+        ({"text": "hi"}, 400, "invalid_input"),
+        ({"text": "hi", "language": "en", "format": "ogg"}, 400, "invalid_input"),
+        ({"text": "x" * 5000, "language": "en"}, 400, "invalid_input"),
+        ({"text": "hi", "language": "tlh"}, 422, "unsupported_language"),
+    ]
+    for body, status, code in cases:
+        got_status, got = await post_json(api, "/api/tts", body)
+        assert got_status == status, (body if len(str(body)) < 200 else "long", got)
+        assert error_code(got) == code
+
+
+async def test_ten_concurrent_requests_to_each_endpoint(api: RunningServer) -> None:
+    clip = SHORT_CLIP.read_bytes()
+
+    async def stt() -> int:
+        async with api.session.post(api.url + "/api/stt?language=en", data=clip) as resp:
+            return resp.status if "young man" in (await resp.json())["text"] else 0
+
+    async def translate(i: int) -> int:
+        status, body = await post_json(
+            api,
+            "/api/translate",
+            {"text": f"The house {i} is big.", "source": "en", "target": "es"},
+        )
+        return status if "casa" in body["translation"] else 0
+
+    async def tts(i: int) -> int:
+        body = {"text": f"Number {i} is ready.", "language": "en"}
+        async with api.session.post(api.url + "/api/tts", json=body) as resp:
+            return resp.status if len(await resp.read()) > 10_000 else 0
+
+    async def get(path: str) -> int:
+        async with api.session.get(api.url + path) as resp:
+            await resp.json()
+            return resp.status
+
+    for batch in (
+        [stt() for _ in range(10)],
+        [translate(i) for i in range(10)],
+        [tts(i) for i in range(10)],
+        [get("/api/languages") for _ in range(10)],
+        [get("/api/engines") for _ in range(10)],
+    ):
+        assert await asyncio.gather(*batch) == [200] * 10
+
+
+async def test_catalogue_endpoints_and_stats(api: RunningServer) -> None:
+    async with api.session.get(api.url + "/api/languages") as resp:
+        languages = await resp.json()
+    assert "vi" in languages["stt"]["faster-whisper"]
+    assert ["en", "es"] in languages["translation"]["apertium"]["pairs"]
+    assert "vi" in languages["tts"]["espeak"]
+    async with api.session.get(api.url + "/api/engines") as resp:
+        engines = await resp.json()
+    assert engines["stt"]["loaded"] is True
+    assert engines["stt"]["device"] == "cpu"
+    async with api.session.get(api.url + "/api/openapi.json") as resp:
+        spec = await resp.json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/api/stt", "/api/translate", "/api/tts", "/api/languages"} <= set(spec["paths"])
+    async with api.session.get(api.url + "/api/stats") as resp:
+        stats = await resp.json()
+    assert stats["endpoints"]["tts"]["requests"] >= 10
+    assert stats["endpoints"]["tts"]["p95_ms"] >= stats["endpoints"]["tts"]["p50_ms"]
+    assert stats["caches"]["tts"]["hits"] >= 1
+    assert 0 < stats["caches"]["tts"]["hit_rate"] < 1
