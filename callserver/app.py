@@ -12,16 +12,25 @@ from aiohttp import web
 
 from callserver.api.routes import api_routes
 from callserver.api.stats import RequestStats
+from callserver.api.transcript import transcript_routes
 from callserver.engines import EngineSet
 from callserver.ice import use_host_addresses
+from callserver.media.dub import DubSettings
 from callserver.media.plane import MediaLimits, MediaPlane
 from callserver.metrics import Metrics
 from callserver.ops import ops_routes
+from callserver.pipeline.endpoint import EndpointSettings
+from callserver.pipeline.hub import TranslationHub
+from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.settings import PipelineSettings
+from callserver.pipeline.transcript import TranscriptStore
 from callserver.settings import Settings
 from models.metrics import EngineMetrics
+from signaling.errors import SignalingError
 from signaling.http import client_address, rooms_routes
 from signaling.hub import HubLimits, SignalingHub
 from signaling.rooms import RoomRegistry
+from signaling.tokens import verify_token
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,8 @@ class ServerState:
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINES = web.AppKey("engines", EngineSet)
+TRANSCRIPTS = web.AppKey("transcripts", TranscriptStore)
+TRANSLATION = web.AppKey("translation", TranslationHub)
 METRICS = web.AppKey("metrics", Metrics)
 ROOMS = web.AppKey("rooms", RoomRegistry)
 MEDIA = web.AppKey("media", MediaPlane)
@@ -42,9 +53,20 @@ HUB = web.AppKey("hub", SignalingHub)
 STATE = web.AppKey("state", ServerState)
 
 
-def build_app(settings: Settings | None = None) -> web.Application:
-    """Assemble the server; nothing runs until the application starts."""
+def build_app(
+    settings: Settings | None = None,
+    *,
+    engines: EngineSet | None = None,
+    pipeline: PipelineSettings | None = None,
+    endpoint: EndpointSettings | None = None,
+) -> web.Application:
+    """Assemble the server; nothing runs until the application starts.
+
+    ``engines``, ``pipeline`` and ``endpoint`` default to what the environment configures;
+    tests pass their own (a small translation model, for instance).
+    """
     settings = settings if settings is not None else Settings()
+    pipeline = pipeline if pipeline is not None else PipelineSettings()
     use_host_addresses(settings.ice_host_addresses)
     metrics = Metrics()
     state = ServerState()
@@ -62,6 +84,15 @@ def build_app(settings: Settings | None = None) -> web.Application:
             mixer_max_queue_frames=settings.mixer_max_queue_frames,
             mixer_prebuffer_frames=settings.mixer_prebuffer_frames,
             stun_urls=tuple(settings.server_stun_urls),
+            dub=DubSettings(
+                dub_gain=settings.dub_gain,
+                duck_db=settings.dub_duck_db,
+                duck_ramp_ms=settings.dub_duck_ramp_ms,
+                speedup_backlog_s=settings.dub_speedup_backlog_s,
+                speedup_release_s=min(2.0, settings.dub_speedup_backlog_s),
+                max_speedup=settings.dub_max_speedup,
+                skip_backlog_s=settings.dub_skip_backlog_s,
+            ),
         ),
         on_peer_state=lambda state_name: metrics.peer_states.labels(state_name).inc(),
     )
@@ -101,10 +132,30 @@ def build_app(settings: Settings | None = None) -> web.Application:
     app.add_routes(rooms_routes(rooms, settings))
     app.add_routes(ops_routes(metrics, lambda: state.draining))
     stats = RequestStats()
-    engines = EngineSet(
-        EngineMetrics(metrics.registry), on_mt_lookup=lambda hit: stats.cache_lookup("mt", hit)
-    )
+    if engines is None:
+        engines = EngineSet(EngineMetrics(metrics.registry))
+    engines.on_mt_lookup = lambda hit: stats.cache_lookup("mt", hit)
     app[ENGINES] = engines
+    transcripts = TranscriptStore(pipeline.transcript_max_entries)
+    app[TRANSCRIPTS] = transcripts
+    if settings.translate_calls:
+        translation = TranslationHub(
+            pipeline,
+            endpoint if endpoint is not None else EndpointSettings(),
+            engines,
+            media,
+            participants=lambda room_id: rooms.participants_of(room_id),
+            metrics=PipelineMetrics(metrics.registry),
+            on_final=lambda room_id, entry: transcripts.for_room(room_id).add(entry),
+        )
+        media.taps.append(translation.on_frame)
+        media.closed_hooks.append(translation.on_peer_closed)
+        app[TRANSLATION] = translation
+    app.add_routes(
+        transcript_routes(
+            transcripts.get, lambda request, room_id: _may_read(hub, request, room_id)
+        )
+    )
     app.add_routes(
         api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
     )
@@ -139,7 +190,8 @@ async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
     async def sweep() -> None:
         while True:
             await asyncio.sleep(settings.room_sweep_interval_s)
-            rooms.sweep()
+            for room_id in rooms.sweep():
+                app[TRANSCRIPTS].discard(room_id)
             hub.join_limiter.prune()
 
     task = asyncio.create_task(sweep())
@@ -160,7 +212,21 @@ async def _engines(app: web.Application) -> AsyncIterator[None]:
     await engines.close()
 
 
+def _may_read(hub: SignalingHub, request: web.Request, room_id: str) -> bool:
+    """Transcripts need the room's join token when the server has a join secret."""
+    secret = hub.limits.join_secret
+    if secret is None:
+        return True
+    try:
+        verify_token(secret, request.query.get("token", ""), room_id)
+    except SignalingError:
+        return False
+    return True
+
+
 async def _close_calls(app: web.Application) -> None:
     await app[HUB].close_all()
+    if TRANSLATION in app:
+        await app[TRANSLATION].close()
     await app[MEDIA].close()
     app[ROOMS].clear()

@@ -40,7 +40,8 @@ class EngineSet:
         on_mt_lookup: Callable[[bool], None] | None = None,
     ) -> None:
         self.metrics = metrics
-        self._on_mt_lookup = on_mt_lookup
+        #: Called with True or False for each translation the cache did or did not answer.
+        self.on_mt_lookup = on_mt_lookup
         self._stt_settings = stt_settings
         self._mt_settings = mt_settings
         self._tts_settings = tts_settings
@@ -79,7 +80,7 @@ class EngineSet:
         cache = build_cache(
             self._cache_settings or CacheSettings(), name="mt", metrics=self.metrics
         )
-        return CachedTranslation(service, cache, self._on_mt_lookup)
+        return CachedTranslation(service, cache, self.on_mt_lookup)
 
     async def warm_up(self) -> None:
         """Build every engine and load the Whisper model now, so the first request is fast."""

@@ -33,6 +33,19 @@ class _MixerCollector(Collector):
                 "Frames dropped to keep per-listener queues short",
                 stats.dropped_frames,
             ),
+            CounterMetricFamily(
+                "callserver_dub_frames", "20 ms frames of dubbed speech mixed", stats.dub_frames
+            ),
+            CounterMetricFamily(
+                "callserver_dub_clips_skipped",
+                "Dubbed utterances skipped to catch up with a listener's backlog",
+                stats.dub_clips_skipped,
+            ),
+            CounterMetricFamily(
+                "callserver_ducked_frames",
+                "Frames in which original voices were lowered under a dub",
+                stats.ducked_frames,
+            ),
         ]
 
 

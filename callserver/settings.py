@@ -120,6 +120,34 @@ class Settings(BaseSettings):
         "absorbs arrival jitter at the cost of 20 ms each.",
     )
 
+    # --- dubbed speech in each listener's mix ---------------------------------------------------
+    translate_calls: bool = Field(
+        True,
+        description="Recognise, caption, translate and dub what participants say. Off: the "
+        "server only mixes the original voices.",
+    )
+    dub_gain: float = Field(1.0, gt=0, le=4, description="Level of dubbed speech in the mix.")
+    dub_duck_db: float = Field(
+        -15.0, le=0, ge=-60, description="Level of the original voices while a dub plays."
+    )
+    dub_duck_ramp_ms: float = Field(
+        50.0, ge=0, le=1000, description="Length of the duck's fade down and up."
+    )
+    dub_speedup_backlog_s: float = Field(
+        4.0,
+        gt=0,
+        description="Queued dub audio per listener above which playback speeds up to catch up.",
+    )
+    dub_max_speedup: float = Field(
+        1.25, ge=1, le=2, description="Fastest catch-up playback rate (pitch rises with it)."
+    )
+    dub_skip_backlog_s: float = Field(
+        8.0,
+        gt=0,
+        description="Queued dub audio per listener above which the oldest waiting dubs are "
+        "skipped (with a caption marker).",
+    )
+
     # --- speech API ---------------------------------------------------------------------------
     api_max_upload_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest audio upload to POST /api/stt."
@@ -177,6 +205,8 @@ class Settings(BaseSettings):
     def _capacities(self) -> Settings:
         if self.room_capacity > self.room_max_capacity:
             raise ValueError("room_capacity may not exceed room_max_capacity")
+        if self.dub_skip_backlog_s < self.dub_speedup_backlog_s:
+            raise ValueError("dub_skip_backlog_s may not be below dub_speedup_backlog_s")
         return self
 
     def ice_servers(self) -> list[dict[str, Any]]:

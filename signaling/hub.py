@@ -23,6 +23,7 @@ from signaling.protocol import (
     PeerIce,
     PeerOffer,
     Ping,
+    Prefs,
     Update,
     parse_message,
     server_message,
@@ -40,6 +41,10 @@ class MediaPlaneLike(Protocol):
     async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str: ...
 
     async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None: ...
+
+    def set_prefs(
+        self, room_id: str, participant_id: str, dub: bool, original_volume: float
+    ) -> None: ...
 
 
 class HubMetrics(Protocol):
@@ -215,6 +220,7 @@ class SignalingHub:
             PeerAnswer: self._relay,
             PeerIce: self._relay,
             Update: self._update,
+            Prefs: self._prefs,
             Leave: self._leave_message,
             Ping: self._ping,
         }[type(message)]
@@ -268,6 +274,7 @@ class SignalingHub:
             # Left (or disconnected) while the answer was being made: don't leak the peer.
             await self.media.remove(room_id, participant.id, "left")
             return
+        self.media.set_prefs(room_id, participant.id, participant.dub, participant.original_volume)
         await self._send(conn, server_message("answer", sdp=sdp))
 
     async def _relay(self, conn: ClientConnection, msg: PeerOffer | PeerAnswer | PeerIce) -> None:
@@ -301,6 +308,23 @@ class SignalingHub:
         participant.name, participant.spoken, participant.listen = name, spoken, listen
         await self._broadcast(
             conn.room_id, server_message("participant-updated", participant=participant.to_wire())
+        )
+
+    async def _prefs(self, conn: ClientConnection, msg: Prefs) -> None:
+        participant = conn.participant
+        assert participant is not None and conn.room_id is not None
+        if msg.dub is not None:
+            participant.dub = msg.dub
+        if msg.original_volume is not None:
+            participant.original_volume = msg.original_volume
+        self.media.set_prefs(
+            conn.room_id, participant.id, participant.dub, participant.original_volume
+        )
+        await self._send(
+            conn,
+            server_message(
+                "prefs", dub=participant.dub, original_volume=participant.original_volume
+            ),
         )
 
     async def _leave_message(self, conn: ClientConnection, msg: Leave) -> None:

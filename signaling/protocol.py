@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
 from signaling.errors import ErrorCode, SignalingError
 
@@ -85,6 +85,14 @@ class Update(_Message):
     listen: str | None = None
 
 
+class Prefs(_Message):
+    """The listener's own mix: dubbed speech on or off, and the original voices' volume."""
+
+    type: Literal["prefs"]
+    dub: StrictBool | None = None
+    original_volume: float | None = Field(None, ge=0.0, le=1.0)
+
+
 class Leave(_Message):
     """Leave the room; the connection stays open and may join again."""
 
@@ -99,12 +107,12 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Offer | PeerOffer | PeerAnswer | PeerIce | Update | Leave | Ping,
+    Join | Offer | PeerOffer | PeerAnswer | PeerIce | Update | Prefs | Leave | Ping,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = frozenset(
-    {"join", "offer", "p2p-offer", "p2p-answer", "p2p-ice", "update", "leave", "ping"}
+    {"join", "offer", "p2p-offer", "p2p-answer", "p2p-ice", "update", "prefs", "leave", "ping"}
 )
 
 

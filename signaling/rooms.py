@@ -41,6 +41,9 @@ class Participant:
     spoken: str
     listen: str
     joined_at: float
+    #: Whether this listener hears dubbed speech, and how loud the original voices stay.
+    dub: bool = True
+    original_volume: float = 1.0
 
     def to_wire(self) -> dict[str, Any]:
         """The participant as it appears in protocol messages."""
@@ -98,6 +101,11 @@ class RoomRegistry:
 
     def get(self, room_id: str) -> Room | None:
         return self._rooms.get(room_id)
+
+    def participants_of(self, room_id: str) -> list[Participant]:
+        """The room's participants, oldest first; empty for an unknown room."""
+        room = self._rooms.get(room_id)
+        return list(room.participants.values()) if room else []
 
     def rooms(self) -> list[Room]:
         return list(self._rooms.values())

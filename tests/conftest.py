@@ -46,6 +46,7 @@ def test_settings(**overrides: Any) -> Settings:
         "joins_per_minute": 10_000,
         "messages_per_second": 10_000,
         "preload_engines": False,
+        "translate_calls": False,
     }
     values.update(overrides)
     return Settings(**values)

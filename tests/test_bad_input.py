@@ -84,6 +84,7 @@ async def test_messages_out_of_order(caller: Callable[..., ScriptedCaller]) -> N
         {"type": "leave"},
         {"type": "update", "name": "B"},
         {"type": "p2p-offer", "to": "p_x", "sdp": "v=0"},
+        {"type": "prefs", "dub": False},
     ):
         await c.send(message)
         error = await expect_error(c, "not_joined")
@@ -176,6 +177,13 @@ async def test_bad_names_and_languages(caller: Callable[..., ScriptedCaller]) ->
     await c.expect("welcome")
     await c.send({"type": "update", "name": "Ok", "listen": "zz"})
     await expect_error(c, "language_invalid")
+    await c.send({"type": "prefs", "original_volume": 1.5})
+    await expect_error(c, "bad_message")
+    await c.send({"type": "prefs", "dub": "yes"})
+    await expect_error(c, "bad_message")
+    await c.send({"type": "prefs", "original_volume": 0.25})
+    prefs = await c.expect("prefs")
+    assert (prefs["dub"], prefs["original_volume"]) == (True, 0.25)
     await c.send({"type": "update", "listen": "pt-br"})
     updated = await c.expect("participant-updated")
     assert updated["participant"]["listen"] == "pt-BR"

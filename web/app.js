@@ -1,6 +1,7 @@
 // The call page: start screen, call screen and the glue between signaling and media.
 
 import { PeerLink, ServerLink } from "./call.js";
+import { CaptionPanel } from "./captions.js";
 import { SignalingClient } from "./signaling.js";
 
 const $ = (id) => document.getElementById(id);
@@ -91,6 +92,11 @@ const app = {
   draining: false,
   mediaNote: null,
   events: [],
+  captions: null,
+  // The listener's mix, applied by the server; kept in localStorage across visits.
+  mix: { dub: true, originalVolume: 1 },
+  mixPending: 0, // prefs messages sent and not answered yet
+  mixTimer: null,
 };
 
 window.callserverDebug = Object.freeze({
@@ -117,6 +123,9 @@ window.callserverDebug = Object.freeze({
   },
   get events() {
     return app.events.slice();
+  },
+  get mix() {
+    return { ...app.mix };
   },
   errorText,
 });
@@ -399,6 +408,7 @@ async function openSignaling() {
   client.on("p2p-answer", onPeerAnswer);
   client.on("p2p-ice", onPeerIce);
   client.on("draining", onDraining);
+  client.on("prefs", onMixApplied);
   client.on("error", onServerError);
   client.on("close", (detail) => onSignalingClosed(client, detail));
   try {
@@ -438,6 +448,10 @@ function onWelcome(msg) {
   showCallMessage(app.mediaNote || "");
   syncCallLanguages();
   renderLocal();
+  renderTranscriptLinks();
+  // The server starts every participant with its defaults: restore this listener's choice.
+  app.mixPending = 0;
+  sendMix();
   for (const participant of msg.room.participants) {
     if (participant.id === app.self.id) continue;
     app.participants.set(participant.id, participant);
@@ -461,6 +475,7 @@ function onParticipantUpdated(msg) {
   if (app.self && participant.id === app.self.id) {
     app.self = participant;
     syncCallLanguages();
+    app.captions.refresh();
     return;
   }
   if (!app.participants.has(participant.id)) return;
@@ -484,6 +499,12 @@ function onDraining() {
 
 function onServerError(msg) {
   const code = msg.code;
+  if (msg.in_reply_to === "prefs") {
+    // A server without listener preferences still carries the call: nothing to tell the user.
+    app.mixPending = Math.max(0, app.mixPending - 1);
+    console.info("signaling: prefs refused:", code);
+    return;
+  }
   if (msg.in_reply_to === "join") {
     if (app.phase === "joining") {
       failJoin(errorText(code, errorContext()));
@@ -595,6 +616,7 @@ async function startServerMedia() {
       onEvent: (event) => {
         app.events.push(event);
         if (app.events.length > 200) app.events.shift();
+        app.captions.handle(event);
       },
       onState: onServerMediaState,
     });
@@ -729,6 +751,8 @@ function endCall(text) {
   stopLocalMedia();
   app.draining = false;
   app.phase = "start";
+  app.captions.clear();
+  closePopovers();
   setConnection("idle");
   showScreen("start");
   showCallMessage("");
@@ -917,6 +941,135 @@ function onCallLanguageChange(field, select) {
   if (app.phase === "call") app.signaling?.send("update", { [field]: value });
 }
 
+// --- listener controls: captions, the mix, the transcript ---------------------------------
+
+function clampVolume(value) {
+  const number = Number(value);
+  return Number.isFinite(number) ? Math.min(1, Math.max(0, number)) : 1;
+}
+
+function loadMix() {
+  const prefs = loadPrefs();
+  app.mix = {
+    dub: typeof prefs.dub === "boolean" ? prefs.dub : true,
+    originalVolume: prefs.original_volume === undefined ? 1 : clampVolume(prefs.original_volume),
+  };
+  renderMix();
+  setCaptions(prefs.captions !== false, { save: false });
+}
+
+function renderMix() {
+  $("dub-toggle").checked = app.mix.dub;
+  const percent = Math.round(app.mix.originalVolume * 100);
+  $("original-volume").value = String(percent);
+  $("original-volume-value").textContent = `${percent}%`;
+}
+
+/** Send the mix now (and forget any send waiting on the slider). */
+function sendMix() {
+  clearTimeout(app.mixTimer);
+  app.mixTimer = null;
+  if (app.phase !== "call" || !app.signaling) return;
+  const sent = app.signaling.send("prefs", {
+    dub: app.mix.dub,
+    original_volume: app.mix.originalVolume,
+  });
+  if (sent) app.mixPending += 1;
+}
+
+function onMixApplied(msg) {
+  app.mixPending = Math.max(0, app.mixPending - 1);
+  // While the user is still moving the slider, an older echo must not pull it back.
+  if (app.mixPending > 0 || app.mixTimer !== null) return;
+  if (typeof msg.dub === "boolean") app.mix.dub = msg.dub;
+  if (typeof msg.original_volume === "number") app.mix.originalVolume = clampVolume(msg.original_volume);
+  renderMix();
+}
+
+function onDubToggle() {
+  app.mix.dub = $("dub-toggle").checked;
+  savePrefs({ dub: app.mix.dub });
+  sendMix();
+}
+
+function onVolumeInput(event) {
+  app.mix.originalVolume = clampVolume(Number($("original-volume").value) / 100);
+  $("original-volume-value").textContent = `${Math.round(app.mix.originalVolume * 100)}%`;
+  savePrefs({ original_volume: app.mix.originalVolume });
+  if (event.type === "change") {
+    sendMix();
+  } else if (app.mixTimer === null) {
+    // Dragging fires many input events: at most a few messages a second reach the server.
+    app.mixTimer = setTimeout(sendMix, 150);
+  }
+}
+
+function setCaptions(on, { save = true } = {}) {
+  app.captions.setEnabled(on);
+  const button = $("captions-button");
+  button.setAttribute("aria-pressed", String(on));
+  button.classList.toggle("off", !on);
+  button.querySelector(".label").textContent = on ? "Captions" : "No captions";
+  if (save) savePrefs({ captions: on });
+}
+
+function renderTranscriptLinks() {
+  if (!app.roomId) return;
+  const base = `/api/rooms/${encodeURIComponent(app.roomId)}/transcript`;
+  const query = app.token ? `?token=${encodeURIComponent(app.token)}` : "";
+  for (const ext of ["srt", "vtt", "json"]) {
+    const link = $(`transcript-${ext}`);
+    link.href = `${base}.${ext}${query}`;
+    link.download = `transcript-${app.roomId}.${ext}`;
+  }
+}
+
+const POPOVERS = { "sound-button": "sound-panel", "transcript-button": "transcript-menu" };
+
+function closePopovers(except = null) {
+  for (const [buttonId, panelId] of Object.entries(POPOVERS)) {
+    if (buttonId === except) continue;
+    $(panelId).hidden = true;
+    $(buttonId).setAttribute("aria-expanded", "false");
+  }
+}
+
+function togglePopover(buttonId) {
+  const panel = $(POPOVERS[buttonId]);
+  const open = panel.hidden;
+  closePopovers(buttonId);
+  panel.hidden = !open;
+  $(buttonId).setAttribute("aria-expanded", String(open));
+}
+
+function setupListenerControls() {
+  app.captions = new CaptionPanel({
+    root: $("captions"),
+    list: $("caption-list"),
+    listenLanguage: () => (app.self ? app.self.listen : loadPrefs().listen || defaultLanguage()),
+  });
+  loadMix();
+  $("captions-button").addEventListener("click", () =>
+    setCaptions($("captions-button").getAttribute("aria-pressed") !== "true"),
+  );
+  $("dub-toggle").addEventListener("change", onDubToggle);
+  $("original-volume").addEventListener("input", onVolumeInput);
+  $("original-volume").addEventListener("change", onVolumeInput);
+  for (const buttonId of Object.keys(POPOVERS)) {
+    $(buttonId).addEventListener("click", () => togglePopover(buttonId));
+  }
+  // Outside clicks and Escape close the popovers, as menus do everywhere.
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest(".control-wrap")) closePopovers();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closePopovers();
+  });
+  for (const link of document.querySelectorAll("#transcript-menu a")) {
+    link.addEventListener("click", () => closePopovers());
+  }
+}
+
 // --- start-up -------------------------------------------------------------------------------
 
 async function init() {
@@ -924,6 +1077,7 @@ async function init() {
   app.roomId = params.get("room") || null;
   app.token = params.get("token") || null;
   configureStartScreen();
+  setupListenerControls();
 
   const result = await fetchJson("/api/config");
   if (!result.ok || !result.body) {

@@ -57,6 +57,8 @@ export class ServerLink {
         return;
       }
       this.events.push(data);
+      // Captions arrive several times a second for the whole call: keep only the recent ones.
+      if (this.events.length > 200) this.events.shift();
       this.onEvent(data);
     });
     pc.addEventListener("track", (event) => {

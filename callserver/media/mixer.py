@@ -1,20 +1,23 @@
 """Per-listener mixing of the other participants' voices, one 20 ms frame at a time.
 
 Every listener has its own queue per speaker, so listeners never steal frames from each other
-and each can later get its own extra sources (translated speech) in the same mix. Queues are a
-small adaptive jitter buffer: they start playing after ``prebuffer`` frames, and frames that
-stay queued through a whole half-second window are dropped, so latency cannot creep.
+and each gets its own translated speech (dubs, see ``dub.py``) in the same mix, with the
+originals ducked underneath. Queues are a small adaptive jitter buffer: they start playing
+after ``prebuffer`` frames, and frames that stay queued through a whole half-second window are
+dropped, so latency cannot creep.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from callserver.media.dub import DubClip, DubPlayer, DubSettings, drop_clip
 from callserver.media.frames import FRAME_SAMPLES, Pcm16, PcmFrame, silence
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,12 @@ class MixStats:
     mixed_frames: int = 0
     underruns: int = 0
     dropped_frames: int = 0
+    #: Frames in which a listener heard dub audio.
+    dub_frames: int = 0
+    #: Dub clips dropped by catch-up before they were heard.
+    dub_clips_skipped: int = 0
+    #: Frames in which a listener's originals were ducked under a dub.
+    ducked_frames: int = 0
 
 
 class SpeakerQueue:
@@ -92,14 +101,20 @@ class RoomMixer:
         prebuffer_frames: int = 0,
         on_underrun: Callable[[str, str], None] | None = None,
         stats: MixStats | None = None,
+        dub_settings: DubSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_queue_frames = max_queue_frames
         self.prebuffer_frames = prebuffer_frames
         # Shared between a server's mixers so counters survive rooms that close.
         self.stats = stats if stats is not None else MixStats()
         self._on_underrun = on_underrun
+        self.dub_settings = dub_settings if dub_settings is not None else DubSettings()
+        self._clock = clock
         # listener id -> speaker id -> queue
         self._queues: dict[str, dict[str, SpeakerQueue]] = {}
+        # listener id -> that listener's dubs
+        self._dubs: dict[str, DubPlayer] = {}
 
     @property
     def participants(self) -> list[str]:
@@ -113,10 +128,14 @@ class RoomMixer:
             queues[participant] = self._new_queue()
             log.debug("mixer route", extra={"listener": listener, "speaker": participant})
         self._queues[participant] = {speaker: self._new_queue() for speaker in self._queues}
+        self._dubs[participant] = DubPlayer(self.dub_settings, listener=participant)
 
     def remove(self, participant: str) -> None:
         """Forget ``participant`` as listener and as speaker."""
         self._queues.pop(participant, None)
+        player = self._dubs.pop(participant, None)
+        if player is not None:
+            player.close()
         for queues in self._queues.values():
             queues.pop(participant, None)
 
@@ -131,11 +150,39 @@ class RoomMixer:
             if queue is not None:
                 self.stats.dropped_frames += queue.push(frame.samples)
 
-    def pull(self, listener: str) -> Pcm16:
-        """The next 20 ms of what ``listener`` hears: other voices summed, or silence."""
+    def enqueue_dub(self, listener: str, clip: DubClip) -> bool:
+        """Queue a dub for ``listener``; False (and ``on_skipped``) when it will not play."""
+        player = self._dubs.get(listener)
+        if player is None:
+            drop_clip(clip)
+            return False
+        accepted = player.dub_enabled and clip.samples.size > 0
+        self.stats.dub_clips_skipped += player.enqueue(clip)
+        return accepted
+
+    def set_listener_prefs(
+        self,
+        listener: str,
+        dub_enabled: bool | None = None,
+        original_volume: float | None = None,
+    ) -> None:
+        """Change one listener's dub controls (None leaves a control as it is)."""
+        player = self._dubs.get(listener)
+        if player is not None:
+            player.set_prefs(dub_enabled=dub_enabled, original_volume=original_volume)
+
+    def dub_player(self, listener: str) -> DubPlayer | None:
+        """``listener``'s dub player (backlog, counters), if the listener is here."""
+        return self._dubs.get(listener)
+
+    def pull(self, listener: str, now: float | None = None) -> Pcm16:
+        """The next 20 ms of what ``listener`` hears: other voices summed, dubs over them.
+
+        ``now`` is the tick time (default: the mixer's clock) reported to ``on_first_frame``.
+        """
         queues = self._queues.get(listener)
         self.stats.mixed_frames += 1
-        if not queues:
+        if queues is None:
             return silence()
         acc: np.ndarray | None = None
         for speaker, queue in queues.items():
@@ -151,8 +198,16 @@ class RoomMixer:
                 acc = samples.astype(np.int32)
             else:
                 acc += samples
+        player = self._dubs[listener]
+        dub, gain = player.next_frame(self._clock() if now is None else now)
+        self.stats.dub_frames += dub is not None
+        self.stats.ducked_frames += player.ducking
         if acc is None:
-            return silence()
+            return silence() if dub is None else dub
+        if not isinstance(gain, float) or gain != 1.0:
+            acc = np.rint(acc * gain).astype(np.int32)
+        if dub is not None:
+            acc += dub
         mixed: Pcm16 = np.clip(acc, -32768, 32767).astype(np.int16)
         return mixed
 

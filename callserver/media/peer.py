@@ -26,8 +26,8 @@ from signaling.errors import ErrorCode, SignalingError
 
 log = logging.getLogger(__name__)
 
-#: Called with (participant id, 20 ms frame) for every frame a participant sends.
-FrameTap = Callable[[str, PcmFrame], None]
+#: Called with (room id, participant id, 20 ms frame) for every frame a participant sends.
+FrameTap = Callable[[str, str, PcmFrame], None]
 
 
 class ParticipantPeer:
@@ -181,7 +181,7 @@ class ParticipantPeer:
                 for chunk in rechunk.process(pcm):
                     self._mixer.push(self.participant_id, chunk)
                     for tap in self._taps:
-                        tap(self.participant_id, chunk)
+                        tap(self.room_id, self.participant_id, chunk)
 
 
 def _short(exc: BaseException) -> str:

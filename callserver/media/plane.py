@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from callserver.media.dub import DubClip, DubSettings
 from callserver.media.mixer import MixStats, RoomMixer
 from callserver.media.peer import FrameTap, ParticipantPeer
 from signaling.errors import ErrorCode, SignalingError
@@ -38,6 +39,7 @@ class MediaLimits:
     mixer_prebuffer_frames: int = 0
     #: STUN servers the server's own ICE agent uses; empty means host candidates only.
     stun_urls: tuple[str, ...] = ()
+    dub: DubSettings = field(default_factory=DubSettings)
 
 
 class MediaPlane:
@@ -52,9 +54,12 @@ class MediaPlane:
         self.stats = MixStats()
         self.on_peer_closed: PeerClosedCallback | None = None
         self.taps: list[FrameTap] = []
+        #: Called with (room id, participant id) whenever a peer connection is gone, for any
+        #: reason, so per-participant work elsewhere (translation) can stop.
+        self.closed_hooks: list[Callable[[str, str], Awaitable[None]]] = []
         self._on_peer_state = on_peer_state
         self._rooms: dict[str, RoomMedia] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._hook_tasks: set[asyncio.Future[None]] = set()
 
     @property
     def peer_count(self) -> int:
@@ -84,6 +89,7 @@ class MediaPlane:
                     self.limits.mixer_max_queue_frames,
                     self.limits.mixer_prebuffer_frames,
                     stats=self.stats,
+                    dub_settings=self.limits.dub,
                 )
             )
             self._rooms[room_id] = room
@@ -123,6 +129,24 @@ class MediaPlane:
             return 0
         return sum(peer.send_event(event) for peer in list(room.peers.values()))
 
+    def enqueue_dub(self, room_id: str, listener_id: str, clip: DubClip) -> bool:
+        """Queue dubbed speech in a listener's mix; False when they have no media now."""
+        room = self._rooms.get(room_id)
+        if room is None or listener_id not in room.peers:
+            return False
+        room.mixer.enqueue_dub(listener_id, clip)
+        return True
+
+    def set_prefs(
+        self, room_id: str, participant_id: str, dub: bool, original_volume: float
+    ) -> None:
+        """Apply a listener's mix preferences (dubbing on or off, original voice volume)."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.mixer.set_listener_prefs(
+                participant_id, dub_enabled=dub, original_volume=original_volume
+            )
+
     async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None:
         """Close and forget a participant's peer connection (leave, disconnect)."""
         peer = self.peer(room_id, participant_id)
@@ -133,8 +157,8 @@ class MediaPlane:
         """Close every peer connection (shutdown)."""
         peers = [peer for room in self._rooms.values() for peer in room.peers.values()]
         await asyncio.gather(*(peer.close("shutdown") for peer in peers), return_exceptions=True)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._hook_tasks:
+            await asyncio.gather(*self._hook_tasks, return_exceptions=True)
         self._rooms.clear()
 
     def _peer_closed(self, peer: ParticipantPeer, reason: str) -> None:
@@ -147,3 +171,7 @@ class MediaPlane:
             del self._rooms[peer.room_id]
         if reason in ("failed", "connect_timeout") and self.on_peer_closed is not None:
             self.on_peer_closed(peer.room_id, peer.participant_id, reason)
+        for hook in self.closed_hooks:
+            task = asyncio.ensure_future(hook(peer.room_id, peer.participant_id))
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)

@@ -1,0 +1,1 @@
+"""Live translation of call audio: speech detection, recognition, translation, synthesis."""

@@ -1,0 +1,48 @@
+"""Options of the live translation pipeline (``CALLSERVER_PIPELINE_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PipelineSettings(BaseSettings):
+    """How calls are recognised, translated and dubbed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALLSERVER_PIPELINE_", extra="ignore", frozen=True
+    )
+
+    max_pending_utterances: int = Field(
+        6,
+        ge=1,
+        description="Utterances waiting for recognition, server-wide; past this the oldest "
+        "waiting one is dropped (with a caption marker) so latency cannot build up.",
+    )
+    interim_captions: bool = Field(
+        True,
+        description="Transcribe speech in progress for revisable captions, when recognition "
+        "is idle (never delays final text).",
+    )
+    echo_window_s: float = Field(
+        20.0,
+        gt=0,
+        description="How long what a participant was sent (dub and caption text) is remembered "
+        "to recognise it coming back through their microphone.",
+    )
+    echo_similarity: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Share of an utterance's words found in recently sent text above which "
+        "it is taken for echo and dropped.",
+    )
+    transcript_max_entries: int = Field(
+        5000, ge=10, description="Final captions kept per room for the transcript download."
+    )
+    frame_queue_max: int = Field(
+        250,
+        ge=10,
+        description="20 ms frames buffered per speaker before voice detection (5 s); a "
+        "speaker whose detection falls this far behind loses the oldest frames.",
+    )

@@ -1,0 +1,306 @@
+"""What happens to one utterance: recognise, caption, translate per listening language,
+synthesise, and queue the dub in each listener's mix, measuring every stage."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from callserver.engines import EngineSet
+from callserver.media.dub import DubClip
+from callserver.pipeline.echo import EchoGuard
+from callserver.pipeline.events import StageTimes, Utterance
+from callserver.pipeline.latency import PipelineMetrics, stages_ms
+from callserver.pipeline.transcript import TranscriptEntry
+from models.errors import EngineError
+from signaling.rooms import Participant
+
+log = logging.getLogger(__name__)
+
+
+def primary(tag: str) -> str:
+    """``pt-BR`` -> ``pt``: listeners whose primary language is the speaker's need no dub."""
+    return tag.split("-")[0].lower()
+
+
+class Delivery(Protocol):
+    """Where results go: data-channel events and dubs in listeners' mixes."""
+
+    def send_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> bool: ...
+
+    def enqueue_dub(self, room_id: str, listener_id: str, clip: DubClip) -> bool: ...
+
+
+def wall(monotonic_t: float) -> float:
+    """A monotonic time as Unix seconds, for the page's clock."""
+    return time.time() - (time.monotonic() - monotonic_t)
+
+
+class UtteranceTranslator:
+    """Runs one utterance through recognition, translation and synthesis."""
+
+    def __init__(
+        self,
+        engines: EngineSet,
+        delivery: Delivery,
+        metrics: PipelineMetrics,
+        echo_guard: Callable[[str], EchoGuard],
+        on_final: Callable[[str, TranscriptEntry], None] | None = None,
+    ) -> None:
+        self.engines = engines
+        self.delivery = delivery
+        self.metrics = metrics
+        self.echo_guard = echo_guard
+        self.on_final = on_final
+
+    async def interim(
+        self,
+        room_id: str,
+        speaker: Participant,
+        utterance_id: str,
+        audio: Any,
+        started_at: float,
+        participants: Iterable[Participant],
+        is_final: Callable[[], bool],
+    ) -> None:
+        """Caption speech in progress (revisable), if recognition has nothing better to do."""
+        stt = await self.engines.stt()
+        if stt.pool.depth > 0:
+            return
+        try:
+            transcript = await stt.transcribe(audio, language=primary(speaker.spoken))
+        except EngineError:
+            return
+        if is_final() or not transcript.text:
+            return
+        event = self._caption(speaker, utterance_id, transcript.text, {}, started_at, None, False)
+        self._broadcast(room_id, participants, event)
+
+    async def translate(
+        self,
+        room_id: str,
+        speaker: Participant,
+        utterance: Utterance,
+        participants: list[Participant],
+    ) -> None:
+        """The whole chain for one finished utterance."""
+        times = StageTimes(speech_end=utterance.speech_end_at, endpoint=utterance.endpoint_at)
+        self.metrics.stage.labels("endpoint").observe(
+            utterance.endpoint_at - utterance.speech_end_at
+        )
+        stt = await self.engines.stt()
+        transcript = await stt.transcribe(utterance.audio, language=primary(speaker.spoken))
+        times.recognized = time.monotonic()
+        self.metrics.stage.labels("recognize").observe(times.recognized - utterance.endpoint_at)
+        text = transcript.text.strip()
+        others = [p for p in participants if p.id != speaker.id]
+        ended = wall(utterance.speech_end_at)
+        started = wall(utterance.started_at)
+        log_fields = {
+            "room": room_id,
+            "participant": speaker.id,
+            "utterance": utterance.utterance_id,
+        }
+        if not text or self.echo_guard(speaker.id).is_echo(text):
+            outcome = "empty" if not text else "echo"
+            self.metrics.utterances.labels(outcome).inc()
+            log.info("utterance dropped", extra={**log_fields, "reason": outcome})
+            # An empty final caption retracts any interim text the page shows.
+            retract = self._caption(speaker, utterance.utterance_id, "", {}, started, ended, True)
+            self._broadcast(room_id, participants, retract)
+            return
+        for listener in others:
+            self.echo_guard(listener.id).sent(text)
+        translations: dict[str, str] = {}
+        caption_stages = stages_ms(times)
+        self._broadcast(
+            room_id,
+            participants,
+            self._caption(
+                speaker,
+                utterance.utterance_id,
+                text,
+                translations,
+                started,
+                ended,
+                True,
+                caption_stages,
+            ),
+        )
+        targets: dict[str, list[Participant]] = {}
+        for listener in others:
+            if primary(listener.listen) != primary(speaker.spoken):
+                targets.setdefault(listener.listen, []).append(listener)
+        results = await asyncio.gather(
+            *(
+                self._dub(
+                    room_id,
+                    speaker,
+                    utterance,
+                    text,
+                    language,
+                    listeners,
+                    times,
+                    translations,
+                    participants,
+                    started,
+                    ended,
+                )
+                for language, listeners in targets.items()
+            ),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for error in failed:
+            log.warning("dub failed", extra={**log_fields, "error": str(error)})
+        self.metrics.utterances.labels("failed" if failed else "translated").inc()
+        if self.on_final is not None:
+            self.on_final(
+                room_id,
+                TranscriptEntry(
+                    utterance_id=utterance.utterance_id,
+                    speaker_id=speaker.id,
+                    speaker_name=speaker.name,
+                    language=speaker.spoken,
+                    text=text,
+                    translations=dict(translations),
+                    start=started,
+                    end=ended,
+                    stages_ms=caption_stages,
+                ),
+            )
+
+    async def _dub(
+        self,
+        room_id: str,
+        speaker: Participant,
+        utterance: Utterance,
+        text: str,
+        language: str,
+        listeners: list[Participant],
+        times: StageTimes,
+        translations: dict[str, str],
+        participants: list[Participant],
+        started: float,
+        ended: float,
+    ) -> None:
+        service = await self.engines.translation()
+        translated = await service.translate(text, speaker.spoken, language)
+        times.translated[language] = time.monotonic()
+        assert times.recognized is not None
+        self.metrics.stage.labels("translate").observe(
+            times.translated[language] - times.recognized
+        )
+        translations[language] = translated
+        self._broadcast(
+            room_id,
+            participants,
+            self._caption(
+                speaker,
+                utterance.utterance_id,
+                text,
+                dict(translations),
+                started,
+                ended,
+                True,
+                stages_ms(times),
+            ),
+        )
+        if not translated.strip():
+            return
+        tts = await self.engines.tts()
+        speech = await tts.synthesize(translated, language)
+        times.first_audio[language] = time.monotonic()
+        self.metrics.stage.labels("synthesize").observe(
+            times.first_audio[language] - times.translated[language]
+        )
+
+        for listener in listeners:
+            self.echo_guard(listener.id).sent(translated)
+            clip = DubClip(
+                utterance_id=utterance.utterance_id,
+                speaker_id=speaker.id,
+                samples=speech.samples,
+                on_first_frame=functools.partial(
+                    self._first_frame,
+                    room_id,
+                    listener.id,
+                    utterance.utterance_id,
+                    language,
+                    times,
+                ),
+                on_skipped=functools.partial(self._skipped, room_id, listener.id, speaker),
+            )
+            self.delivery.enqueue_dub(room_id, listener.id, clip)
+
+    def _first_frame(
+        self,
+        room_id: str,
+        listener_id: str,
+        utterance_id: str,
+        language: str,
+        times: StageTimes,
+        clip: DubClip,
+        at: float,
+    ) -> None:
+        if language not in times.first_dub_frame:
+            times.first_dub_frame[language] = at
+            self.metrics.stage.labels("first_dub_frame").observe(at - times.first_audio[language])
+        self.metrics.mouth_to_ear.observe(at - times.speech_end)
+        figures = stages_ms(times, language)
+        figures["mouth_to_ear"] = round((at - times.speech_end) * 1000, 1)
+        event = {
+            "type": "latency",
+            "utterance_id": utterance_id,
+            "language": language,
+            "stages_ms": figures,
+        }
+        self.delivery.send_event(room_id, listener_id, event)
+
+    def _skipped(self, room_id: str, listener_id: str, speaker: Participant, clip: DubClip) -> None:
+        self.metrics.utterances.labels("dub_skipped").inc()
+        event = {
+            "type": "caption-dropped",
+            "utterance_id": clip.utterance_id,
+            "speaker": speaker.id,
+            "speaker_name": speaker.name,
+            "reason": "catch_up",
+        }
+        self.delivery.send_event(room_id, listener_id, event)
+
+    def _caption(
+        self,
+        speaker: Participant,
+        utterance_id: str,
+        text: str,
+        translations: dict[str, str],
+        started: float,
+        ended: float | None,
+        final: bool,
+        stages: dict[str, float] | None = None,
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": "caption",
+            "utterance_id": utterance_id,
+            "speaker": speaker.id,
+            "speaker_name": speaker.name,
+            "final": final,
+            "language": speaker.spoken,
+            "text": text,
+            "translations": translations,
+            "started_at": started,
+            "ended_at": ended,
+        }
+        if stages is not None:
+            event["stages_ms"] = stages
+        return event
+
+    def _broadcast(
+        self, room_id: str, participants: Iterable[Participant], event: dict[str, Any]
+    ) -> None:
+        for participant in participants:
+            self.delivery.send_event(room_id, participant.id, event)
