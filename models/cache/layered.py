@@ -54,6 +54,8 @@ def build_cache(
 ) -> LayeredCache | None:
     """The cache ``name`` as configured: file and/or Redis layers, or None when both are off."""
     layers: list[ByteCache] = []
+    if not settings.cache_enabled:
+        return None
     if settings.cache_dir is not None:
         layers.append(
             FileCache(

@@ -13,6 +13,11 @@ class CacheSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)
 
+    cache_enabled: bool = Field(
+        True,
+        description="Cache synthesized speech and translations. Off: every request runs the "
+        "engines (benchmarks, debugging).",
+    )
     cache_dir: Path | None = Field(
         default_factory=lambda: Path.home() / ".cache" / "callserver" / "speech",
         description="Folder of the local file cache (sharded into 256 subfolders). "

@@ -43,6 +43,8 @@ class SyntheticDims:
     sp_vocab_size: int = 1000
     quantization: str | None = None
     seed: int = 0
+    #: Bumped when the builder changes what it writes, so cached models are rebuilt.
+    layout: int = 2
 
     def key(self) -> str:
         """A short stable name for the cache directory."""
@@ -177,6 +179,9 @@ def _set_ffn(spec: Any, w: _Weights, d: int, ffn: int) -> None:
     _set_linear(spec.linear_1, w, d, ffn)
 
 
+NLLB_CODES_SET = frozenset(NLLB_CODES)
+
+
 def build_model(directory: Path, dims: SyntheticDims) -> SyntheticModel:
     """Build a model and tokenizer into ``directory`` (created; must not hold a model)."""
     from ctranslate2.specs import common_spec, transformer_spec
@@ -196,6 +201,13 @@ def build_model(directory: Path, dims: SyntheticDims) -> SyntheticModel:
     w = _Weights(dims.seed)
     # NLLB ties the encoder, decoder and output embeddings: one array, aliased on save.
     shared = w.matrix(dims.vocab_size, d)
+    # Zero output rows for filler and language codes: their logits stay at 0 while real pieces
+    # spread around it, so greedy decoding emits tokenizer pieces, i.e. text of realistic length
+    # for the synthesis stage, as a trained model would. The compute per token is unchanged.
+    silent = [
+        i for i, t in enumerate(vocabulary) if t in NLLB_CODES_SET or t.startswith("madeupword")
+    ]
+    shared[silent] = 0.0
     spec.encoder.embeddings[0].weight = shared
     spec.decoder.embeddings.weight = shared
     spec.decoder.projection.weight = shared
