@@ -210,7 +210,10 @@ class UtteranceTranslator:
                 stages_ms(times),
             ),
         )
-        if not translated.strip():
+        # Listeners who turned dubbing off still get the caption; nobody waits for speech
+        # they would not hear.
+        listeners = [listener for listener in listeners if listener.dub]
+        if not translated.strip() or not listeners:
             return
         tts = await self.engines.tts()
         speech = await tts.synthesize(translated, language)
