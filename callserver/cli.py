@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from callserver.logs import configure_logging
 from callserver.settings import Settings
@@ -46,14 +48,43 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
+    from callserver.pipeline.endpoint import EndpointSettings
+    from callserver.pipeline.settings import PipelineSettings
+    from models.cache import CacheSettings
+    from models.mt.settings import MtSettings
+    from models.store import StoreSettings
+    from models.stt.settings import SttSettings
+    from models.tts.settings import TtsSettings
+
+    return [
+        ("Server, calls and limits", Settings),
+        ("Translation pipeline", PipelineSettings),
+        ("Voice detection and endpointing", EndpointSettings),
+        ("Speech recognition", SttSettings),
+        ("Translation", MtSettings),
+        ("Speech synthesis", TtsSettings),
+        ("Caches", CacheSettings),
+        ("Model store", StoreSettings),
+    ]
+
+
 def _settings_table(args: argparse.Namespace) -> int:
-    print("| variable | default | meaning |\n|---|---|---|")
-    for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        if name == "web_dir":
-            default = "web/ in the checkout"
-        shown = ",".join(default) if isinstance(default, list) else default
-        print(f"| `CALLSERVER_{name.upper()}` | `{shown}` | {field.description} |")
+    for title, cls in _settings_classes():
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        print(f"\n### {title}\n\n| variable | default | meaning |\n|---|---|---|")
+        for name, field in cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if name == "web_dir":
+                default = "web/ in the checkout"
+            elif isinstance(default, Path) and str(default).startswith(str(Path.home())):
+                default = "~" + str(default)[len(str(Path.home())) :]
+            if isinstance(default, list):
+                default = ",".join(map(str, default))
+                if len(default) > 40:
+                    default = default[:37] + "..."
+            description = (field.description or "").replace("|", "\\|")
+            print(f"| `{(prefix + name).upper()}` | `{default}` | {description} |")
     return 0
 
 

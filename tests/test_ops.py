@@ -107,3 +107,9 @@ def test_settings_table_lists_every_setting() -> None:
     )
     for name in Settings.model_fields:
         assert f"CALLSERVER_{name.upper()}" in out.stdout
+    for engine_setting in (
+        "CALLSERVER_STT_MODEL",
+        "CALLSERVER_MT_ENGINES",
+        "CALLSERVER_VAD_SILENCE_MS",
+    ):
+        assert engine_setting in out.stdout
