@@ -14,14 +14,9 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.env import split_list
+
 WEB_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "web"
-
-
-def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` from the environment as well as a real list."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class Settings(BaseSettings):
@@ -177,7 +172,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("ice_host_addresses")
     @classmethod

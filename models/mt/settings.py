@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.env import split_list
+
 ENGINE_NAMES = ("apertium", "nllb")
-
-
-def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` from the environment as well as a real list."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class MtSettings(BaseSettings):
@@ -95,7 +90,7 @@ class MtSettings(BaseSettings):
         5000, ge=1, description="Longest text Apertium accepts for one translation."
     )
 
-    _split_engines = field_validator("engines", mode="before")(_split_list)
+    _split_engines = field_validator("engines", mode="before")(split_list)
 
     @field_validator("engines")
     @classmethod

@@ -8,14 +8,10 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.env import split_list
+
 ENGINE_NAMES = ("piper", "espeak", "gtts")
 GTTS_DEFAULT_URL = "https://translate.google.com/_/TranslateWebserverUi/data/batchexecute"
-
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class TtsSettings(BaseSettings):
@@ -77,7 +73,7 @@ class TtsSettings(BaseSettings):
     @field_validator("tts_engines", "piper_voices", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("tts_engines")
     @classmethod
