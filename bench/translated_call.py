@@ -207,6 +207,11 @@ async def main(utterances: int, levels: list[int], seconds: float) -> None:
         "CALLSERVER_MT_MAX_DECODING_LENGTH": "24",
     }
     await one_call(apertium, utterances, "(a) Whisper base + Apertium + espeak-ng")
+    await one_call(
+        {**apertium, "CALLSERVER_PIPELINE_INTERIM_CAPTIONS": "false"},
+        utterances,
+        "(a') as (a), interim captions off",
+    )
     await one_call(nllb, utterances, "(b) Whisper base + NLLB-600M-shaped model + espeak-ng")
     with tempfile.TemporaryDirectory() as tmp:
         spanish = [espeak(text, "es", Path(tmp)) for text in SPANISH]
