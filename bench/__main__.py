@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = [
+BENCHMARKS: list[tuple[str, list[str]]] = [
     ("call_latency", []),
     ("call_load", []),
     ("stt", []),
