@@ -16,7 +16,10 @@ import pytest
 from aiohttp import web
 
 from callserver.app import build_app
+from callserver.engines import EngineSet
 from callserver.media.frames import Pcm16
+from callserver.pipeline.endpoint import EndpointSettings
+from callserver.pipeline.settings import PipelineSettings
 from callserver.probe import ScriptedCaller, load_wav_48k
 from callserver.settings import Settings
 
@@ -59,11 +62,23 @@ def make_server() -> Callable[..., Any]:
 
 
 class _serve:
-    def __init__(self, **overrides: Any) -> None:
+    """``engines``, ``pipeline`` and ``endpoint`` go to ``build_app``; the rest to Settings."""
+
+    def __init__(
+        self,
+        *,
+        engines: EngineSet | None = None,
+        pipeline: PipelineSettings | None = None,
+        endpoint: EndpointSettings | None = None,
+        **overrides: Any,
+    ) -> None:
         self.settings = test_settings(**overrides)
+        self.engines, self.pipeline, self.endpoint = engines, pipeline, endpoint
 
     async def __aenter__(self) -> RunningServer:
-        self.app = build_app(self.settings)
+        self.app = build_app(
+            self.settings, engines=self.engines, pipeline=self.pipeline, endpoint=self.endpoint
+        )
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -31,11 +31,11 @@ class PipelineSettings(BaseSettings):
         "to recognise it coming back through their microphone.",
     )
     echo_similarity: float = Field(
-        0.6,
+        0.65,
         gt=0,
         le=1,
-        description="Share of an utterance's words found in recently sent text above which "
-        "it is taken for echo and dropped.",
+        description="Similarity (0-1; words close in spelling, or letters aligned) between an "
+        "utterance and recently sent text above which it is taken for echo and dropped.",
     )
     transcript_max_entries: int = Field(
         5000, ge=10, description="Final captions kept per room for the transcript download."

@@ -236,7 +236,7 @@ class UtteranceTranslator:
                     language,
                     times,
                 ),
-                on_skipped=functools.partial(self._skipped, room_id, listener.id, speaker),
+                on_skipped=functools.partial(self._skipped, room_id, listener, speaker),
             )
             self.delivery.enqueue_dub(room_id, listener.id, clip)
 
@@ -264,7 +264,11 @@ class UtteranceTranslator:
         }
         self.delivery.send_event(room_id, listener_id, event)
 
-    def _skipped(self, room_id: str, listener_id: str, speaker: Participant, clip: DubClip) -> None:
+    def _skipped(
+        self, room_id: str, listener: Participant, speaker: Participant, clip: DubClip
+    ) -> None:
+        if not listener.dub:
+            return  # dropped because the listener turned dubbing off: nothing to report
         self.metrics.utterances.labels("dub_skipped").inc()
         event = {
             "type": "caption-dropped",
@@ -273,7 +277,7 @@ class UtteranceTranslator:
             "speaker_name": speaker.name,
             "reason": "catch_up",
         }
-        self.delivery.send_event(room_id, listener_id, event)
+        self.delivery.send_event(room_id, listener.id, event)
 
     def _caption(
         self,

@@ -1,0 +1,529 @@
+"""Translated calls end to end: aiortc callers through the real server with the pipeline on.
+
+Real Silero endpointing, Whisper, Apertium (en↔es), a tiny random-weight NLLB model built
+here (pairs with Vietnamese: its output is meaningless but non-empty), espeak-ng and Piper.
+One server serves the module (engines load once); every test uses its own room, and checks
+counters as differences from before the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import shutil
+import subprocess
+import time
+import wave
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
+
+from callserver.app import ENGINES, TRANSLATION
+from callserver.engines import EngineSet
+from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
+from callserver.pipeline.echo import words
+from callserver.probe import ScriptedCaller, load_wav_48k
+from models.metrics import EngineMetrics
+from models.mt.settings import MtSettings
+from models.mt.synthetic import TINY, SyntheticModel, cached_model
+from models.stt.audio import decode_audio
+from tests.conftest import CLIPS, RunningServer, wait_for
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(
+        shutil.which("apertium") is None or shutil.which("espeak-ng") is None,
+        reason="needs Debian's apertium and espeak-ng",
+    ),
+]
+
+ENGLISH_CLIP = CLIPS[1]  # "he was not an ill disposed young man"
+TIMEOUT = 60.0
+STAGES = ("endpoint", "recognize", "translate", "synthesize", "first_dub_frame")
+#: Block RMS (int16) under which received audio counts as quiet.
+QUIET_RMS = 150.0
+
+SPANISH_TEXT = "Buenos días a todos. La casa es muy grande y bonita."
+VIETNAMESE_TEXT = "Xin chào các bạn. Hôm nay trời đẹp lắm."
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_nllb(tmp_path_factory: pytest.TempPathFactory) -> SyntheticModel:
+    return cached_model(TINY, tmp_path_factory.mktemp("mt-model"))
+
+
+@pytest.fixture(scope="module")
+def espeak_speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pcm16]:
+    """Spanish and Vietnamese sentences spoken by espeak-ng, 48 kHz mono s16."""
+    folder = tmp_path_factory.mktemp("espeak")
+    clips: dict[str, Pcm16] = {}
+    for language, text in (("es", SPANISH_TEXT), ("vi", VIETNAMESE_TEXT)):
+        path = folder / f"{language}.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", language, "-w", str(path), text],
+            check=True,
+            timeout=30,
+        )
+        clips[language] = load_wav_48k(str(path))
+    return clips
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def call_server(
+    make_server_module: Callable[..., Any], tiny_nllb: SyntheticModel
+) -> AsyncIterator[RunningServer]:
+    engines = EngineSet(
+        EngineMetrics(),
+        mt_settings=MtSettings(
+            engines=["apertium", "nllb"],
+            model_path=tiny_nllb.model_dir,
+            tokenizer_path=tiny_nllb.tokenizer_path,
+            device="cpu",
+            threads=1,
+            beam_size=1,
+            # Random weights may end at once; a few tokens keep the dub non-empty and short.
+            min_decoding_length=4,
+            max_decoding_length=10,
+        ),
+    )
+    async with make_server_module(translate_calls=True, engines=engines) as server:
+        yield server
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+async def scrape(server: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics, keyed by (name, sorted labels)."""
+    async with server.session.get(server.url + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def sample(
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def delta(
+    server: RunningServer,
+    before: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+    name: str,
+    **labels: str,
+) -> float:
+    return sample(await scrape(server), name, **labels) - sample(before, name, **labels)
+
+
+@contextlib.asynccontextmanager
+async def callers(
+    server: RunningServer, room: str, *people: dict[str, str]
+) -> AsyncIterator[list[ScriptedCaller]]:
+    """Join ``people`` (caller keyword arguments) to ``room`` with media up; close them after."""
+    joined = [server.caller(**person) for person in people]
+    try:
+        for caller in joined:
+            await caller.join(room)
+        await asyncio.gather(*(caller.start_media() for caller in joined))
+        yield joined
+    finally:
+        for caller in joined:
+            await caller.close()
+
+
+def finals(caller: ScriptedCaller, speaker: ScriptedCaller | None = None) -> list[dict[str, Any]]:
+    """Final captions with text that ``caller`` received (from ``speaker`` when given)."""
+    return [
+        e
+        for e in caller.events
+        if e.get("type") == "caption"
+        and e.get("final")
+        and e.get("text")
+        and (speaker is None or e.get("speaker") == speaker.participant_id)
+    ]
+
+
+def translated_caption(
+    caller: ScriptedCaller, speaker: ScriptedCaller, language: str
+) -> dict[str, Any] | None:
+    """The first final caption from ``speaker`` carrying a non-empty ``language`` translation."""
+    for event in finals(caller, speaker):
+        if event["translations"].get(language, "").strip():
+            return event
+    return None
+
+
+def latencies(
+    caller: ScriptedCaller, utterances: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    wanted = None if utterances is None else set(utterances)
+    return [
+        e
+        for e in caller.events
+        if e.get("type") == "latency" and (wanted is None or e["utterance_id"] in wanted)
+    ]
+
+
+def utterances_of(caller: ScriptedCaller, speaker: ScriptedCaller) -> set[str]:
+    return {e["utterance_id"] for e in finals(caller, speaker)}
+
+
+def rms(block: Pcm16) -> float:
+    return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if block.size else 0.0
+
+
+def received_between(caller: ScriptedCaller, start: float, end: float = float("inf")) -> Pcm16:
+    """What ``caller`` received with arrival times in [start, end)."""
+    rec = caller.recording
+    blocks = [b for t, b in zip(rec.arrivals, rec.blocks, strict=True) if start <= t < end]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
+
+
+async def wait_quiet(caller: ScriptedCaller, after: float, quiet_s: float = 1.0) -> None:
+    """Wait until ``caller`` has heard only quiet for ``quiet_s`` (after time ``after``)."""
+
+    def quiet() -> bool:
+        now = time.monotonic()
+        if now - after < quiet_s:
+            return False
+        recent = received_between(caller, now - quiet_s)
+        blocks = np.array_split(recent, max(1, recent.size // 960))
+        return recent.size > 0 and max(rms(b) for b in blocks) < QUIET_RMS
+
+    await wait_for(quiet, TIMEOUT)
+
+
+async def settle(server: RunningServer, quiet_s: float = 1.5) -> None:
+    """Wait until no utterance waits or is being recognised, for ``quiet_s`` in a row."""
+    hub = server.app[TRANSLATION]
+    stt = await server.app[ENGINES].stt()
+    async with asyncio.timeout(TIMEOUT):
+        calm_since = time.monotonic()
+        while time.monotonic() - calm_since < quiet_s:
+            await asyncio.sleep(0.05)
+            if hub.pending or stt.pool.depth:
+                calm_since = time.monotonic()
+
+
+async def finish_speaking(caller: ScriptedCaller) -> float:
+    """Wait until ``caller`` sent all it was given; return when its last clip started."""
+    await wait_for(lambda: not caller.sending, TIMEOUT)
+    return caller.play_started[-1]
+
+
+def dub_onset(caller: ScriptedCaller, speech_end: float) -> float | None:
+    """Arrival of the first loud block after the speaker's voice has been quiet for 0.5 s.
+
+    The dub cannot start sooner: the endpointer alone waits for 0.5 s of silence.
+    """
+    quiet_blocks = 0
+    rec = caller.recording
+    for arrival, block in zip(rec.arrivals, rec.blocks, strict=True):
+        if arrival < speech_end:
+            continue
+        if rms(block) < QUIET_RMS:
+            quiet_blocks += 1
+        elif quiet_blocks >= 25:
+            return arrival
+        else:
+            quiet_blocks = 0
+    return None
+
+
+def to_whisper(samples: Pcm16) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """48 kHz s16 to Whisper's 16 kHz float32, through FFmpeg's resampler."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.astype("<i2").tobytes())
+    return decode_audio(buffer.getvalue())
+
+
+def check_stages(event: dict[str, Any]) -> None:
+    stages = event["stages_ms"]
+    for name in (*STAGES, "mouth_to_ear"):
+        assert name in stages, (name, stages)
+        assert stages[name] >= 0, (name, stages)
+    # Each stage is rounded to 0.1 ms on its own.
+    assert stages["mouth_to_ear"] == pytest.approx(sum(stages[s] for s in STAGES), abs=1.0)
+
+
+def seconds(samples: Pcm16) -> float:
+    return samples.size / SAMPLE_RATE
+
+
+def speech_then_silence(samples: Pcm16, silence_s: float = 1.5) -> Pcm16:
+    return np.concatenate((samples, silence(int(silence_s * SAMPLE_RATE))))
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
+    call_server: RunningServer,
+) -> None:
+    server = call_server
+    clip = load_wav_48k(str(ENGLISH_CLIP))
+    expected = set(words(ENGLISH_CLIP.with_suffix(".txt").read_text()))
+    before = await scrape(server)
+    async with callers(
+        server,
+        "translated-en-es",
+        {"name": "Ann", "spoken": "en", "listen": "en"},
+        {"name": "Beto", "spoken": "es", "listen": "es"},
+    ) as (ann, beto):
+        ann.play(speech_then_silence(clip))
+        await wait_for(lambda: bool(latencies(beto, utterances_of(beto, ann))), TIMEOUT)
+        latency = latencies(beto)[0]
+        heard_from = time.monotonic()
+        await wait_quiet(beto, heard_from)
+        spoke_at = ann.play_started[-1]
+
+        caption = translated_caption(beto, ann, "es")
+        assert caption is not None, beto.events
+        assert caption["utterance_id"] == latency["utterance_id"]
+        assert caption["language"] == "en" and caption["speaker_name"] == "Ann"
+        text, spanish = caption["text"], caption["translations"]["es"]
+        said = set(words(text))
+        assert len(said & expected) >= 5, (text, expected)
+        assert {"disposed", "young", "man"} <= said, text
+        # Apertium: "He was not an ill-disposed young man." -> "No fue un enfermo-hombre joven
+        # colocado." Check the words any sane translation has, not the whole sentence.
+        spanish_words = set(words(spanish))
+        assert spanish.strip().lower() != text.strip().lower()
+        assert {"hombre", "joven"} <= spanish_words, spanish
+        assert spanish_words & {"no", "un", "el", "la", "de"}, spanish
+        assert not spanish_words & {"man", "young", "was"}, spanish
+        check_stages(latency)
+        assert latency["language"] == "es"
+
+        # What Beto heard after Ann's voice ended is the Spanish dub: Whisper finds its words.
+        # Whisper is given the dub alone: long leading silence, or the tail of Ann's voice,
+        # make it give up on this robotic speech.
+        onset = dub_onset(beto, spoke_at + seconds(clip))
+        assert onset is not None, "no dub audio reached Beto"
+        dub_audio = received_between(beto, onset - 0.2)
+        assert rms(dub_audio) > QUIET_RMS
+        stt = await server.app[ENGINES].stt()
+        heard = await stt.transcribe(to_whisper(dub_audio), language="es")
+        content = {w for w in spanish_words if len(w) >= 4}
+        assert content, spanish
+        found = content & set(words(heard.text))
+        assert len(found) >= 0.4 * len(content), (heard.text, spanish)
+
+    assert await delta(server, before, "callserver_mouth_to_ear_seconds_count") >= 1
+    assert await delta(server, before, "callserver_utterances_total", outcome="translated") >= 1
+    assert await delta(server, before, "callserver_dub_frames_total") > 0
+
+
+async def test_vietnamese_speech_is_dubbed_through_the_nllb_model(
+    call_server: RunningServer, espeak_speech: dict[str, Pcm16]
+) -> None:
+    server = call_server
+    clip = espeak_speech["vi"]
+    async with callers(
+        server,
+        "translated-vi-en",
+        {"name": "Lan", "spoken": "vi", "listen": "vi"},
+        {"name": "Bob", "spoken": "en", "listen": "en"},
+    ) as (lan, bob):
+        await asyncio.sleep(1.0)  # some received silence, for the floor
+        lan.play(speech_then_silence(clip))
+        await wait_for(lambda: bool(latencies(bob, utterances_of(bob, lan))), TIMEOUT)
+        await wait_quiet(bob, time.monotonic())
+        spoke_at = lan.play_started[-1]
+
+        caption = translated_caption(bob, lan, "en")
+        assert caption is not None, bob.events
+        assert caption["language"] == "vi"
+        assert caption["text"].strip()
+        latency = latencies(bob, [caption["utterance_id"]])[0]
+        assert latency["language"] == "en"
+        check_stages(latency)
+
+        floor = received_between(bob, spoke_at - 1.0, spoke_at)
+        assert floor.size > 0
+        onset = dub_onset(bob, spoke_at + seconds(clip))
+        assert onset is not None, "no dub audio reached Bob"
+        dub_audio = received_between(bob, onset)
+        blocks = np.array_split(dub_audio, max(1, dub_audio.size // 960))
+        loudest = max(rms(b) for b in blocks)
+        assert loudest > max(10 * rms(floor), 300.0), (loudest, rms(floor))
+        # The dub is speech, not a click: a good part of a second of it is loud.
+        assert sum(rms(b) > QUIET_RMS for b in blocks) >= 25
+
+
+async def test_echoed_dub_is_not_translated_again(call_server: RunningServer) -> None:
+    server = call_server
+    clip = load_wav_48k(str(ENGLISH_CLIP))
+    before = await scrape(server)
+    async with callers(
+        server,
+        "translated-echo",
+        {"name": "Ann", "spoken": "en", "listen": "en"},
+        {"name": "Beto", "spoken": "es", "listen": "es"},
+    ) as (ann, beto):
+
+        async def loudspeaker() -> None:
+            """Beto's microphone hears Beto's speaker, 100 ms later."""
+            beto.play(silence(SAMPLE_RATE // 10))
+            seen = len(beto.recording.blocks)
+            while True:
+                await asyncio.sleep(0.02)
+                count = len(beto.recording.blocks)
+                if count > seen:
+                    beto.play(np.concatenate(beto.recording.blocks[seen:count]))
+                    seen = count
+
+        echo = asyncio.create_task(loudspeaker())
+        try:
+            ann.play(speech_then_silence(clip))
+            await wait_for(lambda: bool(latencies(beto, utterances_of(beto, ann))), TIMEOUT)
+            await wait_quiet(beto, time.monotonic(), quiet_s=1.5)
+            await asyncio.sleep(1.0)  # the echo's tail ends Beto's last utterance
+            await settle(server, quiet_s=2.0)
+        finally:
+            echo.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await echo
+
+        dub = translated_caption(beto, ann, "es")
+        assert dub is not None
+        echoed = finals(ann, beto)
+        dropped = {
+            outcome: await delta(server, before, "callserver_utterances_total", outcome=outcome)
+            for outcome in ("echo", "empty")
+        }
+        assert not echoed, (
+            f"Beto's echo was translated: {sorted({e['text'] for e in echoed})!r}; "
+            f"Ann said {dub['text']!r}, dubbed as {dub['translations']['es']!r}; "
+            f"other echoed utterances dropped as {dropped}"
+        )
+        assert not latencies(ann)
+        assert len(utterances_of(beto, ann)) == 1
+    assert await delta(server, before, "callserver_utterances_total", outcome="translated") == 1
+
+
+async def test_silence_and_noise_are_not_translated(call_server: RunningServer) -> None:
+    server = call_server
+    rng = np.random.default_rng(7)
+    noise = np.clip(rng.normal(0, 1000, 3 * SAMPLE_RATE), -32768, 32767).astype(np.int16)
+    burst = np.clip(rng.normal(0, 8000, SAMPLE_RATE * 150 // 1000), -32768, 32767)
+    before = await scrape(server)
+    async with callers(
+        server,
+        "translated-noise",
+        {"name": "Ann", "spoken": "en", "listen": "en"},
+        {"name": "Beto", "spoken": "es", "listen": "es"},
+    ) as (ann, beto):
+        ann.play(silence(3 * SAMPLE_RATE))
+        ann.play(noise)
+        ann.play(speech_then_silence(burst.astype(np.int16)))
+        await finish_speaking(ann)
+        # The noise did reach Beto: the call works, only the translation stays quiet.
+        assert rms(received_between(beto, ann.play_started[1] + 0.5, ann.play_started[2])) > 300
+        await asyncio.sleep(1.0)
+        await settle(server)
+        assert not finals(beto), finals(beto)
+        assert not latencies(beto)
+    assert await delta(server, before, "callserver_dub_frames_total") == 0
+    assert await delta(server, before, "callserver_utterances_total", outcome="translated") == 0
+
+
+async def test_three_people_three_languages(
+    call_server: RunningServer, espeak_speech: dict[str, Pcm16]
+) -> None:
+    server = call_server
+    async with server.session.post(server.url + "/api/rooms", json={"capacity": 3}) as resp:
+        assert resp.status == 201
+        room = (await resp.json())["id"]
+    async with callers(
+        server,
+        room,
+        {"name": "Ann", "spoken": "en", "listen": "en"},
+        {"name": "Beto", "spoken": "es", "listen": "es"},
+        {"name": "Chi", "spoken": "vi", "listen": "vi"},
+    ) as people:
+        speech = {
+            "Ann": load_wav_48k(str(ENGLISH_CLIP)),
+            "Beto": espeak_speech["es"],
+            "Chi": espeak_speech["vi"],
+        }
+        for speaker in people:
+            others = [p for p in people if p is not speaker]
+            speaker.play(speech_then_silence(speech[speaker.name]))
+
+            def heard_by_all(speaker: ScriptedCaller = speaker) -> bool:
+                return all(
+                    latencies(o, utterances_of(o, speaker)) for o in people if o is not speaker
+                )
+
+            await wait_for(heard_by_all, TIMEOUT)
+            for listener in others:
+                await wait_quiet(listener, time.monotonic())
+            await settle(server)
+
+        for listener in people:
+            for speaker in people:
+                if speaker is listener:
+                    continue
+                caption = translated_caption(listener, speaker, listener.listen)
+                assert caption is not None, (listener.name, speaker.name, listener.events)
+                assert caption["language"] == speaker.spoken
+                heard = latencies(listener, utterances_of(listener, speaker))
+                assert heard, (listener.name, speaker.name)
+                assert {e["language"] for e in heard} == {listener.listen}
+                check_stages(heard[0])
+
+
+async def test_listener_without_dubbing_gets_captions_only(call_server: RunningServer) -> None:
+    server = call_server
+    clip = load_wav_48k(str(CLIPS[2]))
+    before = await scrape(server)
+    async with callers(
+        server,
+        "translated-prefs",
+        {"name": "Ann", "spoken": "en", "listen": "en"},
+        {"name": "Beto", "spoken": "es", "listen": "es"},
+    ) as (ann, beto):
+        await beto.send({"type": "prefs", "dub": False})
+        prefs = await beto.expect("prefs")
+        assert prefs["dub"] is False
+        ann.play(speech_then_silence(clip))
+        await wait_for(lambda: translated_caption(beto, ann, "es") is not None, TIMEOUT)
+        caption = translated_caption(beto, ann, "es")
+        assert caption is not None
+        assert {"selfish", "rather"} <= set(words(caption["text"])), caption["text"]
+        spoke_at = await finish_speaking(ann)
+
+        async def translated() -> float:
+            return await delta(server, before, "callserver_utterances_total", outcome="translated")
+
+        async with asyncio.timeout(TIMEOUT):
+            while await translated() < 1:  # the whole chain is done with the utterance
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        await settle(server)
+        assert not latencies(beto)
+        # Nothing but Ann's own voice reached Beto.
+        assert dub_onset(beto, spoke_at + seconds(clip)) is None
+    assert await delta(server, before, "callserver_dub_frames_total") == 0
+    # Nobody else listens in Spanish: no speech was synthesised at all.
+    stage = "callserver_pipeline_stage_seconds_count"
+    assert await delta(server, before, stage, stage="synthesize") == 0
+    assert await delta(server, before, stage, stage="translate") >= 1
