@@ -69,6 +69,7 @@ def test_sent_text_is_forgotten_after_the_window() -> None:
     assert g.is_echo(DUB)
     clock.now += 2
     assert not g.is_echo(DUB)
+    assert g.idle
 
 
 def test_short_utterances_are_echo_only_of_short_texts() -> None:

@@ -69,6 +69,12 @@ class EchoGuard:
             self._sent.append((self._clock(), tokens))
         self._expire()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing sent within the window is remembered (the guard can be forgotten)."""
+        self._expire()
+        return not self._sent
+
     def is_echo(self, text: str) -> bool:
         """Whether ``text`` (this participant's utterance) is mostly what they were sent."""
         self._expire()

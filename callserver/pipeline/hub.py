@@ -142,6 +142,9 @@ class TranslationHub:
             state.interim = asyncio.create_task(self._interim(state, event))
 
     def _admit(self, state: SpeakerState, utterance: Utterance) -> None:
+        # Guards of participants who were only ever listeners are not freed by a speaker's
+        # pipeline closing; forget every guard with nothing left to remember.
+        self._guards = {pid: g for pid, g in self._guards.items() if not g.idle}
         if self.pending >= self.settings.max_pending_utterances:
             self._drop_oldest()
         state.pending.append(utterance)
