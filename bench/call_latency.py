@@ -19,7 +19,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from bench.common import ServerProcess, p50, p95, speech, summary
+from bench.common import MEDIA_ONLY, ServerProcess, p50, p95, speech, summary
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.probe import AudioSource, Recording, ScriptedCaller, record_track
 
@@ -73,7 +73,7 @@ async def direct(clip: Pcm16, n: int) -> list[float]:
 
 
 async def through_server(clip: Pcm16, n: int) -> list[float]:
-    server = await ServerProcess.start()
+    server = await ServerProcess.start(**MEDIA_ONLY)
     try:
         async with aiohttp.ClientSession() as session:
             a = ScriptedCaller(server.url, session, name="A")

@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from bench.common import ServerProcess, metric, speech
+from bench.common import MEDIA_ONLY, ServerProcess, metric, speech
 from callserver.media.frames import Pcm16
 from callserver.probe import ScriptedCaller
 
@@ -34,7 +34,7 @@ async def keep_talking(caller: ScriptedCaller, clip: Pcm16) -> None:
 
 
 async def run_level(calls: int, seconds: float, clip: Pcm16) -> dict[str, float]:
-    server = await ServerProcess.start()
+    server = await ServerProcess.start(**MEDIA_ONLY)
     talkers: list[asyncio.Task[None]] = []
     callers: list[ScriptedCaller] = []
     try:
@@ -88,7 +88,7 @@ async def run_level(calls: int, seconds: float, clip: Pcm16) -> dict[str, float]
 
 
 async def idle_cpu(seconds: float) -> float:
-    server = await ServerProcess.start()
+    server = await ServerProcess.start(**MEDIA_ONLY)
     try:
         await asyncio.sleep(1.0)
         cpu0, t0 = server.cpu_seconds(), time.monotonic()

@@ -38,6 +38,10 @@ def speech() -> Pcm16:
     return np.concatenate([load_wav_48k(str(c)) for c in CLIPS])
 
 
+#: The media plane alone: no translation pipeline, no engines loading in the background.
+MEDIA_ONLY = {"CALLSERVER_TRANSLATE_CALLS": "false", "CALLSERVER_PRELOAD_ENGINES": "false"}
+
+
 @dataclass
 class ServerProcess:
     """``callserver serve`` in a child process, on a free loopback port."""

@@ -123,6 +123,8 @@ class ScriptedCaller:
         self.participant_id: str | None = None
         self.recording = Recording()
         self.events: list[dict[str, Any]] = []
+        #: Monotonic arrival time of each entry of ``events``.
+        self.event_times: list[float] = []
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.source = AudioSource()
         self._tasks: list[asyncio.Task[None]] = []
@@ -211,6 +213,7 @@ class ScriptedCaller:
     def _on_event(self, message: str | bytes) -> None:
         with contextlib.suppress(ValueError):
             self.events.append(json.loads(message))
+            self.event_times.append(time.monotonic())
 
     # --- teardown -----------------------------------------------------------------------------
 

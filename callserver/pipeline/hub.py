@@ -66,6 +66,9 @@ class TranslationHub:
         self._speakers: dict[tuple[str, str], SpeakerState] = {}
         self._guards: dict[str, EchoGuard] = {}
         self._vad_pool = InferencePool("vad", workers=1, max_queue=10_000)
+        # Utterances wait for recognition here, in their speaker's queue, where the backlog
+        # bound can see and drop them; not inside the engine's pool, where it could not.
+        self._recognition = asyncio.Semaphore(settings.recognition_slots)
         self.translator = UtteranceTranslator(engines, delivery, metrics, self.echo_guard, on_final)
 
     @property
@@ -131,6 +134,17 @@ class TranslationHub:
 
     # --- speech events ----------------------------------------------------------------------------
 
+    def submit(self, room_id: str, participant_id: str, utterance: Utterance) -> None:
+        """Queue a finished utterance of a participant for translation (as their voice
+        detection does; also the entry point for utterances detected elsewhere)."""
+        key = (room_id, participant_id)
+        state = self._speakers.get(key)
+        if state is None:
+            state = SpeakerState(room_id, participant_id)
+            state.worker = asyncio.create_task(self._work(state))
+            self._speakers[key] = state
+        self._admit(state, utterance)
+
     def _on_speech(self, state: SpeakerState, event: SpeechEvent) -> None:
         if isinstance(event, Utterance):
             self._admit(state, event)
@@ -188,37 +202,49 @@ class TranslationHub:
             await state.wake.wait()
             state.wake.clear()
             while state.pending:
-                utterance = state.pending.popleft()
-                state.finals.append(utterance.utterance_id)
-                speaker = self._participant(state.room_id, state.participant_id)
-                if speaker is None:
-                    continue
+                await self._recognition.acquire()
+                released = False
+
+                def release() -> None:
+                    nonlocal released
+                    if not released:
+                        released = True
+                        self._recognition.release()
+
                 try:
-                    await self.translator.translate(
-                        state.room_id, speaker, utterance, self.participants(state.room_id)
-                    )
-                except EngineError as exc:
-                    self.metrics.utterances.labels("failed").inc()
-                    log.warning(
-                        "utterance failed",
-                        extra={
-                            "room": state.room_id,
-                            "participant": state.participant_id,
-                            "utterance": utterance.utterance_id,
-                            "error": exc.message,
-                            "retry": exc.retryable,
-                        },
-                    )
-                except Exception:
-                    self.metrics.utterances.labels("failed").inc()
-                    log.exception(
-                        "utterance failed",
-                        extra={
-                            "room": state.room_id,
-                            "participant": state.participant_id,
-                            "utterance": utterance.utterance_id,
-                        },
-                    )
+                    await self._process_next(state, release)
+                finally:
+                    release()
+
+    async def _process_next(self, state: SpeakerState, release: Callable[[], None]) -> None:
+        if not state.pending:  # dropped for backlog while this speaker waited for a slot
+            return
+        utterance = state.pending.popleft()
+        state.finals.append(utterance.utterance_id)
+        speaker = self._participant(state.room_id, state.participant_id)
+        if speaker is None:
+            return
+        fields = {
+            "room": state.room_id,
+            "participant": state.participant_id,
+            "utterance": utterance.utterance_id,
+        }
+        try:
+            await self.translator.translate(
+                state.room_id,
+                speaker,
+                utterance,
+                self.participants(state.room_id),
+                recognized=release,
+            )
+        except EngineError as exc:
+            self.metrics.utterances.labels("failed").inc()
+            log.warning(
+                "utterance failed", extra={**fields, "error": exc.message, "retry": exc.retryable}
+            )
+        except Exception:
+            self.metrics.utterances.labels("failed").inc()
+            log.exception("utterance failed", extra=fields)
 
     async def _interim(self, state: SpeakerState, update: SpeechUpdate) -> None:
         speaker = self._participant(state.room_id, state.participant_id)

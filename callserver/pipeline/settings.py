@@ -19,6 +19,13 @@ class PipelineSettings(BaseSettings):
         description="Utterances waiting for recognition, server-wide; past this the oldest "
         "waiting one is dropped (with a caption marker) so latency cannot build up.",
     )
+    recognition_slots: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Utterances recognised at once, server-wide (match the recognition "
+        "engine's workers: more only queue inside it).",
+    )
     interim_captions: bool = Field(
         True,
         description="Transcribe speech in progress for revisable captions, when recognition "

@@ -86,14 +86,20 @@ class UtteranceTranslator:
         speaker: Participant,
         utterance: Utterance,
         participants: list[Participant],
+        recognized: Callable[[], None] | None = None,
     ) -> None:
-        """The whole chain for one finished utterance."""
+        """The whole chain for one finished utterance; ``recognized`` is called (always) once
+        recognition is over, so the caller can hand its recognition slot to the next one."""
         times = StageTimes(speech_end=utterance.speech_end_at, endpoint=utterance.endpoint_at)
         self.metrics.stage.labels("endpoint").observe(
             utterance.endpoint_at - utterance.speech_end_at
         )
-        stt = await self.engines.stt()
-        transcript = await stt.transcribe(utterance.audio, language=primary(speaker.spoken))
+        try:
+            stt = await self.engines.stt()
+            transcript = await stt.transcribe(utterance.audio, language=primary(speaker.spoken))
+        finally:
+            if recognized is not None:
+                recognized()
         times.recognized = time.monotonic()
         self.metrics.stage.labels("recognize").observe(times.recognized - utterance.endpoint_at)
         text = transcript.text.strip()

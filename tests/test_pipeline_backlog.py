@@ -1,0 +1,130 @@
+"""Backpressure: when recognition falls behind, waiting utterances are bounded and the oldest
+waiting one is dropped, with a metric and a caption marker; the rest are still translated."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from callserver.engines import EngineSet
+from callserver.media.dub import DubClip
+from callserver.pipeline.endpoint import EndpointSettings
+from callserver.pipeline.events import Utterance
+from callserver.pipeline.hub import TranslationHub
+from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.settings import PipelineSettings
+from models.metrics import EngineMetrics
+from models.stt.audio import decode_audio
+from signaling.rooms import Participant
+from tests.conftest import CLIPS, wait_for
+
+
+class RecordingDelivery:
+    """Collects what the pipeline would send to participants (stands in for the media plane)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.dubs: list[tuple[str, DubClip]] = []
+
+    def send_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> bool:
+        self.events.append((participant_id, event))
+        return True
+
+    def enqueue_dub(self, room_id: str, listener_id: str, clip: DubClip) -> bool:
+        self.dubs.append((listener_id, clip))
+        return True
+
+
+def utterance(n: int, audio: Any) -> Utterance:
+    now = time.monotonic()
+    return Utterance(f"u_{n}", audio, now - 3.0, now - 0.5 + n * 0.01, now + n * 0.01)
+
+
+async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    delivery = RecordingDelivery()
+    speaker = Participant("p_a", "Ann", "en", "en", 0.0)
+    listener = Participant("p_b", "Bea", "es", "es", 0.0)
+    engines = EngineSet(EngineMetrics(registry))
+    hub = TranslationHub(
+        PipelineSettings(max_pending_utterances=1, interim_captions=False),
+        EndpointSettings(),
+        engines,
+        delivery,
+        participants=lambda room_id: [speaker, listener],
+        metrics=metrics,
+    )
+    audio = decode_audio(str(CLIPS[1]))
+    try:
+        await (await engines.stt()).load()
+        hub.submit("room", "p_a", utterance(1, audio))
+        await asyncio.sleep(0.2)  # the first is being recognised now, no longer waiting
+        for n in (2, 3, 4):
+            hub.submit("room", "p_a", utterance(n, audio))
+        assert hub.pending == 1
+
+        def finals() -> set[str]:
+            return {
+                e["utterance_id"]
+                for _, e in delivery.events
+                if e["type"] == "caption" and e["final"] and e["translations"]
+            }
+
+        await wait_for(lambda: finals() == {"u_1", "u_4"}, timeout=90)
+    finally:
+        await hub.close()
+        await engines.close()
+    dropped = [e for _, e in delivery.events if e["type"] == "caption-dropped"]
+    assert {e["utterance_id"] for e in dropped} == {"u_2", "u_3"}
+    assert {e["reason"] for e in dropped} == {"backlog"}
+    # Both the speaker and the listener see the marker.
+    assert {pid for pid, e in delivery.events if e["type"] == "caption-dropped"} == {"p_a", "p_b"}
+    assert registry.get_sample_value(
+        "callserver_utterances_total", {"outcome": "dropped_backlog"}
+    ) == pytest.approx(2)
+    assert [clip.utterance_id for _, clip in delivery.dubs] == ["u_1", "u_4"]
+
+
+async def test_bound_holds_across_speakers_not_just_within_one() -> None:
+    """Four speakers with one utterance each: the ones waiting for recognition are counted
+    together, so the bound still drops the oldest waiting."""
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    people = [Participant(f"p_{n}", f"P{n}", "en", "es", 0.0) for n in range(4)]
+    engines = EngineSet(EngineMetrics(registry))
+    hub = TranslationHub(
+        PipelineSettings(max_pending_utterances=1, interim_captions=False),
+        EndpointSettings(),
+        engines,
+        delivery,
+        participants=lambda room_id: people,
+        metrics=PipelineMetrics(registry),
+    )
+    # Different sentences: the same words from another participant would be taken for echo.
+    clips = [decode_audio(str(clip)) for clip in CLIPS]
+    try:
+        await (await engines.stt()).load()
+        hub.submit("room", "p_0", utterance(1, clips[1]))
+        await asyncio.sleep(0.2)
+        for n in (2, 3, 4):
+            hub.submit("room", f"p_{n - 1}", utterance(n, clips[(n + 1) % 3]))
+        assert hub.pending == 1
+
+        def recognised() -> set[str]:
+            return {
+                e["utterance_id"]
+                for _, e in delivery.events
+                if e["type"] == "caption" and e["final"] and e["text"]
+            }
+
+        await wait_for(lambda: recognised() == {"u_1", "u_4"}, timeout=90)
+    finally:
+        await hub.close()
+        await engines.close()
+    dropped = {e["utterance_id"] for _, e in delivery.events if e["type"] == "caption-dropped"}
+    assert dropped == {"u_2", "u_3"}
