@@ -103,7 +103,9 @@ class ParticipantPeer:
     def send_event(self, event: dict[str, Any]) -> bool:
         """Send a JSON event on the data channel; False when the channel is not open."""
         channel = self.channel
-        if channel is None or channel.readyState != "open":
+        # A closing connection may still show an open channel; aiortc's SCTP sender then fails
+        # in a background task. Only send while the whole connection is up.
+        if channel is None or channel.readyState != "open" or not self.connected:
             return False
         channel.send(json.dumps(event, separators=(",", ":")))
         return True

@@ -14,7 +14,7 @@ class PipelineSettings(BaseSettings):
     )
 
     max_pending_utterances: int = Field(
-        6,
+        4,
         ge=1,
         description="Utterances waiting for recognition, server-wide; past this the oldest "
         "waiting one is dropped (with a caption marker) so latency cannot build up.",
