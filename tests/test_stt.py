@@ -152,6 +152,9 @@ async def test_non_speech_gives_no_text(
     for engine in (base, tiny_en):
         result = await engine.transcribe(audio)
         assert result.text == "" and result.segments == ()
+    # The live profile (no second voice-detection pass) relies on the confidence filters alone.
+    live = await base.transcribe(audio, language="en", live=True)
+    assert live.text == ""
 
 
 async def test_without_vad_confidence_filters_still_give_no_text(store: ModelStore) -> None:
@@ -184,6 +187,8 @@ async def test_declared_language(base: WhisperEngine, tiny_en: WhisperEngine) ->
     result = await base.transcribe(audio, language="EN")
     assert (result.language, result.language_probability) == ("en", 1.0)
     assert wer(["he was not an ill disposed young man"], [result.text]) == 0
+    live = await base.transcribe(audio, language="en", live=True)
+    assert wer(["he was not an ill disposed young man"], [live.text]) == 0
     with pytest.raises(UnsupportedLanguage):
         await base.transcribe(audio, language="xx")
     with pytest.raises(UnsupportedLanguage, match="English-only"):

@@ -72,7 +72,7 @@ class UtteranceTranslator:
         if stt.pool.depth > 0:
             return
         try:
-            transcript = await stt.transcribe(audio, language=primary(speaker.spoken))
+            transcript = await stt.transcribe(audio, language=primary(speaker.spoken), live=True)
         except EngineError:
             return
         if is_final() or not transcript.text:
@@ -96,7 +96,9 @@ class UtteranceTranslator:
         )
         try:
             stt = await self.engines.stt()
-            transcript = await stt.transcribe(utterance.audio, language=primary(speaker.spoken))
+            transcript = await stt.transcribe(
+                utterance.audio, language=primary(speaker.spoken), live=True
+            )
         finally:
             if recognized is not None:
                 recognized()

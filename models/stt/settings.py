@@ -56,6 +56,14 @@ class SttSettings(BaseSettings):
         description="CTranslate2 compute type; `auto` is int8 on CPU and float16 on GPU.",
     )
     beam_size: int = Field(5, ge=1, le=20, description="Beam width of the decoder (1 = greedy).")
+    live_beam_size: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="Beam width for utterances of live calls, where every 100 ms counts "
+        "(greedy decoding was about 15% faster than beam 5 with the same words on the test "
+        "clips).",
+    )
     cpu_threads: int = Field(
         0, ge=0, description="CPU threads per worker; 0 uses the CPU count, at most 4."
     )
