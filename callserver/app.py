@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -144,18 +145,14 @@ def build_app(
             endpoint if endpoint is not None else EndpointSettings(),
             engines,
             media,
-            participants=lambda room_id: rooms.participants_of(room_id),
+            participants=rooms.participants_of,
             metrics=PipelineMetrics(metrics.registry),
             on_final=lambda room_id, entry: transcripts.for_room(room_id).add(entry),
         )
         media.taps.append(translation.on_frame)
         media.closed_hooks.append(translation.on_peer_closed)
         app[TRANSLATION] = translation
-    app.add_routes(
-        transcript_routes(
-            transcripts.get, lambda request, room_id: _may_read(hub, request, room_id)
-        )
-    )
+    app.add_routes(transcript_routes(transcripts.get, functools.partial(_may_read, hub)))
     app.add_routes(
         api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
     )

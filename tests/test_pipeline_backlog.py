@@ -44,21 +44,37 @@ def utterance(n: int, audio: Any) -> Utterance:
     return Utterance(f"u_{n}", audio, now - 3.0, now - 0.5 + n * 0.01, now + n * 0.01)
 
 
-async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(registry)
-    delivery = RecordingDelivery()
-    speaker = Participant("p_a", "Ann", "en", "en", 0.0)
-    listener = Participant("p_b", "Bea", "es", "es", 0.0)
+def bounded_hub(
+    registry: CollectorRegistry, delivery: RecordingDelivery, people: list[Participant]
+) -> tuple[TranslationHub, EngineSet]:
+    """A hub over the real engines that lets one utterance wait for recognition."""
     engines = EngineSet(EngineMetrics(registry))
     hub = TranslationHub(
         PipelineSettings(max_pending_utterances=1, interim_captions=False),
         EndpointSettings(),
         engines,
         delivery,
-        participants=lambda room_id: [speaker, listener],
-        metrics=metrics,
+        participants=lambda room_id: people,
+        metrics=PipelineMetrics(registry),
     )
+    return hub, engines
+
+
+def final_ids(delivery: RecordingDelivery, field: str) -> set[str]:
+    """Utterances whose final caption has a non-empty ``field`` (text or translations)."""
+    return {
+        e["utterance_id"]
+        for _, e in delivery.events
+        if e["type"] == "caption" and e["final"] and e[field]
+    }
+
+
+async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    speaker = Participant("p_a", "Ann", "en", "en", 0.0)
+    listener = Participant("p_b", "Bea", "es", "es", 0.0)
+    hub, engines = bounded_hub(registry, delivery, [speaker, listener])
     audio = decode_audio(str(CLIPS[1]))
     try:
         await (await engines.stt()).load()
@@ -67,15 +83,7 @@ async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
         for n in (2, 3, 4):
             hub.submit("room", "p_a", utterance(n, audio))
         assert hub.pending == 1
-
-        def finals() -> set[str]:
-            return {
-                e["utterance_id"]
-                for _, e in delivery.events
-                if e["type"] == "caption" and e["final"] and e["translations"]
-            }
-
-        await wait_for(lambda: finals() == {"u_1", "u_4"}, timeout=90)
+        await wait_for(lambda: final_ids(delivery, "translations") == {"u_1", "u_4"}, timeout=90)
     finally:
         await hub.close()
         await engines.close()
@@ -96,15 +104,7 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     people = [Participant(f"p_{n}", f"P{n}", "en", "es", 0.0) for n in range(4)]
-    engines = EngineSet(EngineMetrics(registry))
-    hub = TranslationHub(
-        PipelineSettings(max_pending_utterances=1, interim_captions=False),
-        EndpointSettings(),
-        engines,
-        delivery,
-        participants=lambda room_id: people,
-        metrics=PipelineMetrics(registry),
-    )
+    hub, engines = bounded_hub(registry, delivery, people)
     # Different sentences: the same words from another participant would be taken for echo.
     clips = [decode_audio(str(clip)) for clip in CLIPS]
     try:
@@ -114,15 +114,7 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
         for n in (2, 3, 4):
             hub.submit("room", f"p_{n - 1}", utterance(n, clips[(n + 1) % 3]))
         assert hub.pending == 1
-
-        def recognised() -> set[str]:
-            return {
-                e["utterance_id"]
-                for _, e in delivery.events
-                if e["type"] == "caption" and e["final"] and e["text"]
-            }
-
-        await wait_for(lambda: recognised() == {"u_1", "u_4"}, timeout=90)
+        await wait_for(lambda: final_ids(delivery, "text") == {"u_1", "u_4"}, timeout=90)
     finally:
         await hub.close()
         await engines.close()

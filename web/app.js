@@ -844,27 +844,22 @@ function renderLocal() {
   renderControls();
 }
 
-function renderControls() {
-  const mic = $("mic-button");
-  mic.disabled = !app.audioTrack;
-  mic.setAttribute("aria-pressed", String(app.micMuted));
-  mic.classList.toggle("off", app.micMuted || !app.audioTrack);
-  mic.querySelector(".label").textContent = !app.audioTrack
-    ? "No microphone"
-    : app.micMuted
-      ? "Unmute"
-      : "Mute";
-  $("local-muted").hidden = !app.micMuted;
+function renderToggle(button, track, off, labels) {
+  const [missing, turnOn, turnOff] = labels;
+  button.disabled = !track;
+  button.setAttribute("aria-pressed", String(off));
+  button.classList.toggle("off", off || !track);
+  button.querySelector(".label").textContent = !track ? missing : off ? turnOn : turnOff;
+}
 
-  const cam = $("camera-button");
-  cam.disabled = !app.videoTrack;
-  cam.setAttribute("aria-pressed", String(app.cameraOff));
-  cam.classList.toggle("off", app.cameraOff || !app.videoTrack);
-  cam.querySelector(".label").textContent = !app.videoTrack
-    ? "No camera"
-    : app.cameraOff
-      ? "Camera on"
-      : "Camera off";
+function renderControls() {
+  renderToggle($("mic-button"), app.audioTrack, app.micMuted, ["No microphone", "Unmute", "Mute"]);
+  $("local-muted").hidden = !app.micMuted;
+  renderToggle($("camera-button"), app.videoTrack, app.cameraOff, [
+    "No camera",
+    "Camera on",
+    "Camera off",
+  ]);
   $("local-tile").classList.toggle("has-video", Boolean(app.videoTrack) && !app.cameraOff);
 }
 
