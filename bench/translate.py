@@ -148,21 +148,25 @@ def main() -> None:
     if shutil.which("apertium"):
         from models.mt.apertium import ApertiumTranslator
 
-        ap = ApertiumTranslator(MtSettings())
-        loop.run_until_complete(ap.translate(ENGLISH[0], "en", "es"))
-        samples = [timed(partial(loop.run_until_complete, ap.translate(s, "en", "es")))
-                   for s in ENGLISH * 3]  # fmt: skip
-        batch_s = timed(partial(loop.run_until_complete, ap.translate_many(ENGLISH, "en", "es")))
         report("| Apertium eng-spa | median s | p95 s |")
         report("|---|---|---|")
-        report(
-            f"| one sentence a call | {statistics.median(samples):.3f} | {pct(samples, 0.95):.3f} |"
-        )
-        report(
-            f"| {len(ENGLISH)} sentences in one call, per sentence "
-            f"| {batch_s / len(ENGLISH):.3f} | |"
-        )
-        ap.close()
+        for persistent, label in ((False, "new apertium run a call"), (True, "running pipeline")):
+            ap = ApertiumTranslator(MtSettings(apertium_persistent=persistent))
+            loop.run_until_complete(ap.translate(ENGLISH[0], "en", "es"))
+            samples = [timed(partial(loop.run_until_complete, ap.translate(s, "en", "es")))
+                       for s in ENGLISH * 3]  # fmt: skip
+            batch_s = timed(
+                partial(loop.run_until_complete, ap.translate_many(ENGLISH, "en", "es"))
+            )
+            report(
+                f"| {label}: one sentence a call | {statistics.median(samples):.4f} "
+                f"| {pct(samples, 0.95):.4f} |"
+            )
+            report(
+                f"| {label}: {len(ENGLISH)} sentences in one call, per sentence "
+                f"| {batch_s / len(ENGLISH):.4f} | |"
+            )
+            ap.close()
     loop.close()
 
     header = [

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +18,15 @@ from pydantic import ValidationError
 
 from models.errors import EngineUnavailable, InvalidInput, ModelMissing, UnsupportedLanguage
 from models.metrics import EngineMetrics
+from models.mt import apertium_process
 from models.mt.apertium import ApertiumTranslator, parse_modes, strip_marks
+from models.mt.apertium_process import (
+    ApertiumProcess,
+    NoPipeline,
+    deformat,
+    parse_pipeline,
+    reformat,
+)
 from models.mt.engine import LanguageSupport, TranslationEngine
 from models.mt.languages import (
     ISO1_TO_NLLB,
@@ -366,6 +380,218 @@ async def test_apertium_timeout_is_retryable() -> None:
 async def test_apertium_refuses_pairs_it_lacks(apertium: ApertiumTranslator) -> None:
     with pytest.raises(UnsupportedLanguage, match="vi→en"):
         await apertium.translate("xin chào", "vi", "en")
+
+
+# --- Apertium's running pipeline ---------------------------------------------------------------
+
+# Fault injection: fake pipelines standing in for apertium's programs.
+ECHO_PIPELINE = [["cat"]]  # answers each text with itself: tests the framing alone
+SILENT_PIPELINE = [["sleep", "30"]]  # reads nothing and never answers: a hung pipeline
+DYING_PIPELINE = [["true"]]  # exits at once, every time it is started
+
+APERTIUM_SAMPLES = [
+    "Hello.",
+    "The house is red.",
+    "Where is the train station?",
+    "I would like a cup of coffee, please.",
+    "The xyzzy frobnicates [quickly] @home <b> 3/4 $5 {a} ^b\\c ~ d",
+    "Hello\0 world",
+    "",
+    "   ",
+    "Mr. Smith paid 5€ for the café au lait!",
+]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes (zombies included) whose process group is ``pgid``, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.fixture(scope="module")
+def apertium_one_shot() -> Iterator[ApertiumTranslator]:
+    if shutil.which("apertium") is None:
+        pytest.skip("Debian's apertium is not installed")
+    engine = ApertiumTranslator(MtSettings(apertium_persistent=False))
+    yield engine
+    engine.close()
+
+
+@pytest.mark.skipif(shutil.which("apertium-destxt") is None, reason="apertium is not installed")
+@pytest.mark.parametrize(
+    "text",
+    ["Hi", "Hi.", "a [b] c", "x\\y ^z$ /w @h <i> {k}", "a ~ b", "~x", "end ~", "x ~~ y ~ ~ z",
+     "[\\@x", "a.[]b", "é — “q” €5", "a\n\nb", "a \r\n\r\n\tb\n", "end\n\n", "x "],
+)  # fmt: skip
+def test_apertium_formatting_matches_destxt_and_retxt(text: str) -> None:
+    destxt = subprocess.run(["apertium-destxt"], input=text.encode(), capture_output=True)
+    assert deformat(text) == destxt.stdout.decode()
+    # The same, with marks retxt treats specially, stands in for a translation.
+    translated = destxt.stdout.replace(b"a", b"\\@").replace(b"x", b"[\\@]")
+    retxt = subprocess.run(["apertium-retxt"], input=translated, capture_output=True)
+    assert reformat(translated.decode()) == retxt.stdout.decode()
+
+
+def test_apertium_mode_lines_become_stages() -> None:
+    line = "lt-proc -z '/x y/a.bin' | apertium-tagger -z -g $2 b.prob | lt-proc -z $1 c.bin"
+    assert parse_pipeline(line) == [
+        ["lt-proc", "-z", "/x y/a.bin"],
+        ["apertium-tagger", "-z", "-g", "b.prob"],
+        ["lt-proc", "-z", "-n", "c.bin"],
+    ]
+    for odd in ["a > out", "a && b", "a $HOME", "a | | b", "a `b`"]:
+        with pytest.raises(NoPipeline):
+            parse_pipeline(odd)
+
+
+@needs_apertium
+def test_apertium_pipeline_matches_one_shot(
+    apertium: ApertiumTranslator, apertium_one_shot: ApertiumTranslator
+) -> None:
+    running = apertium.translate_sync(APERTIUM_SAMPLES, "eng-spa")
+    assert running == apertium_one_shot.translate_sync(APERTIUM_SAMPLES, "eng-spa")
+    assert running[:4] == [
+        "Hola.",
+        "La casa es roja.",
+        "Dónde es la canal de tren?",
+        "Me gustaría una taza de café, complacer.",
+    ]
+    assert running[4].startswith("El xyzzy frobnicates [deprisa]") and running[4].endswith("~ d")
+    assert running[5:8] == ["Hola Mundo", "", ""]
+    assert apertium.pipelines()["eng-spa"] is not None
+    assert apertium_one_shot.pipelines() == {}
+
+
+@needs_apertium
+async def test_apertium_pipeline_is_reused_and_restarted_after_a_kill() -> None:
+    engine = ApertiumTranslator(MtSettings())
+    try:
+        assert await engine.translate("The house is red.", "en", "es") == "La casa es roja."
+        pgid = engine.pipelines()["eng-spa"]
+        assert pgid is not None
+        assert await engine.translate("Hello.", "en", "es") == "Hola."
+        # Both workers share the one pipeline, a text at a time.
+        answers = await asyncio.gather(
+            *(engine.translate(text, "en", "es") for text in ["Hello.", "The house is red."] * 3)
+        )
+        assert answers == ["Hola.", "La casa es roja."] * 3
+        assert engine.pipelines()["eng-spa"] == pgid
+        os.killpg(pgid, signal.SIGKILL)
+        assert await engine.translate("The house is red.", "en", "es") == "La casa es roja."
+        assert engine.pipelines()["eng-spa"] not in (None, pgid)
+        assert group_members(pgid) == []  # the killed stages were reaped
+    finally:
+        engine.close()
+
+
+@needs_apertium
+async def test_apertium_hung_pipeline_times_out_and_is_replaced() -> None:
+    engine = ApertiumTranslator(MtSettings())
+    try:
+        await engine.translate("Hello.", "en", "es")
+        pgid = engine.pipelines()["eng-spa"]
+        assert pgid is not None
+        os.killpg(pgid, signal.SIGSTOP)
+        engine.settings = MtSettings(apertium_timeout_s=0.3)
+        with pytest.raises(EngineUnavailable, match=r"took over 0\.3 s") as caught:
+            await engine.translate("The house is red.", "en", "es")
+        assert caught.value.retryable
+        assert group_members(pgid) == []
+        engine.settings = MtSettings()
+        assert await engine.translate("The house is red.", "en", "es") == "La casa es roja."
+        assert engine.pipelines()["eng-spa"] not in (None, pgid)
+    finally:
+        engine.close()
+
+
+@needs_apertium
+async def test_apertium_close_leaves_no_processes() -> None:
+    engine = ApertiumTranslator(MtSettings())
+    await engine.translate_many(["Hello."], "en", "es")
+    await engine.translate_many(["Hola."], "es", "en")
+    groups = list(engine.pipelines().values())
+    assert len(groups) == 2 and None not in groups
+    engine.close()
+    assert [group_members(pgid) for pgid in groups if pgid is not None] == [[], []]
+    with pytest.raises(EngineUnavailable):
+        engine.translate_sync(["Hello."], "eng-spa")
+
+
+@needs_apertium
+def test_apertium_falls_back_to_one_shot_without_a_pipeline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_pipeline(command: str, mode: str) -> Any:
+        raise NoPipeline("fault injection: no mode file")
+
+    monkeypatch.setattr(apertium_process, "mode_pipeline", no_pipeline)
+    engine = ApertiumTranslator(MtSettings())
+    try:
+        assert engine.translate_sync(["Hello.", "The house is red."], "eng-spa") == [
+            "Hola.",
+            "La casa es roja.",
+        ]
+        assert engine.pipelines() == {"eng-spa": None}
+    finally:
+        engine.close()
+
+
+def test_apertium_process_frames_answers_by_nul() -> None:
+    process = ApertiumProcess("fake", stages=ECHO_PIPELINE)
+    try:
+        assert process.translate("a [b] ~ c\0d", 5) == "a [b] ~ cd"
+        pids = process.pids
+        assert process.translate("Hello.", 5) == "Hello."
+        assert process.pids == pids
+        # Longer than the pipes hold: the answer must be read while the text is still going in.
+        long = "word [x] " * 30_000
+        assert process.translate(long, 5) == long
+    finally:
+        process.close()
+    assert process.pids == [] and group_members(pids[0]) == []
+
+
+def test_apertium_process_that_never_answers_times_out() -> None:
+    process = ApertiumProcess("fake", stages=SILENT_PIPELINE)
+    try:
+        with pytest.raises(EngineUnavailable, match=r"took over 0\.2 s"):
+            process.translate("Hello.", 0.2)
+        assert process.pids == []
+    finally:
+        process.close()
+
+
+def test_apertium_process_closed_mid_text_stops_at_once() -> None:
+    process = ApertiumProcess("fake", stages=SILENT_PIPELINE)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(process.translate, "Hello.", 10)
+        while not process.pids:
+            time.sleep(0.01)
+        pgid = process.pids[0]
+        started = time.monotonic()
+        process.close()
+        with pytest.raises(EngineUnavailable, match="shut down"):
+            pending.result(timeout=5)
+    assert time.monotonic() - started < 2
+    assert process.pids == [] and group_members(pgid) == []
+
+
+def test_apertium_process_that_keeps_dying_is_unavailable() -> None:
+    process = ApertiumProcess("fake", stages=DYING_PIPELINE)
+    try:
+        with pytest.raises(EngineUnavailable, match="died twice") as caught:
+            process.translate("Hello.", 5)
+        assert caught.value.retryable
+        assert process.pids == []
+    finally:
+        process.close()
 
 
 # --- chain ------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Rule-based translation with the Apertium pairs installed on this machine.
 
-Each call runs ``apertium -u -f txt <mode>`` as a subprocess in a worker thread, with a
-timeout that kills the whole pipeline (apertium is a shell script over a dozen programs).
-``-u`` drops the ``*`` on unknown words; ``#`` (generation gap) and ``@`` (no bilingual entry)
-marks are stripped afterwards, which also strips a literal ``@``/``#`` glued to a word's start.
+By default each mode's pipeline keeps running and takes one text at a time (see
+``apertium_process``); with ``apertium_persistent`` off, or where the mode's pipeline cannot be
+run directly, each call runs ``apertium -u -f txt <mode>`` as a subprocess instead. Either way
+the work happens in a worker thread, with a timeout that kills the whole pipeline.
+``-u`` (``lt-proc -n`` in the running pipeline) drops the ``*`` on unknown words; ``#``
+(generation gap) and ``@`` (no bilingual entry) marks are stripped afterwards, which also strips
+a literal ``@``/``#`` glued to a word's start.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +28,7 @@ from models.errors import (
     UnsupportedLanguage,
 )
 from models.metrics import EngineMetrics
+from models.mt.apertium_process import ApertiumProcess, NoPipeline
 from models.mt.engine import LanguageSupport, recorded
 from models.mt.languages import from_apertium, to_nllb, to_tag
 from models.mt.settings import MtSettings
@@ -71,7 +76,7 @@ def strip_marks(text: str) -> str:
 
 
 class ApertiumTranslator:
-    """Apertium's installed pairs, one subprocess per call, in its own ``InferencePool``."""
+    """Apertium's installed pairs, one running pipeline per mode, in its own ``InferencePool``."""
 
     name = "apertium"
 
@@ -90,6 +95,10 @@ class ApertiumTranslator:
         self._pool = InferencePool(
             "mt-apertium", settings.apertium_workers, settings.apertium_max_queue
         )
+        self._processes: dict[str, ApertiumProcess] = {}
+        self._one_shot: set[str] = set()  # modes whose pipeline cannot run persistently
+        self._processes_lock = threading.Lock()
+        self._closed = False
         log.info("apertium pairs", extra={"modes": sorted(self.pairs.values())})
 
     def _mode(self, src: str, tgt: str) -> str | None:
@@ -132,22 +141,51 @@ class ApertiumTranslator:
             raise EngineUnavailable(f"apertium {mode} exited {proc.returncode}: {err.strip()}")
         return out
 
+    def _process(self, mode: str) -> ApertiumProcess | None:
+        if not self.settings.apertium_persistent or mode in self._one_shot:
+            return None
+        with self._processes_lock:
+            if self._closed:
+                raise EngineUnavailable("apertium is shut down")
+            process = self._processes.get(mode)
+            if process is None:
+                process = ApertiumProcess(mode, self.settings.apertium_command)
+                self._processes[mode] = process
+            return process
+
     def translate_sync(self, texts: Sequence[str], mode: str) -> list[str]:
-        """Blocking batch: one apertium run for all texts, split back on blank lines."""
-        clean = [_SPACE.sub(" ", text).strip() for text in texts]
+        """Blocking batch: text by text through the mode's running pipeline, else one run."""
+        # destxt drops NULs anyway; removing them first keeps them out of the NUL framing.
+        clean = [_SPACE.sub(" ", text.replace("\0", "")).strip() for text in texts]
         todo = [i for i, text in enumerate(clean) if text]
         results = [""] * len(clean)
         if not todo:
             return results
-        out = self.run_mode(mode, _SEPARATOR.join(clean[i] for i in todo))
-        parts = [p.strip() for p in out.strip().split(_SEPARATOR)]
-        if len(parts) != len(todo):
-            # Apertium merged or split a text: fall back to one run per text.
-            log.warning("apertium batch misaligned", extra={"mode": mode, "texts": len(todo)})
-            parts = [self.run_mode(mode, clean[i]).strip() for i in todo]
+        process = self._process(mode)
+        parts: list[str] | None = None
+        if process is not None:
+            timeout = self.settings.apertium_timeout_s
+            try:
+                parts = [process.translate(clean[i], timeout) for i in todo]
+            except NoPipeline as exc:
+                # Raised before any text was sent: this mode falls back to one run per call.
+                log.warning("apertium mode runs one-shot", extra={"mode": mode, "why": str(exc)})
+                self._one_shot.add(mode)
+        if parts is None:
+            parts = self._one_shot_batch(mode, [clean[i] for i in todo])
         for i, part in zip(todo, parts, strict=True):
             results[i] = _SPACE.sub(" ", strip_marks(part)).strip()
         return results
+
+    def _one_shot_batch(self, mode: str, texts: list[str]) -> list[str]:
+        # One apertium run for all texts, split back on blank lines.
+        out = self.run_mode(mode, _SEPARATOR.join(texts))
+        parts = [p.strip() for p in out.strip().split(_SEPARATOR)]
+        if len(parts) != len(texts):
+            # Apertium merged or split a text: fall back to one run per text.
+            log.warning("apertium batch misaligned", extra={"mode": mode, "texts": len(texts)})
+            parts = [self.run_mode(mode, text).strip() for text in texts]
+        return parts
 
     def _check(self, texts: Sequence[str]) -> None:
         for text in texts:
@@ -161,7 +199,7 @@ class ApertiumTranslator:
                 )
 
     async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
-        """Translate texts of one pair with a single apertium run."""
+        """Translate texts of one pair in one worker-thread call."""
         with recorded(self.metrics, self.name, "translate"):
             mode = self._mode(src, tgt)
             if mode is None:
@@ -179,8 +217,20 @@ class ApertiumTranslator:
             "engine": self.name,
             "modes": sorted(self.pairs.values()),
             "queue_depth": self._pool.depth,
+            "pipelines": self.pipelines(),
         }
 
+    def pipelines(self) -> dict[str, int | None]:
+        """Process group id of each mode's running pipeline (None: stopped)."""
+        with self._processes_lock:
+            processes = dict(self._processes)
+        return {mode: next(iter(p.pids), None) for mode, p in processes.items()}
+
     def close(self) -> None:
-        """Stop the worker pool."""
+        """Stop the worker pool and every running pipeline."""
         self._pool.close()
+        with self._processes_lock:
+            self._closed = True
+            processes = list(self._processes.values())
+        for process in processes:
+            process.close()
