@@ -286,3 +286,63 @@ async def test_overload_is_a_retryable_error(
         assert errors[0].retryable
     finally:
         engine.close()
+
+
+async def test_live_utterances_decode_in_a_short_window(
+    base: WhisperEngine, clips: list[tuple[Audio, str]], vietnamese: Audio
+) -> None:
+    # Same words as the full 30 s window on every clip, from a window of speech + 4 s.
+    results = [await base.transcribe(audio, language="en", live=True) for audio, _ in clips]
+    for result, (audio, _) in zip(results, clips, strict=True):
+        assert result.window_s == np.ceil(audio.size / SR + 4.0), result
+        assert result.segments and result.segments[0].no_speech_prob <= 0.6
+    assert wer([ref for _, ref in clips], [r.text for r in results]) <= WER_BOUNDS["base"]
+    # Detection among the room's languages runs on the same short encoder output.
+    detected = await base.transcribe(vietnamese, allowed=["en", "vi"], live=True)
+    assert (detected.language, detected.window_s < 30) == ("vi", True)
+    assert "xin chào" in detected.text.lower()
+    english = await base.transcribe(clips[1][0], allowed=["en", "vi"], live=True)
+    assert english.language == "en" and english.language_probability > 0.5
+
+
+async def test_doubtful_or_long_live_utterances_use_the_full_window(
+    store: ModelStore, clips: list[tuple[Audio, str]]
+) -> None:
+    audio, ref = clips[1]
+    # Every decode counts as doubtful: the answer comes from the full window, unchanged.
+    strict = _engine(store, model="base", live_window_min_logprob=0.0)
+    # Speech plus padding reaching 30 s: nothing to save, the full window straight away.
+    padded = _engine(store, model="base", live_window_pad_s=30.0)
+    try:
+        for engine in (strict, padded):
+            result = await engine.transcribe(audio, language="en", live=True)
+            assert result.window_s == 30.0 and wer([ref], [result.text]) == 0
+    finally:
+        strict.close()
+        padded.close()
+
+
+def test_short_window_sizes_and_loop_detection() -> None:
+    from models.stt.live import looks_looped, window_frames
+
+    assert window_frames(3 * SR, 4.0, 1.0) == 700
+    assert window_frames(int(3.2 * SR), 4.0, 1.0) == 800
+    assert window_frames(int(3.2 * SR), 0.5, 0.25) == 375
+    assert window_frames(26 * SR, 4.0, 1.0) is None
+    looped = (
+        "He was not an ill-d-d-d-d-d-d-d-",
+        "well------",
+        "Hello? Can you hear me now? Hello? Can you hear me now?",
+        "My daughter starts school next week. My daughter starts school next week.",
+        "the end " * 12,
+    )
+    for text in looped:
+        assert looks_looped(text), text
+    fine = (
+        "He was not an ill-disposed young man.",
+        "Xin chào, hôm nay trời đẹp quá.",
+        "No, no, I said the red one, not the blue one.",
+        "Very very good.",
+    )
+    for text in fine:
+        assert not looks_looped(text), text

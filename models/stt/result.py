@@ -21,7 +21,8 @@ class Transcript:
     """The text heard in one piece of audio. ``text`` is empty when no speech was found.
 
     ``language`` is the declared or detected code (e.g. ``en``); ``duration`` is the input's
-    length in seconds.
+    length in seconds; ``window_s`` the encoder window it was decoded in (Whisper's 30 s, or
+    a live utterance's short window).
     """
 
     text: str
@@ -29,6 +30,7 @@ class Transcript:
     language_probability: float
     segments: tuple[Segment, ...]
     duration: float
+    window_s: float = 30.0
 
     @property
     def is_empty(self) -> bool:

@@ -18,6 +18,7 @@ from models.store import ModelStore
 from models.stt.audio import SAMPLE_RATE, Audio
 from models.stt.filters import PhantomFilter, confident
 from models.stt.languages import check_allowed, check_language, pick_language
+from models.stt.live import FRAMES_PER_SECOND, decode_live
 from models.stt.result import Segment, Transcript
 from models.stt.settings import SttSettings
 
@@ -155,20 +156,25 @@ class WhisperEngine:
         duration = samples.size / SAMPLE_RATE
         multilingual = bool(model.model.is_multilingual)
         probability = 1.0
+        codes: tuple[str, ...] | None = None
         if language is not None:
             language = check_language(language, multilingual)
         elif allowed is not None:
             codes = check_allowed(allowed, multilingual)
             if len(codes) == 1:
                 language = codes[0]
-            else:
-                speech = self._speech_only(samples)
-                if speech.size == 0:
-                    return Transcript("", codes[0], 0.0, (), duration)
-                _, _, probabilities = model.detect_language(speech)
-                language, probability = pick_language(probabilities, codes)
         elif not multilingual:
             language = "en"
+        if live and self.settings.live_window:
+            short = self._decode_short(model, samples, language, codes)
+            if short is not None:
+                return short
+        if language is None and codes is not None:
+            speech = self._speech_only(samples)
+            if speech.size == 0:
+                return Transcript("", codes[0], 0.0, (), duration)
+            _, _, probabilities = model.detect_language(speech)
+            language, probability = pick_language(probabilities, codes)
         try:
             raw, info = model.transcribe(
                 samples,
@@ -201,6 +207,49 @@ class WhisperEngine:
             language, probability = info.language, float(info.language_probability)
         text = " ".join(s.text for s in kept).strip()
         return Transcript(text, language, probability, tuple(kept), duration)
+
+    def _decode_short(
+        self,
+        model: Any,
+        samples: Audio,
+        language: str | None,
+        allowed: Sequence[str] | None,
+    ) -> Transcript | None:
+        """The live short-window decode as a Transcript, or None to use the full window."""
+        settings = self.settings
+        try:
+            decoded = decode_live(
+                model,
+                samples,
+                language,
+                allowed,
+                beam_size=settings.live_beam_size,
+                pad_s=settings.live_window_pad_s,
+                step_s=settings.live_window_step_s,
+                no_speech_threshold=settings.no_speech_threshold,
+                log_prob_threshold=settings.log_prob_threshold,
+                min_logprob=settings.live_window_min_logprob,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"speech recognition failed: {exc}") from exc
+        if decoded is None:
+            return None
+        duration = samples.size / SAMPLE_RATE
+        segment = Segment(0.0, duration, decoded.text, decoded.avg_logprob, decoded.no_speech_prob)
+        kept = self._phantoms.apply(
+            [segment]
+            if confident(segment, settings.no_speech_threshold, settings.log_prob_threshold)
+            else []
+        )
+        text = kept[0].text if kept else ""
+        return Transcript(
+            text,
+            decoded.language,
+            decoded.language_probability,
+            tuple(kept),
+            duration,
+            window_s=decoded.window_frames / FRAMES_PER_SECOND,
+        )
 
     def _speech_only(self, samples: Audio) -> Audio:
         """The speech parts of ``samples`` (all of it when VAD is off)."""
