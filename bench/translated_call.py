@@ -11,7 +11,8 @@ model with NLLB-200-distilled-600M's exact dimensions (decoding length fixed) + 
 Then 1, 2, 4 and 8 concurrent calls with both parties talking (configuration a): p95 latency
 and mixer underruns.
 
-Run: .venv/bin/python -m bench.translated_call [--utterances 21] [--calls 1 2 4 8]
+Run: .venv/bin/python -m bench.translated_call [--utterances 21] [--configs a a-no-interim b]
+[--calls 1 2 4 8] (an empty --configs or --calls skips that part)
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from callserver.probe import ScriptedCaller, load_wav_48k
 LOUD = 400.0
 #: The original voice's tail reaches B within this after A's speech ends (two network legs).
 ORIGINAL_TAIL_S = 0.35
+#: Single-call configurations: (a), (a) with interim captions off, (b).
+CONFIGS = ("a", "a-no-interim", "b")
 SPANISH = [
     "Buenos días a todos, gracias por venir hoy.",
     "El informe estará listo mañana por la tarde.",
@@ -199,7 +202,7 @@ async def concurrent(
     }
 
 
-async def main(utterances: int, levels: list[int], seconds: float, single: bool) -> None:
+async def main(utterances: int, levels: list[int], seconds: float, configs: list[str]) -> None:
     from models.mt.synthetic import NLLB_600M, cached_model
 
     apertium = {"CALLSERVER_MT_ENGINES": "apertium"}
@@ -211,14 +214,18 @@ async def main(utterances: int, levels: list[int], seconds: float, single: bool)
         "CALLSERVER_MT_MIN_DECODING_LENGTH": "24",
         "CALLSERVER_MT_MAX_DECODING_LENGTH": "24",
     }
-    if single:
+    if "a" in configs:
         await one_call(apertium, utterances, "(a) Whisper base + Apertium + espeak-ng")
+    if "a-no-interim" in configs:
         await one_call(
             {**apertium, "CALLSERVER_PIPELINE_INTERIM_CAPTIONS": "false"},
             utterances,
             "(a') as (a), interim captions off",
         )
+    if "b" in configs:
         await one_call(nllb, utterances, "(b) Whisper base + NLLB-600M-shaped model + espeak-ng")
+    if not levels:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         spanish = [espeak(text, "es", Path(tmp)) for text in SPANISH]
     print("\n## concurrent calls, both parties talking (configuration a)")
@@ -240,8 +247,14 @@ async def main(utterances: int, levels: list[int], seconds: float, single: bool)
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utterances", type=int, default=21)
-    parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        choices=CONFIGS,
+        default=list(CONFIGS),
+        help="single-call configurations to run (none: only the concurrent calls)",
+    )
+    parser.add_argument("--calls", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--no-single", action="store_true", help="only the concurrent calls")
     args = parser.parse_args()
-    asyncio.run(main(args.utterances, args.calls, args.seconds, not args.no_single))
+    asyncio.run(main(args.utterances, args.calls, args.seconds, args.configs))

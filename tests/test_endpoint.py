@@ -20,6 +20,7 @@ from callserver.pipeline.events import (
     SPEECH_RATE,
     Float32,
     SpeechFrame,
+    SpeechPaused,
     SpeechStarted,
     SpeechUpdate,
     Utterance,
@@ -182,7 +183,7 @@ def test_two_clips_a_second_apart_give_two_utterances() -> None:
     events = feed(Endpointer(), speech_frames(stream))
     first, second = utterances(events)
     assert first.utterance_id != second.utterance_id
-    assert [type(e) for e in events if not isinstance(e, SpeechUpdate)] == [
+    assert [type(e) for e in events if not isinstance(e, SpeechUpdate | SpeechPaused)] == [
         SpeechStarted,
         Utterance,
         SpeechStarted,
@@ -320,8 +321,14 @@ def test_interim_updates_arrive_at_the_interval_and_are_prefixes() -> None:
         at_end = frame_index(utt.endpoint_at) - frame_index(utt.started_at) + 1
         sizes = [len(u.audio) // SPEECH_FRAME_SAMPLES for u in updates]
         assert sizes[0] == at_start + interval
-        assert set(np.diff(sizes)) == {interval}
-        assert 0 < at_end - sizes[-1] <= interval
+        # At the interval while the voice goes on; none in a pause, the next when it resumes.
+        assert min(np.diff(sizes)) == interval
+        pauses = [
+            len(p.audio) // SPEECH_FRAME_SAMPLES for p in events if isinstance(p, SpeechPaused)
+        ]
+        for before, after in itertools.pairwise(sizes):
+            assert after - before == interval or any(before < p < after for p in pauses)
+        assert at_end - sizes[-1] > 0
 
 
 def results(events: list[EndpointEvent]) -> list[tuple[object, ...]]:
@@ -336,6 +343,41 @@ def results(events: list[EndpointEvent]) -> list[tuple[object, ...]]:
 
 def vars_of(event: EndpointEvent) -> dict[str, object]:
     return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+
+
+def test_a_pause_announces_the_utterance_audio_before_the_endpoint() -> None:
+    # Two sentences 350 ms apart, one utterance: each pause is announced, and the last one
+    # (the real end) carries exactly the utterance's audio and speech end, 300 ms before the
+    # endpoint.
+    settings = EndpointSettings()
+    first, second = load_clip(CLIP_B), load_clip(CLIP_C)
+    first = first[: speech_bounds(first)[1] * SPEECH_FRAME_SAMPLES]
+    second = second[speech_bounds(second)[0] * SPEECH_FRAME_SAMPLES :]
+    stream = np.concatenate(
+        [room_noise(0.5), first, room_noise(0.35, 2), second, room_noise(1.5, 1)]
+    )
+    events = feed(Endpointer(settings), speech_frames(stream))
+    (utt,) = utterances(events)
+    pauses = [e for e in events if isinstance(e, SpeechPaused)]
+    assert len(pauses) >= 2 and all(p.utterance_id == utt.utterance_id for p in pauses)
+    last = pauses[-1]
+    np.testing.assert_array_equal(last.audio, utt.audio)
+    assert (last.speech_end_at, last.started_at) == (utt.speech_end_at, utt.started_at)
+    order = [id(e) for e in events]
+    assert order.index(id(last)) < order.index(id(utt))
+    # Announced once the tail is complete: the audio's last frame is the tail's last.
+    assert frame_index(utt.started_at) + len(last.audio) // SPEECH_FRAME_SAMPLES - 1 == (
+        frame_index(utt.speech_end_at) + settings.tail_ms // 20
+    )
+    # Earlier pauses were followed by more speech: their speech end is earlier.
+    assert all(p.speech_end_at < utt.speech_end_at for p in pauses[:-1])
+    for pause in pauses:
+        np.testing.assert_array_equal(pause.audio, utt.audio[: len(pause.audio)])
+    # A tail as long as the silence leaves nothing to announce before the endpoint.
+    same = EndpointSettings(tail_ms=500, silence_ms=500)
+    assert not [
+        e for e in feed(Endpointer(same), speech_frames(stream)) if isinstance(e, SpeechPaused)
+    ]
 
 
 def test_two_speakers_do_not_interfere() -> None:

@@ -3,7 +3,6 @@ waiting one is dropped, with a metric and a caption marker; the rest are still t
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -79,7 +78,7 @@ async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
     try:
         await (await engines.stt()).load()
         hub.submit("room", "p_a", utterance(1, audio))
-        await asyncio.sleep(0.2)  # the first is being recognised now, no longer waiting
+        await wait_for(lambda: hub.pending == 0, timeout=5)  # the first is being recognised
         for n in (2, 3, 4):
             hub.submit("room", "p_a", utterance(n, audio))
         assert hub.pending == 1
@@ -110,7 +109,7 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
     try:
         await (await engines.stt()).load()
         hub.submit("room", "p_0", utterance(1, clips[1]))
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: hub.pending == 0, timeout=5)
         for n in (2, 3, 4):
             hub.submit("room", f"p_{n - 1}", utterance(n, clips[(n + 1) % 3]))
         assert hub.pending == 1

@@ -339,6 +339,8 @@ async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
 
     assert await delta(server, before, "callserver_mouth_to_ear_seconds_count") >= 1
     assert await delta(server, before, "callserver_utterances_total", outcome="translated") >= 1
+    # The sentence was recognised from the speaker's pause on, before the endpoint.
+    assert await delta(server, before, "callserver_early_recognitions_total", outcome="used") >= 1
     assert await delta(server, before, "callserver_dub_frames_total") > 0
 
 

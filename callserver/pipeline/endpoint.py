@@ -27,6 +27,7 @@ from callserver.pipeline.events import (
     SPEECH_RATE,
     Float32,
     SpeechFrame,
+    SpeechPaused,
     SpeechStarted,
     SpeechUpdate,
     Utterance,
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 FRAME_S = SPEECH_FRAME_SAMPLES / SPEECH_RATE  # 0.02
 
-EndpointEvent = SpeechStarted | SpeechUpdate | Utterance
+EndpointEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance
 
 
 class EndpointSettings(BaseSettings):
@@ -148,6 +149,11 @@ class Endpointer:
         self._max_frames = _frames(s.max_utterance_s * 1000)
         self._search_frames = max(1, _frames(s.cut_search_s * 1000))
         self._tail_frames = _frames(s.tail_ms)
+        # A pause is announced once the utterance's tail is complete (one frame of silence at
+        # least, so the last voiced frame is known); never when it coincides with the end.
+        self._pause_frames = max(1, self._tail_frames)
+        if self._pause_frames >= self._silence_frames:
+            self._pause_frames = -1
         self._interim_frames = max(1, _frames(s.interim_ms))
         self._pre_roll: deque[_Frame] = deque(maxlen=_frames(s.pre_roll_ms))
         self._prob = 0.0
@@ -200,12 +206,26 @@ class Endpointer:
                 self._reset_utterance()
                 return []
             return self._confirm()
-        if index - self._last_voiced >= self._silence_frames:
+        silent_for = index - self._last_voiced
+        if silent_for >= self._silence_frames:
             return [self._finish(rec.captured_at)]
         if len(self._frames) >= self._max_frames:
             return self._cut(rec.captured_at)
+        if silent_for == self._pause_frames:
+            # Every frame the utterance would keep is here: from now on only a resumption
+            # (a new speech_end_at) changes what recognition would be given.
+            return [
+                SpeechPaused(
+                    self._id,
+                    self._audio(self._frames[: self._last_voiced + 1 + self._tail_frames]),
+                    self._frames[0].captured_at,
+                    self._frames[self._last_voiced].captured_at,
+                )
+            ]
         self._since_update += 1
-        if self._since_update >= self._interim_frames:
+        if silent_for == 0 and self._since_update >= self._interim_frames:
+            # No interim during a pause: the audio has not changed, and recognition is better
+            # spent on the utterance that is probably about to end.
             self._since_update = 0
             return [SpeechUpdate(self._id, self._audio(self._frames), self._frames[0].captured_at)]
         return []

@@ -43,6 +43,18 @@ class SpeechUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The speaker has been silent for the utterance's tail: ``audio`` is exactly what the
+    utterance will hold if the silence lasts until the endpoint, so recognition can start now
+    (``speech_end_at`` tells whether it did: speech that resumes moves it)."""
+
+    utterance_id: str
+    audio: Float32
+    started_at: float
+    speech_end_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Utterance:
     """One finished stretch of speech, ready for recognition.
 

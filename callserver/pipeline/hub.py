@@ -15,7 +15,7 @@ from callserver.engines import EngineSet
 from callserver.media.frames import PcmFrame
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.endpoint import EndpointSettings
-from callserver.pipeline.events import SpeechUpdate, Utterance
+from callserver.pipeline.events import SpeechPaused, SpeechUpdate, Utterance
 from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker import SpeakerPipeline, SpeechEvent
@@ -23,6 +23,7 @@ from callserver.pipeline.transcript import TranscriptEntry
 from callserver.pipeline.translator import Delivery, UtteranceTranslator, wall
 from models.errors import EngineError
 from models.pool import InferencePool
+from models.stt.result import Transcript
 from signaling.rooms import Participant
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,26 @@ log = logging.getLogger(__name__)
 #: Utterance ids whose final caption went out, remembered per speaker so a late interim
 #: result never replaces final text.
 FINAL_MEMORY = 16
+
+
+@dataclass
+class EarlyRecognition:
+    """Recognition started when the speaker paused, before the endpoint was sure.
+
+    Used only by the utterance it was started for, and only if speech did not resume after
+    the pause (same ``speech_end_at`` and length): then its audio is the utterance's audio."""
+
+    utterance_id: str
+    speech_end_at: float
+    samples: int
+    task: asyncio.Task[Transcript]
+
+    def matches(self, utterance: Utterance) -> bool:
+        return (
+            self.utterance_id == utterance.utterance_id
+            and self.speech_end_at == utterance.speech_end_at
+            and self.samples == utterance.audio.size
+        )
 
 
 @dataclass
@@ -44,6 +65,7 @@ class SpeakerState:
     worker: asyncio.Task[None] | None = None
     finals: deque[str] = field(default_factory=lambda: deque(maxlen=FINAL_MEMORY))
     interim: asyncio.Task[None] | None = None
+    early: EarlyRecognition | None = None
 
 
 class TranslationHub:
@@ -126,7 +148,8 @@ class TranslationHub:
     async def _stop(self, state: SpeakerState) -> None:
         if state.front is not None:
             await state.front.close()
-        for task in (state.worker, state.interim):
+        early = state.early.task if state.early is not None else None
+        for task in (state.worker, state.interim, early):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -148,12 +171,61 @@ class TranslationHub:
     def _on_speech(self, state: SpeakerState, event: SpeechEvent) -> None:
         if isinstance(event, Utterance):
             self._admit(state, event)
+        elif isinstance(event, SpeechPaused):
+            self._recognize_early(state, event)
         elif (
             isinstance(event, SpeechUpdate)
             and self.settings.interim_captions
             and (state.interim is None or state.interim.done())
         ):
             state.interim = asyncio.create_task(self._interim(state, event))
+
+    def _recognize_early(self, state: SpeakerState, paused: SpeechPaused) -> None:
+        """Start recognising a paused utterance now, if recognition is idle.
+
+        The endpoint needs ``silence_ms`` of silence; the audio is settled after the shorter
+        tail, so the difference is recognition time the listener does not wait for. Only when
+        idle: early work must never delay another speaker's final utterance."""
+        if not self.settings.early_recognition or state.pending or self._recognition.locked():
+            return
+        speaker = self._participant(state.room_id, state.participant_id)
+        if speaker is None:
+            return
+        self._discard_early(state)  # speech resumed since that one started: stale audio
+
+        async def recognize() -> Transcript:
+            async with self._recognition:
+                return await self.translator.recognize(speaker, paused.audio)
+
+        state.early = EarlyRecognition(
+            paused.utterance_id,
+            paused.speech_end_at,
+            paused.audio.size,
+            asyncio.create_task(recognize()),
+        )
+
+    def _discard_early(self, state: SpeakerState) -> None:
+        if state.early is not None:
+            state.early.task.cancel()
+            state.early = None
+            self.metrics.early_recognitions.labels("discarded").inc()
+
+    def _take_early(self, state: SpeakerState, utterance: Utterance) -> EarlyRecognition | None:
+        """The early recognition of ``utterance``, if one was started; any other is stale."""
+        early, state.early = state.early, None
+        if early is not None and not early.matches(utterance):
+            state.early = early
+            self._discard_early(state)
+            return None
+        return early
+
+    async def _early_transcript(self, early: EarlyRecognition) -> Transcript | None:
+        await asyncio.wait([early.task])
+        if early.task.cancelled() or early.task.exception() is not None:
+            self.metrics.early_recognitions.labels("failed").inc()
+            return None
+        self.metrics.early_recognitions.labels("used").inc()
+        return early.task.result()
 
     def _admit(self, state: SpeakerState, utterance: Utterance) -> None:
         # Guards of participants who were only ever listeners are not freed by a speaker's
@@ -202,6 +274,16 @@ class TranslationHub:
             await state.wake.wait()
             state.wake.clear()
             while state.pending:
+                early = self._take_early(state, state.pending[0])
+                if early is not None:
+                    # Out of the queue: while its early recognition finishes it is being
+                    # recognised, not waiting, and the backlog bound must not drop it.
+                    utterance = state.pending.popleft()
+                    transcript = await self._early_transcript(early)
+                    if transcript is not None:
+                        await self._process(state, utterance, transcript, lambda: None)
+                        continue
+                    state.pending.appendleft(utterance)  # recognised the usual way instead
                 await self._recognition.acquire()
                 released = False
 
@@ -212,14 +294,18 @@ class TranslationHub:
                         self._recognition.release()
 
                 try:
-                    await self._process_next(state, release)
+                    if state.pending:  # else dropped for backlog while waiting for a slot
+                        await self._process(state, state.pending.popleft(), None, release)
                 finally:
                     release()
 
-    async def _process_next(self, state: SpeakerState, release: Callable[[], None]) -> None:
-        if not state.pending:  # dropped for backlog while this speaker waited for a slot
-            return
-        utterance = state.pending.popleft()
+    async def _process(
+        self,
+        state: SpeakerState,
+        utterance: Utterance,
+        transcript: Transcript | None,
+        release: Callable[[], None],
+    ) -> None:
         state.finals.append(utterance.utterance_id)
         speaker = self._participant(state.room_id, state.participant_id)
         if speaker is None:
@@ -236,6 +322,7 @@ class TranslationHub:
                 utterance,
                 self.participants(state.room_id),
                 recognized=release,
+                transcript=transcript,
             )
         except EngineError as exc:
             self.metrics.utterances.labels("failed").inc()

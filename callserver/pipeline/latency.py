@@ -28,6 +28,12 @@ class PipelineMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        self.early_recognitions = Counter(
+            "callserver_early_recognitions",
+            "Recognitions started at a pause, by outcome (used; discarded: speech resumed; failed)",
+            ["outcome"],
+            registry=registry,
+        )
         self.utterances = Counter(
             "callserver_utterances",
             "Utterances by outcome (translated, empty, echo, dropped_backlog, dub_skipped, failed)",

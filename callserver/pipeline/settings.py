@@ -26,6 +26,13 @@ class PipelineSettings(BaseSettings):
         description="Utterances recognised at once, server-wide (match the recognition "
         "engine's workers: more only queue inside it).",
     )
+    early_recognition: bool = Field(
+        True,
+        description="Start recognising an utterance when the speaker pauses (after the "
+        "endpoint's tail), not when the endpoint's silence has passed; the result is used only "
+        "if speech did not resume, so the words are the same, sooner. Only when recognition "
+        "is idle.",
+    )
     interim_captions: bool = Field(
         True,
         description="Transcribe speech in progress for revisable captions, when recognition "

@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 from callserver.media.frames import PcmFrame
 from callserver.pipeline.endpoint import Endpointer, EndpointSettings
-from callserver.pipeline.events import SpeechStarted, SpeechUpdate, Utterance
+from callserver.pipeline.events import SpeechPaused, SpeechStarted, SpeechUpdate, Utterance
 from callserver.pipeline.resample import Downsample
 from models.pool import InferencePool
 
 log = logging.getLogger(__name__)
 
-SpeechEvent = SpeechStarted | SpeechUpdate | Utterance
+SpeechEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance
 
 
 class SpeakerPipeline:

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 from callserver.engines import EngineSet
 from callserver.media.dub import DubClip
 from callserver.pipeline.echo import EchoGuard
-from callserver.pipeline.events import StageTimes, Utterance
+from callserver.pipeline.events import Float32, StageTimes, Utterance
 from callserver.pipeline.latency import PipelineMetrics, stages_ms
 from callserver.pipeline.transcript import TranscriptEntry
 from models.errors import EngineError
+from models.stt.result import Transcript
 from signaling.rooms import Participant
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ class UtteranceTranslator:
         event = self._caption(speaker, utterance_id, transcript.text, {}, started_at, None, False)
         self._broadcast(room_id, participants, event)
 
+    async def recognize(self, speaker: Participant, audio: Float32) -> Transcript:
+        """The speaker's words in ``audio``, in the language they declared."""
+        stt = await self.engines.stt()
+        return await stt.transcribe(audio, language=primary(speaker.spoken), live=True)
+
     async def translate(
         self,
         room_id: str,
@@ -87,18 +93,18 @@ class UtteranceTranslator:
         utterance: Utterance,
         participants: list[Participant],
         recognized: Callable[[], None] | None = None,
+        transcript: Transcript | None = None,
     ) -> None:
         """The whole chain for one finished utterance; ``recognized`` is called (always) once
-        recognition is over, so the caller can hand its recognition slot to the next one."""
+        recognition is over, so the caller can hand its recognition slot to the next one.
+        ``transcript``: the utterance's text, already recognised (early, at the pause)."""
         times = StageTimes(speech_end=utterance.speech_end_at, endpoint=utterance.endpoint_at)
         self.metrics.stage.labels("endpoint").observe(
             utterance.endpoint_at - utterance.speech_end_at
         )
         try:
-            stt = await self.engines.stt()
-            transcript = await stt.transcribe(
-                utterance.audio, language=primary(speaker.spoken), live=True
-            )
+            if transcript is None:
+                transcript = await self.recognize(speaker, utterance.audio)
         finally:
             if recognized is not None:
                 recognized()

@@ -1,0 +1,103 @@
+"""Recognition starts when a speaker pauses, before the endpoint is sure, and its result is
+used only for the utterance it heard: speech that resumes after the pause discards it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from callserver.engines import EngineSet
+from callserver.media.frames import FRAME_SAMPLES, SAMPLE_RATE, Pcm16, PcmFrame
+from callserver.pipeline.echo import words
+from callserver.pipeline.endpoint import EndpointSettings
+from callserver.pipeline.hub import TranslationHub
+from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.settings import PipelineSettings
+from callserver.probe import load_wav_48k
+from models.metrics import EngineMetrics
+from signaling.rooms import Participant
+from tests.conftest import DATA, wait_for
+from tests.test_pipeline_backlog import RecordingDelivery
+
+FIRST = DATA / "sense_and_sensibility_01_austen_64kb-0880.wav"  # he was not an ill-disposed...
+SECOND = DATA / "sense_and_sensibility_01_austen_64kb-0890.wav"  # unless to be rather cold...
+#: Pushing frames this much faster than real time keeps the test short; voice detection
+#: still sees every frame in order, with the capture times of a real stream.
+SPEED = 4.0
+
+
+def trimmed(path: str) -> Pcm16:
+    """The clip without its leading and trailing near-silence."""
+    pcm = load_wav_48k(path)
+    blocks = pcm[: pcm.size - pcm.size % FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    loud = np.flatnonzero(np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1)) > 300)
+    return blocks[loud[0] : loud[-1] + 1].reshape(-1)
+
+
+def noise(seconds: float, seed: int) -> Pcm16:
+    rng = np.random.default_rng(seed)
+    return (60 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.int16)
+
+
+async def speak(hub: TranslationHub, stream: Pcm16) -> None:
+    """Ann's microphone: 20 ms frames with real-time capture stamps, sent SPEED times faster."""
+    t0 = time.monotonic()
+    for i in range(stream.size // FRAME_SAMPLES):
+        block = stream[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+        hub.on_frame("room", "p_a", PcmFrame(block, captured_at=t0 + (i + 1) * 0.02))
+        await asyncio.sleep(0.02 / SPEED)
+
+
+@pytest.mark.parametrize("early", [True, False])
+async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) -> None:
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    ann = Participant("p_a", "Ann", "en", "en", 0.0)
+    bea = Participant("p_b", "Bea", "es", "es", 0.0)
+    engines = EngineSet(EngineMetrics(registry))
+    hub = TranslationHub(
+        PipelineSettings(early_recognition=early, interim_captions=False),
+        EndpointSettings(),
+        engines,
+        delivery,
+        participants=lambda room_id: [ann, bea],
+        metrics=PipelineMetrics(registry),
+    )
+    # Two sentences 350 ms apart (under the 500 ms that ends an utterance), then silence.
+    stream = np.concatenate(
+        [noise(0.5, 0), trimmed(str(FIRST)), noise(0.35, 1), trimmed(str(SECOND)), noise(1.5, 2)]
+    )
+
+    def finals() -> list[dict[str, object]]:
+        return [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
+
+    try:
+        await (await engines.stt()).load()
+        await speak(hub, stream)
+        await wait_for(lambda: bool(delivery.dubs), timeout=60)
+    finally:
+        await hub.close()
+        await engines.close()
+
+    (utterance,) = {e["utterance_id"] for e in finals()}
+    said = set(words(str(finals()[-1]["text"])))
+    assert {"young", "man"} <= said and {"selfish", "rather"} <= said, said
+    assert [clip.utterance_id for _, clip in delivery.dubs] == [utterance]
+
+    def early_count(outcome: str) -> float:
+        value = registry.get_sample_value(
+            "callserver_early_recognitions_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    if early:
+        # The mid-sentence pause started a recognition that the second sentence made stale;
+        # the final pause's recognition became the utterance's text.
+        assert early_count("used") == 1
+        assert early_count("discarded") >= 1
+    else:
+        assert early_count("used") == early_count("discarded") == 0
