@@ -94,6 +94,19 @@ class Talk:
         return (onset - sent_end if onset is not None else None), stages
 
 
+async def wait_quiet(caller: ScriptedCaller, quiet_s: float = 0.6, timeout: float = 20.0) -> None:
+    """Until what ``caller`` receives has stayed below LOUD for ``quiet_s`` (the dub ended)."""
+    deadline = time.monotonic() + timeout
+    blocks = round(quiet_s / 0.02)
+    while time.monotonic() < deadline:
+        recent = caller.recording.blocks[-blocks:]
+        if len(recent) == blocks and all(
+            float(np.sqrt(np.mean(b.astype(np.float64) ** 2))) < LOUD for b in recent
+        ):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def pair(
     server: ServerProcess, session: aiohttp.ClientSession, room: str
 ) -> tuple[ScriptedCaller, ScriptedCaller]:
@@ -126,12 +139,21 @@ async def one_call(env: dict[str, str], utterances: int, label: str) -> None:
                     m2e.append(latency)
                 for name, value in figures.items():
                     stages.setdefault(name, []).append(value / 1000)
-                await asyncio.sleep(1.0)
+                # One turn at a time: B hears the whole dub before A goes on, so each figure
+                # is the pipeline's latency, not a queue behind the previous dub.
+                await wait_quiet(b)
+                await asyncio.sleep(0.5)
+            metrics = await (await session.get(server.url + "/metrics")).text()
             await a.close()
             await b.close()
     finally:
         await server.stop()
     print(f"\n## {label}: {len(m2e)} of {utterances} utterances dubbed")
+    early = {
+        outcome: metric(metrics, f'callserver_early_recognitions_total{{outcome="{outcome}"}}')
+        for outcome in ("used", "discarded", "failed")
+    }
+    print("early recognitions: " + ", ".join(f"{k} {v:.0f}" for k, v in early.items()))
     if m2e:
         print(f"mouth-to-ear (B's received audio): p50 {p50(m2e):.2f} s, p95 {p95(m2e):.2f} s")
     print("| stage | p50 ms | p95 ms |\n|---|---|---|")
