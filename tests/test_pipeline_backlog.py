@@ -49,7 +49,7 @@ def bounded_hub(
     """A hub over the real engines that lets one utterance wait for recognition."""
     engines = EngineSet(EngineMetrics(registry))
     hub = TranslationHub(
-        PipelineSettings(max_pending_utterances=1, interim_captions=False),
+        PipelineSettings(max_pending_utterances=1, recognition_slots=1, interim_captions=False),
         EndpointSettings(),
         engines,
         delivery,

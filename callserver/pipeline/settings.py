@@ -20,11 +20,12 @@ class PipelineSettings(BaseSettings):
         "waiting one is dropped (with a caption marker) so latency cannot build up.",
     )
     recognition_slots: int = Field(
-        1,
+        2,
         ge=1,
         le=64,
-        description="Utterances recognised at once, server-wide (match the recognition "
-        "engine's workers: more only queue inside it).",
+        description="Utterances recognised at once, server-wide (match "
+        "`CALLSERVER_STT_WORKERS`: more only queue inside the engine, where the backlog bound "
+        "cannot see them).",
     )
     early_recognition: bool = Field(
         True,

@@ -67,7 +67,7 @@ class SttSettings(BaseSettings):
     live_window: bool = Field(
         True,
         description="Decode live utterances with an encoder window just longer than the "
-        "speech instead of Whisper's 30 s (about 3x faster on a CPU); a doubtful result is "
+        "speech instead of Whisper's 30 s (about 4x faster on a CPU); a doubtful result is "
         "decoded again with the full window.",
     )
     live_window_pad_s: float = Field(
@@ -91,10 +91,17 @@ class SttSettings(BaseSettings):
         "window.",
     )
     cpu_threads: int = Field(
-        0, ge=0, description="CPU threads per worker; 0 uses the CPU count, at most 4."
+        0,
+        ge=0,
+        description="CPU threads per worker; 0 shares half the CPUs among the workers (at "
+        "least 1, at most 4 each), leaving the rest to the calls' media.",
     )
     workers: int = Field(
-        1, ge=1, le=32, description="Transcriptions that run at once (model replicas and threads)."
+        2,
+        ge=1,
+        le=32,
+        description="Transcriptions that run at once. Two by default, so a final utterance "
+        "never waits for a caption in progress (model weights are shared: about 50 MB more).",
     )
     max_queue: int = Field(
         16, ge=0, description="Requests that may wait for a worker before new ones are refused."
