@@ -85,7 +85,7 @@ class EngineSet:
     async def warm_up(self) -> None:
         """Build every engine and load the Whisper model now, so the first request is fast."""
         try:
-            await self.translation()
+            await (await self.translation()).service.warm_up()
             await self.tts()
             await (await self.stt()).load()
             log.info("engines ready")

@@ -525,6 +525,21 @@ async def test_apertium_close_leaves_no_processes() -> None:
 
 
 @needs_apertium
+async def test_apertium_warm_up_starts_every_mode_before_the_first_text() -> None:
+    engine = ApertiumTranslator(MtSettings())
+    service = TranslationService([engine])
+    try:
+        assert all(pgid is None for pgid in engine.pipelines().values())
+        await service.warm_up()
+        started = engine.pipelines()
+        assert set(started) == set(engine.pairs.values()) and None not in started.values()
+        assert await service.translate("The house is red.", "en", "es") == "La casa es roja."
+        assert engine.pipelines() == started  # the first real text used the warm pipeline
+    finally:
+        service.close()
+
+
+@needs_apertium
 def test_apertium_falls_back_to_one_shot_without_a_pipeline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -211,6 +211,16 @@ class ApertiumTranslator:
         """Translate one text."""
         return (await self.translate_many([text], src, tgt))[0]
 
+    async def warm_up(self) -> None:
+        """Start every mode's pipeline now: a pipeline's first text pays 0.1-0.3 s of start-up."""
+        if not self.settings.apertium_persistent:
+            return
+        for mode in sorted(set(self.pairs.values())):
+            try:
+                await self._pool.run(self.translate_sync, ["Hello."], mode)
+            except EngineError as exc:
+                log.warning("apertium warm-up failed", extra={"mode": mode, "error": exc.message})
+
     def info(self) -> dict[str, Any]:
         """Installed modes and queue, for health pages."""
         return {

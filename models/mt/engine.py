@@ -60,6 +60,15 @@ class TranslationEngine(Protocol):
         ...
 
 
+@runtime_checkable
+class WarmsUp(Protocol):
+    """An engine with start-up work worth doing before the first request (optional)."""
+
+    async def warm_up(self) -> None:
+        """Do it now; failures are logged, not raised (the first request reports them)."""
+        ...
+
+
 @contextmanager
 def recorded(metrics: EngineMetrics | None, engine: str, operation: str) -> Iterator[None]:
     """Time the block into ``metrics`` and count its outcome (ok or the error's code)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from models.errors import EngineError, UnsupportedLanguage
 from models.metrics import EngineMetrics
-from models.mt.engine import LanguageSupport, TranslationEngine
+from models.mt.engine import LanguageSupport, TranslationEngine, WarmsUp
 from models.mt.languages import to_nllb
 from models.mt.settings import MtSettings
 
@@ -68,6 +68,12 @@ class TranslationService:
                 )
         assert last is not None
         raise last
+
+    async def warm_up(self) -> None:
+        """Start what each engine starts lazily (Apertium's pipelines), before the first call."""
+        for engine in self.engines:
+            if isinstance(engine, WarmsUp):
+                await engine.warm_up()
 
     def languages(self) -> list[LanguageSupport]:
         """Languages and pairs per running engine, in chain order."""
