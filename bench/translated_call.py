@@ -196,6 +196,8 @@ async def concurrent(
                     latency, _ = await Talk(speaker, listener, clip).run(timeout=30)
                     if latency is not None:
                         latencies.append(latency)
+                    # Turn-taking, as people do: the listener hears the dub out first.
+                    await wait_quiet(listener)
                     i += 1
 
             await asyncio.gather(

@@ -9,6 +9,7 @@ import time
 
 from aiohttp import web
 
+from callserver import loop_errors
 from callserver.app import HUB, ROOMS, STATE, build_app
 from callserver.settings import Settings
 
@@ -50,6 +51,7 @@ async def serve(settings: Settings) -> int:
         stop.set()
 
     loop = asyncio.get_running_loop()
+    loop_errors.install(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     await stop.wait()

@@ -16,35 +16,14 @@ from models.metrics import EngineMetrics
 from models.store import ModelStore, StoreSettings
 from models.stt import SttSettings, WhisperEngine, decode_audio
 from models.stt.audio import Audio
-from models.stt.filters import PhantomFilter, normalise
+from models.stt.filters import PhantomFilter
 from models.stt.languages import pick_language
+from models.stt.score import wer
 from models.stt.settings import DEFAULT_PHANTOM_PHRASES
 
 DATA = Path(__file__).parent / "data"
 CLIPS = sorted(DATA.glob("sense_and_sensibility_*.wav"))
 SR = 16_000
-_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
-
-
-def words(text: str) -> list[str]:
-    """Words for scoring: case, punctuation and hyphens ignored, common abbreviations spelt out."""
-    return [_ABBREVIATIONS.get(w, w) for w in normalise(text.replace("-", " ")).split()]
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions, insertions, deletions)."""
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
-
-
-def wer(refs: list[str], hyps: list[str]) -> float:
-    """Corpus word error rate: total edits over total reference words."""
-    pairs = [(words(r), words(h)) for r, h in zip(refs, hyps, strict=True)]
-    return sum(edit_distance(r, h) for r, h in pairs) / sum(len(r) for r, _ in pairs)
 
 
 def test_wer_counts_each_kind_of_error() -> None:
