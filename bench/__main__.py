@@ -10,6 +10,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("call_latency", []),
     ("call_load", []),
     ("stt", []),
+    ("stt_live", []),
     ("translate", []),
     ("tts", []),
     ("translated_call", []),
