@@ -206,7 +206,10 @@ class TranslationHub:
 
     def _discard_early(self, state: SpeakerState) -> None:
         if state.early is not None:
-            state.early.task.cancel()
+            task = state.early.task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failure nobody needs is not an error to log
+            task.cancel()
             state.early = None
             self.metrics.early_recognitions.labels("discarded").inc()
 

@@ -201,6 +201,8 @@ class ApertiumProcess:
                 raise EngineUnavailable(f"apertium {self.mode} took over {timeout_s} s") from exc
             except _Died as exc:
                 codes = self._stop(signal.SIGKILL)
+                if self._closed:  # close() killed it mid-text: shutdown, not a failure
+                    raise EngineUnavailable(f"apertium {self.mode} is shut down") from exc
                 log.warning(
                     "apertium pipeline died",
                     extra={"mode": self.mode, "reason": str(exc), "exit_codes": codes,
