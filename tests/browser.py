@@ -13,6 +13,11 @@ from callserver.probe import load_wav_48k
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 
+# RMS of received audio (float samples, full scale 1.0). Digital silence through Opus stays
+# below 0.001; the LibriVox speech after Chromium's processing peaks around 0.05-0.2.
+SILENCE_MAX = 0.003
+SPEECH_MIN = 0.02
+
 
 def chromium_flags(fake_audio: Path, devices_allowed: bool = True) -> list[str]:
     """Flags for a headless Chromium caller on a loopback-only machine (see the testing notes).

@@ -13,6 +13,8 @@ from playwright.async_api import BrowserContext, Page, Playwright, async_playwri
 from callserver.app import HUB, MEDIA, ROOMS
 from signaling.errors import ErrorCode
 from tests.browser import (
+    SILENCE_MAX,
+    SPEECH_MIN,
     audio_level,
     audio_level_until,
     fake_microphone,
@@ -26,11 +28,6 @@ from tests.conftest import CLIPS, RunningServer, wait_for
 pytestmark = pytest.mark.browser
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-
-# RMS of received audio (float samples, full scale 1.0). Digital silence through Opus stays
-# below 0.001; the LibriVox speech after Chromium's processing peaks around 0.05-0.2.
-SILENCE_MAX = 0.003
-SPEECH_MIN = 0.02
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from playwright.async_api import BrowserContext, Page, Playwright, async_playwri
 from callserver.app import ROOMS
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.probe import load_wav_48k
-from tests.browser import first_page, launch, open_page, wait_debug
+from tests.browser import SILENCE_MAX, SPEECH_MIN, first_page, launch, open_page, wait_debug
 from tests.conftest import DATA, RunningServer, wait_for
 
 pytestmark = pytest.mark.browser
@@ -36,9 +36,6 @@ SECOND = (
 LEAD_S = 3.0  # silence before the first sentence: time for Alice's call to connect
 GAP_S = 26.0  # silence between the sentences: the first dub plays and Bob turns dubbing off
 TAIL_S = 12.0  # silence after the second sentence, so it ends and the dub window is quiet
-# RMS of received audio (float samples, full scale 1.0), as in test_browser_call.
-SILENCE_MAX = 0.003
-SPEECH_MIN = 0.02
 # Alice's voice reaches Bob's analyser within this long after the fake capture plays it
 # (capture, Opus, the server's jitter buffer and mix, the page's jitter buffer, the analyser's
 # 43 ms window); measured around 0.2-0.3 s on 2 cores.

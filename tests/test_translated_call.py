@@ -279,6 +279,10 @@ def speech_then_silence(samples: Pcm16, silence_s: float = 1.5) -> Pcm16:
 
 # --- tests ------------------------------------------------------------------------------------
 
+#: The two callers most tests use: Ann speaks English, Beto listens in Spanish.
+ANN = {"name": "Ann", "spoken": "en", "listen": "en"}
+BETO = {"name": "Beto", "spoken": "es", "listen": "es"}
+
 
 async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
     call_server: RunningServer,
@@ -290,8 +294,8 @@ async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
     async with callers(
         server,
         "translated-en-es",
-        {"name": "Ann", "spoken": "en", "listen": "en"},
-        {"name": "Beto", "spoken": "es", "listen": "es"},
+        ANN,
+        BETO,
     ) as (ann, beto):
         ann.play(speech_then_silence(clip))
         await wait_for(lambda: bool(latencies(beto, utterances_of(beto, ann))), TIMEOUT)
@@ -388,8 +392,8 @@ async def test_echoed_dub_is_not_translated_again(call_server: RunningServer) ->
     async with callers(
         server,
         "translated-echo",
-        {"name": "Ann", "spoken": "en", "listen": "en"},
-        {"name": "Beto", "spoken": "es", "listen": "es"},
+        ANN,
+        BETO,
     ) as (ann, beto):
 
         async def loudspeaker() -> None:
@@ -441,8 +445,8 @@ async def test_silence_and_noise_are_not_translated(call_server: RunningServer) 
     async with callers(
         server,
         "translated-noise",
-        {"name": "Ann", "spoken": "en", "listen": "en"},
-        {"name": "Beto", "spoken": "es", "listen": "es"},
+        ANN,
+        BETO,
     ) as (ann, beto):
         ann.play(silence(3 * SAMPLE_RATE))
         ann.play(noise)
@@ -468,8 +472,8 @@ async def test_three_people_three_languages(
     async with callers(
         server,
         room,
-        {"name": "Ann", "spoken": "en", "listen": "en"},
-        {"name": "Beto", "spoken": "es", "listen": "es"},
+        ANN,
+        BETO,
         {"name": "Chi", "spoken": "vi", "listen": "vi"},
     ) as people:
         speech = {
@@ -511,8 +515,8 @@ async def test_listener_without_dubbing_gets_captions_only(call_server: RunningS
     async with callers(
         server,
         "translated-prefs",
-        {"name": "Ann", "spoken": "en", "listen": "en"},
-        {"name": "Beto", "spoken": "es", "listen": "es"},
+        ANN,
+        BETO,
     ) as (ann, beto):
         await beto.send({"type": "prefs", "dub": False})
         prefs = await beto.expect("prefs")

@@ -131,20 +131,15 @@ class UtteranceTranslator:
             self.echo_guard(listener.id).sent(text)
         translations: dict[str, str] = {}
         caption_stages = stages_ms(times)
-        self._broadcast(
-            room_id,
-            participants,
-            self._caption(
-                speaker,
-                utterance.utterance_id,
-                text,
-                translations,
-                started,
-                ended,
-                True,
-                caption_stages,
-            ),
-        )
+
+        def announce(known: dict[str, str], stages: dict[str, float]) -> None:
+            """The final caption to everyone, with the translations known so far."""
+            caption = self._caption(
+                speaker, utterance.utterance_id, text, known, started, ended, True, stages
+            )
+            self._broadcast(room_id, participants, caption)
+
+        announce(translations, caption_stages)
         targets: dict[str, list[Participant]] = {}
         for listener in others:
             if primary(listener.listen) != primary(speaker.spoken):
@@ -160,9 +155,7 @@ class UtteranceTranslator:
                     listeners,
                     times,
                     translations,
-                    participants,
-                    started,
-                    ended,
+                    announce,
                 )
                 for language, listeners in targets.items()
             ),
@@ -198,9 +191,7 @@ class UtteranceTranslator:
         listeners: list[Participant],
         times: StageTimes,
         translations: dict[str, str],
-        participants: list[Participant],
-        started: float,
-        ended: float,
+        announce: Callable[[dict[str, str], dict[str, float]], None],
     ) -> None:
         service = await self.engines.translation()
         translated = await service.translate(text, speaker.spoken, language)
@@ -210,20 +201,7 @@ class UtteranceTranslator:
             times.translated[language] - times.recognized
         )
         translations[language] = translated
-        self._broadcast(
-            room_id,
-            participants,
-            self._caption(
-                speaker,
-                utterance.utterance_id,
-                text,
-                dict(translations),
-                started,
-                ended,
-                True,
-                stages_ms(times),
-            ),
-        )
+        announce(dict(translations), stages_ms(times))
         # Listeners who turned dubbing off still get the caption; nobody waits for speech
         # they would not hear.
         listeners = [listener for listener in listeners if listener.dub]
