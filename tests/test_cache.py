@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
+import shutil
 import socket
 import subprocess
 import uuid
@@ -12,11 +14,15 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from models.cache import (
+    ByteCache,
+    CacheSettings,
     FileCache,
     LayeredCache,
     RedisCache,
+    build_cache,
     cache_key,
     decode_pcm,
     decode_text,
@@ -28,6 +34,7 @@ from models.cache.base import CorruptEntry, frame, unframe
 from models.cache.keys import is_valid_key
 from models.metrics import EngineMetrics
 from models.tts import EspeakEngine, TtsService
+from tests.conftest import missing_dependency
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -76,7 +83,7 @@ def mount_tmpfs(path: Path, options: str) -> None:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+        missing_dependency(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
 
 
 @pytest.fixture
@@ -308,3 +315,121 @@ async def test_redis_hit_fills_file_layer(tmp_path: Path, redis_prefix: str) -> 
     reused = await node_b.synthesize("shared between nodes", "en")
     assert reused.cached and (reused.samples == made.samples).all()
     await redis_layer.close()
+
+
+# --- a layer coming back after CALLSERVER_CACHE_PROBE_INTERVAL_S ---------------------------------
+
+# Long enough that the write right after a failure (microseconds later, well under a second on
+# a loaded 2-core CI machine) falls inside it; short enough that waiting it out is cheap.
+PROBE_S = 2.0
+# Waiting for recovery: the interval plus generous slack, yet under the 30 s default, so a
+# layer that ignored the configured interval would not come back in time.
+RECOVERY_TIMEOUT_S = PROBE_S + 15
+
+
+async def put_until_stored(cache: ByteCache, k: str, value: bytes) -> None:
+    """Write ``value`` until the cache hands it back (a skipped or bypassed layer does not)."""
+    async with asyncio.timeout(RECOVERY_TIMEOUT_S):
+        while await cache.get(k) != value:
+            await cache.put(k, value)
+            await asyncio.sleep(0.05)  # polling interval, not synchronisation
+
+
+async def test_file_layer_comes_back_after_probe_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLSERVER_CACHE_PROBE_INTERVAL_S", str(PROBE_S))
+    monkeypatch.setenv("CALLSERVER_CACHE_DIR", str(tmp_path / "cache"))
+    metrics = EngineMetrics()
+    cache = build_cache(CacheSettings(), name="tts", metrics=metrics)
+    assert cache is not None
+    (files,) = cache.layers
+    assert isinstance(files, FileCache) and files.probe_interval_s == PROBE_S
+    # Fault injection: a file where the cache's folder should be.
+    (tmp_path / "cache").mkdir()
+    blocker = tmp_path / "cache" / "tts"
+    blocker.write_text("x")
+    k = key("back after the probe interval")
+    await cache.put(k, b"first")
+    assert events(metrics, "file", "error") == 1
+    blocker.unlink()  # the volume is writable again...
+    await cache.put(k, b"first")
+    assert events(metrics, "file", "skipped") == 1  # ...but not tried before the interval
+    assert not files.path_for(k).exists()
+    await put_until_stored(cache, k, b"first")
+    assert events(metrics, "file", "error") == 1
+    assert events(metrics, "file", "write") == 1
+    assert files.path_for(k).exists()
+
+
+class SpareRedis:
+    """A redis-server of the test's own on a free port, so it can be stopped and restarted
+    (the shared one on 6379 never is)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = unused_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.workdir),
+            stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            async with asyncio.timeout(15):  # start-up takes milliseconds; CI can be slow
+                while True:
+                    try:
+                        if await client.ping():
+                            return
+                    except (RedisError, OSError):
+                        await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            async with asyncio.timeout(15):  # redis exits in milliseconds on SIGTERM
+                await self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+async def spare_redis(tmp_path: Path) -> AsyncIterator[SpareRedis]:
+    if shutil.which("redis-server") is None:
+        missing_dependency("redis-server is not installed")
+    server = SpareRedis(tmp_path)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_redis_layer_comes_back_after_probe_interval(
+    spare_redis: SpareRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLSERVER_CACHE_PROBE_INTERVAL_S", str(PROBE_S))
+    monkeypatch.setenv("CALLSERVER_REDIS_URL", spare_redis.url)
+    metrics = EngineMetrics()
+    cache = build_cache(CacheSettings(cache_dir=None), name="tts", metrics=metrics)
+    assert cache is not None
+    (shared,) = cache.layers
+    assert isinstance(shared, RedisCache) and shared.probe_interval_s == PROBE_S
+    try:
+        k = key("redis comes back")
+        await cache.put(k, b"before")
+        assert await cache.get(k) == b"before"
+        await spare_redis.stop()
+        assert await cache.get(k) is None
+        assert events(metrics, "redis", "error") == 1
+        assert await cache.get(k) is None
+        assert events(metrics, "redis", "bypass") == 1  # no second timeout paid
+        await spare_redis.start()  # empty: it kept nothing on disk
+        await put_until_stored(cache, k, b"after")
+        assert events(metrics, "redis", "error") == 1
+        assert events(metrics, "redis", "write") == 2
+    finally:
+        await cache.close()

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from models.stt.score import edit_distance
+from models.stt.score import words as scored_words
 from tests.browser import fake_microphone, first_page, launch
 from tests.conftest import CLIPS
 
@@ -32,15 +34,17 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower().replace("-", " "))
 
 
-def expected_words(clip: Path) -> set[str]:
-    """The longer words of a clip's transcript: the ones a recogniser should get right."""
-    return {w for w in words(clip.with_suffix(".txt").read_text()) if len(w) >= 4}
+def wrong_words(shown: str, clip: Path) -> int:
+    """Words ``shown`` gets wrong against the clip's transcript (substituted, lost or added)."""
+    reference = clip.with_suffix(".txt").read_text()
+    return edit_distance(scored_words(reference), scored_words(shown))
 
 
-def recall(shown: str, clip: Path) -> float:
-    """Share of the clip's expected words that appear in ``shown``."""
-    expected = expected_words(clip)
-    return len(expected & set(words(shown))) / len(expected)
+# Whisper base (the page's recogniser) gets both clips word for word on this machine, as it
+# does all 44 words of the three clips in test_stt. One wrong word per clip is the allowance
+# test_stt makes for other CPUs' int8 kernels; a broken upload, resampling or model would
+# lose far more.
+MAX_WRONG_WORDS = 1
 
 
 async def metric(page: Page, endpoint: str, field: str = "requests") -> int:
@@ -112,7 +116,7 @@ async def test_demo_page_drives_every_engine(
             await panel_done(page, "stt-panel", STT_TIMEOUT_MS)
             await expect(page.locator("#stt-error")).to_be_hidden()
             transcript = await page.text_content("#stt-text") or ""
-            assert recall(transcript, stt_clip) >= 0.6, transcript
+            assert wrong_words(transcript, stt_clip) <= MAX_WRONG_WORDS, transcript
             await expect(page.locator("#stt-detected")).to_contain_text("English")
             assert re.search(r"\d+%", await page.text_content("#stt-detected") or "")
             for cell in ("#stt-decode", "#stt-recognize", "#stt-total"):
@@ -158,7 +162,7 @@ async def test_demo_page_drives_every_engine(
             await panel_done(page, "chain-panel", STT_TIMEOUT_MS)
             await expect(page.locator("#chain-error")).to_be_hidden()
             heard = await page.text_content("#chain-transcript") or ""
-            assert recall(heard, chain_clip) >= 0.6, heard
+            assert wrong_words(heard, chain_clip) <= MAX_WRONG_WORDS, heard
             translated = await page.text_content("#chain-translation") or ""
             assert translated.strip() and translated.strip() != heard.strip()
             for stage in ("recognize", "translate", "synthesize", "network", "total"):
@@ -179,10 +183,13 @@ async def test_demo_page_drives_every_engine(
             # Optional path: record ~4 s from the (fake) microphone, stop, see the transcript.
             await page.click("#stt-record")
             await expect(page.locator("#stt-record")).to_have_attribute("aria-pressed", "true")
-            await expect(page.locator("#stt-elapsed")).to_have_text(
-                re.compile(r"0:0[2-9]"), timeout=10_000
-            )
-            await page.wait_for_timeout(1500)
+            # The counter shows m:ss and counts up; waiting until it reads 0:04 (rather than
+            # for a fixed time) lets the recording hold "john dashwood", spoken in its first
+            # 2 s. Its pace is the page's clock, so only reaching the value is checked.
+            elapsed = page.locator("#stt-elapsed")
+            await expect(elapsed).to_be_visible()
+            await expect(elapsed).to_have_text(re.compile(r"^0:0\d$"))
+            await expect(elapsed).to_have_text(re.compile(r"^0:0[4-9]$"), timeout=STEP_TIMEOUT_MS)
             await page.click("#stt-record")
             await expect(page.locator("#stt-record")).to_have_attribute("aria-pressed", "false")
             await page.wait_for_function(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -15,8 +16,9 @@ from aiohttp import web
 
 from models.errors import EngineUnavailable
 from models.metrics import EngineMetrics
-from models.tts import EspeakEngine, GttsEngine, TtsService
+from models.tts import EspeakEngine, GttsEngine, TtsService, TtsSettings
 from models.tts.audio import encode_mp3
+from models.tts.service import build_engines
 
 TONE_S = 0.5
 
@@ -45,6 +47,8 @@ class FakeGoogle:
     requests: list[dict[str, list[str]]] = field(default_factory=list)
     url: str = ""
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Retry-After sent with each error status.
+    retry_after: str = "0"
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(parse_qs(await request.text()))
@@ -56,7 +60,7 @@ class FakeGoogle:
             return web.Response(text=")]}'\n\n[]")
         assert isinstance(reply, int)
         if reply != 200:
-            return web.Response(status=reply, headers={"Retry-After": "0"})
+            return web.Response(status=reply, headers={"Retry-After": self.retry_after})
         return web.Response(text=batchexecute_body(self.mp3))
 
 
@@ -176,3 +180,41 @@ async def test_unreachable_endpoint_falls_back() -> None:
     speech = await service.synthesize("hello", "en")
     await service.close()
     assert speech.engine == "espeak"
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "waits"),
+    [
+        # An hour asked for: a dub must not wait that long, so the configured cap is waited.
+        ("3600", [0.2, 0.2]),
+        # Within the cap and above the back-off (0.01 s, 0.02 s): the server's wish is kept.
+        ("0.1", [0.1, 0.1]),
+    ],
+)
+async def test_retry_after_is_capped_by_backoff_max(
+    google: FakeGoogle,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    retry_after: str,
+    waits: list[float],
+) -> None:
+    google.script = [429, 429, 200]
+    google.retry_after = retry_after
+    monkeypatch.setenv("CALLSERVER_TTS_ENGINES", "gtts,espeak")
+    monkeypatch.setenv("CALLSERVER_GTTS_URL", google.url)
+    monkeypatch.setenv("CALLSERVER_GTTS_BACKOFF_S", "0.01")
+    monkeypatch.setenv("CALLSERVER_GTTS_BACKOFF_MAX_S", "0.2")
+    engines = build_engines(TtsSettings())
+    try:
+        (tts,) = [e for e in engines if isinstance(e, GttsEngine)]
+        # Two capped waits take 0.4 s; an uncapped hour must fail the test, not hang it.
+        async with asyncio.timeout(30):
+            with caplog.at_level(logging.INFO, logger="models.tts.gtts_engine"):
+                speech = await tts.synthesize("hello", "en")
+    finally:
+        for each in engines:
+            await each.close()
+    assert speech.engine == "gtts" and len(google.requests) == 3
+    # The wait the engine chose, as it records it before sleeping (not wall time).
+    chosen = [r.__dict__["delay_s"] for r in caplog.records if "delay_s" in r.__dict__]
+    assert chosen == pytest.approx(waits)

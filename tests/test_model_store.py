@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -252,3 +255,62 @@ def test_cli_list_shows_where_each_model_is(
     assert rows["joe-us"][1] == "tts"
     assert rows["tiny.en"][4] == "MB"
     assert float(rows["tiny.en"][3]) > 70  # model.bin alone is 75.5 MB
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(tmp_path: Path, *args: str, hub: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m callserver models ...`` as its own process, configured by environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSERVER_")}
+    env.update(
+        CALLSERVER_MODELS_DIR=str(tmp_path / "models"),
+        CALLSERVER_MODELS_FALLBACK_DIR=str(tmp_path / "fallback"),
+        CALLSERVER_MODELS_HUB=str(hub),
+        # The code under test, wherever this checkout is.
+        PYTHONPATH=str(REPO_ROOT),
+        HF_HUB_OFFLINE="1",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "callserver", "models", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,  # copying 75 MB takes about a second; a loaded CI machine is slower
+    )
+
+
+def test_cli_pull_from_local_mirror_folder(tmp_path: Path) -> None:
+    # "tiny" comes from no installed package, so only the hub can provide it; the mirror holds
+    # tiny.en's files under tiny's repository id (the catalogue has no checksum for tiny).
+    hub = tmp_path / "hub"
+    repo = hub / "Systran" / "faster-whisper-tiny"
+    repo.mkdir(parents=True)
+    for path in tiny_en_dir().iterdir():
+        os.symlink(path, repo / path.name)
+    (repo / "README.md").write_text("not a model file: left behind")
+
+    pulled = run_cli(tmp_path, "pull", "tiny", hub=hub)
+    assert pulled.returncode == 0, pulled.stderr
+    folder = tmp_path / "models" / "tiny"
+    size = sum(p.stat().st_size for p in tiny_en_dir().iterdir() if p.is_file())
+    assert pulled.stdout.splitlines()[-1] == f"tiny: models_dir {folder} ({size / 1e6:.1f} MB)"
+    assert "100%" in pulled.stderr  # the progress bar
+    assert sha256(folder / "model.bin") == sha256(tiny_en_dir() / "model.bin")
+    assert not (folder / "README.md").exists()
+
+    listed = run_cli(tmp_path, "list", hub=hub)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^tiny +stt +models_dir .* {re.escape(str(folder))}$", listed.stdout, re.M)
+
+    missing = run_cli(tmp_path, "pull", "small", hub=hub)
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    expected = f"callserver: local hub folder {hub / 'Systran' / 'faster-whisper-small'} "
+    assert missing.stderr.strip() == expected + "does not exist"
+    assert not (tmp_path / "models" / "small").exists()
+
+    unknown = run_cli(tmp_path, "pull", "no-such-model", hub=hub)
+    assert unknown.returncode == 2  # argparse: not a catalogue name
+    assert "invalid choice: 'no-such-model'" in unknown.stderr
