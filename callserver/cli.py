@@ -17,20 +17,46 @@ from signaling.rooms import ROOM_ID_PATTERN
 from signaling.tokens import mint_token
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(*, every_class: bool = False, **overrides: object) -> Settings:
+    """The server's settings, or exit with a message naming each bad variable.
+
+    ``every_class`` also validates the pipeline's and engines' settings, so that a bad value
+    there stops the server at start, reported with the rest, instead of failing a call later.
+    """
+    failures: list[tuple[type[BaseSettings], ValidationError]] = []
+    settings: Settings | None = None
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise SystemExit("callserver: invalid settings\n" + "\n".join(lines)) from None
+        failures.append((Settings, exc))
+    for _, cls in _settings_classes() if every_class else []:
+        if cls is Settings:
+            continue
+        try:
+            cls()
+        except ValidationError as exc:
+            failures.append((cls, exc))
+    if failures or settings is None:
+        raise SystemExit(_invalid(failures))
+    return settings
+
+
+def _invalid(failures: list[tuple[type[BaseSettings], ValidationError]]) -> str:
+    lines = ["callserver: invalid settings"]
+    for cls, exc in failures:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for error in exc.errors():
+            loc = error["loc"]
+            # Operators set environment variables, not fields: name what they would change.
+            where = (prefix + str(loc[0])).upper() if loc else cls.__name__
+            lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from callserver.server import serve
 
-    settings = _settings(host=args.host, port=args.port)
+    settings = _settings(every_class=True, host=args.host, port=args.port)
     configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(serve(settings))
 

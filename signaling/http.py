@@ -26,11 +26,11 @@ _STATUS = {
 }
 
 
-def json_error(error: SignalingError) -> web.Response:
+def json_error(error: SignalingError, status: int | None = None) -> web.Response:
     """An error response in the same shape as the protocol's ``error`` message."""
     return web.json_response(
         {"error": {"code": str(error.code), "message": error.message, "retry": error.retry}},
-        status=_STATUS.get(error.code, 400),
+        status=status if status is not None else _STATUS.get(error.code, 400),
     )
 
 
@@ -60,12 +60,14 @@ def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRo
             # With a join secret, only the operator (who holds it) creates rooms and tokens.
             auth = request.headers.get("Authorization", "")
             if not hmac.compare_digest(auth.encode(), f"Bearer {secret}".encode()):
-                return json_error(
-                    SignalingError(
-                        ErrorCode.TOKEN_REQUIRED,
-                        "this server needs 'Authorization: Bearer <join secret>' to create rooms",
-                    )
+                # Both 401: a wrong secret is told apart so an operator sees it is not missing.
+                code = ErrorCode.TOKEN_INVALID if auth else ErrorCode.TOKEN_REQUIRED
+                message = (
+                    "the Authorization header does not carry this server's join secret"
+                    if auth
+                    else "this server needs 'Authorization: Bearer <join secret>' to create rooms"
                 )
+                return json_error(SignalingError(code, message), status=401)
         body: dict[str, Any] = {}
         if request.can_read_body:
             try:

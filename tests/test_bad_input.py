@@ -3,7 +3,6 @@ returns to its baseline (no rooms, peers, sockets or tasks left behind)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -232,6 +231,11 @@ async def test_message_flood_closes_4029(make_server: Callable[..., Any]) -> Non
             await c.ws.send_str('{"v":1,"type":"ping"}')
         await wait_for(lambda: c.ws is not None and c.ws.closed)
         assert c.ws.close_code == 4029
+        # The reader queues messages in arrival order, so the last one came before the close.
+        received = [c.inbox.get_nowait() for _ in range(c.inbox.qsize())]
+        assert received and received[-1]["type"] == "error", received[-3:]
+        assert received[-1]["code"] == "rate_limited"
+        assert received[-1]["retry"] is True
         await c.close()
         await assert_baseline(server)
 
@@ -272,6 +276,13 @@ async def test_tokens_when_a_secret_is_configured(make_server: Callable[..., Any
         async with server.session.post(server.url + "/api/rooms") as resp:
             assert resp.status == 401
             assert (await resp.json())["error"]["code"] == "token_required"
+        for wrong in (f"Bearer {secret}x", "Bearer wrong-secret", secret, f"bearer {secret}"):
+            async with server.session.post(
+                server.url + "/api/rooms", headers={"Authorization": wrong}
+            ) as resp:
+                assert resp.status == 401, wrong
+                assert (await resp.json())["error"]["code"] == "token_invalid", wrong
+        assert len(server.app[ROOMS]) == 1  # only the room joined above
         headers = {"Authorization": f"Bearer {secret}"}
         async with server.session.post(server.url + "/api/rooms", headers=headers) as resp:
             body = await resp.json()
@@ -321,10 +332,16 @@ async def test_http_api_bad_requests(battery: RunningServer) -> None:
 
 
 async def test_websocket_closed_mid_offer_leaks_nothing(
-    caller: Callable[..., ScriptedCaller],
+    battery: RunningServer, caller: Callable[..., ScriptedCaller]
 ) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
+    closed: list[tuple[str, str]] = []
+
+    async def record(room_id: str, participant_id: str) -> None:
+        closed.append((room_id, participant_id))
+
+    battery.app[MEDIA].closed_hooks.append(record)
     c = caller()
     await c.join("battery-room")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -335,13 +352,20 @@ async def test_websocket_closed_mid_offer_leaks_nothing(
     await c.ws.close()  # gone before the answer arrives
     await pc.close()
     await c.close()
-    await asyncio.sleep(0.1)
+    # The offer made a server-side connection, and the vanished socket closed it again.
+    await wait_for(lambda: closed == [("battery-room", c.participant_id)])
+    assert battery.app[MEDIA].peer_count == 0
 
 
 async def test_unreadable_websocket_upgrade(battery: RunningServer) -> None:
     async with battery.session.get(battery.url + "/ws") as resp:
         assert resp.status in (400, 426)
         assert "Traceback" not in await resp.text()
+    hub = battery.app[HUB]
     async with aiohttp.ClientSession() as other:
         ws = await other.ws_connect(battery.url.replace("http", "ws") + "/ws")
+        await wait_for(lambda: hub.connection_count == 1)
         await ws.close()
+        # A socket that closes without a word is a normal close, and the server forgets it.
+        assert ws.close_code == 1000
+        await wait_for(lambda: hub.connection_count == 0)

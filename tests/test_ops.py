@@ -8,8 +8,11 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from callserver.app import MEDIA
+from callserver.cli import _settings_classes
+from callserver.media.frames import PcmFrame
 from callserver.settings import Settings
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, wait_for
 
 
 def metric(text: str, name: str) -> float:
@@ -27,19 +30,36 @@ async def test_metrics_follow_a_call(server: RunningServer) -> None:
     a, b = server.caller(), server.caller()
     await a.join("metrics-room")
     await b.join("metrics-room")
+    from_a: list[PcmFrame] = []
+
+    def tap(room: str, participant: str, frame: PcmFrame) -> None:
+        if participant == a.participant_id:
+            from_a.append(frame)
+
+    server.app[MEDIA].taps.append(tap)  # before the peers exist: they take the list as it is
     await a.start_media()
+    await b.start_media()
     await a.send({"type": "teleport"})
+    stats = server.app[MEDIA].stats
+    # B's queue of A's voice plays once A's frames arrive; A going silent on the wire (no
+    # track: no RTP at all) then runs it dry, which is an underrun by definition.
+    await wait_for(lambda: len(from_a) > 5 and b.recording.blocks != [], timeout=20)
+    assert a.pc is not None
+    a.pc.getSenders()[0].replaceTrack(None)
+    await wait_for(lambda: stats.underruns >= 1, timeout=20)
+    before = stats.underruns
     async with server.session.get(server.url + "/metrics") as resp:
         assert resp.content_type == "text/plain"
         text = await resp.text()
+    after = stats.underruns
     assert metric(text, "callserver_rooms") == 1
     assert metric(text, "callserver_participants") == 2
-    assert metric(text, "callserver_peer_connections") == 1
+    assert metric(text, "callserver_peer_connections") == 2
     assert metric(text, "callserver_websockets") == 2
     assert 'callserver_signaling_messages_total{type="join"} 2.0' in text
     assert 'callserver_errors_total{code="unknown_type"} 1.0' in text
     assert metric(text, "callserver_mixed_frames_total") > 0
-    assert metric(text, "callserver_mixer_underruns_total") >= 0
+    assert 1 <= before <= metric(text, "callserver_mixer_underruns_total") <= after
     await a.close()
     await b.close()
 
@@ -87,18 +107,35 @@ def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
         Settings(**bad)  # type: ignore[arg-type]
 
 
+#: One bad value for each settings class the server reads, by the variable that sets it.
+BAD_VARIABLES = {
+    "Settings": "CALLSERVER_PORT",
+    "PipelineSettings": "CALLSERVER_PIPELINE_FRAME_QUEUE_MAX",
+    "EndpointSettings": "CALLSERVER_VAD_SILENCE_MS",
+    "SttSettings": "CALLSERVER_STT_BEAM_SIZE",
+    "MtSettings": "CALLSERVER_MT_BEAM_SIZE",
+    "TtsSettings": "CALLSERVER_TTS_MAX_CHARS",
+    "CacheSettings": "CALLSERVER_CACHE_MAX_BYTES",
+    "StoreSettings": "CALLSERVER_MODELS_DOWNLOAD_TIMEOUT_S",
+}
+
+
 def test_cli_reports_bad_settings_without_a_traceback() -> None:
+    assert {cls.__name__ for _, cls in _settings_classes()} == set(BAD_VARIABLES)
     out = subprocess.run(
         [sys.executable, "-m", "callserver", "serve"],
         capture_output=True,
         text=True,
-        env={"CALLSERVER_PORT": "banana", "PATH": ""},
+        env={**dict.fromkeys(BAD_VARIABLES.values(), "banana"), "PATH": ""},
         timeout=60,
     )
     assert out.returncode != 0
-    assert "invalid settings" in out.stderr
-    assert "port" in out.stderr
     assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[0] == "callserver: invalid settings"
+    named = [line.split(":", 1)[0] for line in lines[1:]]
+    # Every bad variable, by its environment name (not the field's), and nothing else.
+    assert sorted(named) == sorted(f"  {name}" for name in BAD_VARIABLES.values())
 
 
 def test_settings_table_lists_every_setting() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -22,12 +23,13 @@ class ServerProcess:
         self.url = url
 
 
-async def start_server(drain_timeout_s: float) -> ServerProcess:
+async def start_server(drain_timeout_s: float, **extra_env: str) -> ServerProcess:
     env = {
         **os.environ,
         "CALLSERVER_PORT": "0",
         "CALLSERVER_ICE_HOST_ADDRESSES": "127.0.0.1",
         "CALLSERVER_DRAIN_TIMEOUT_S": str(drain_timeout_s),
+        **extra_env,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -98,6 +100,33 @@ async def test_drain_timeout_closes_remaining_calls(session: aiohttp.ClientSessi
     await wait_for(lambda: a.ws is not None and a.ws.closed)
     assert a.ws is not None
     assert a.ws.close_code == 1001
+    # The server closed the media connection too: its DTLS goodbye closes ours. Had it just
+    # exited, ours would only fail, when consent checks ran out half a minute later.
+    assert a.pc is not None
+    pc = a.pc
+    await wait_for(lambda: pc.connectionState != "connected", timeout=20)
+    assert pc.connectionState == "closed"
     await a.close()
     assert server.proc.stderr is not None
     assert b"Traceback" not in await server.proc.stderr.read()
+
+
+async def test_json_log_format(session: aiohttp.ClientSession) -> None:
+    server = await start_server(drain_timeout_s=5, CALLSERVER_LOG_FORMAT="json")
+    a = ScriptedCaller(server.url, session, name="A")
+    await a.join("json-log-room")
+    await a.leave()
+    await a.close()
+    server.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+    assert server.proc.stderr is not None
+    lines = (await server.proc.stderr.read()).decode().splitlines()
+    records = [json.loads(line) for line in lines]  # every line, not just most
+    assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+    joined = [r for r in records if r["msg"] == "joined"]
+    assert len(joined) == 1, records
+    assert joined[0]["logger"] == "signaling.hub" and joined[0]["level"] == "INFO"
+    assert joined[0]["room"] == "json-log-room"
+    assert joined[0]["participant"] == a.participant_id
+    assert joined[0]["client"] == "127.0.0.1"
+    assert any(r["msg"] == "stopped" and r["logger"] == "callserver.server" for r in records)

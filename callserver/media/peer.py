@@ -148,6 +148,10 @@ class ParticipantPeer:
             self._on_state(state)
         if state == "failed":
             self._spawn(self.close("failed"))
+        elif state == "closed" and not self.closed:
+            # aiortc closes the connection itself when the client's DTLS says goodbye; forget
+            # it here too, so the mixer drops the participant and their next offer starts anew.
+            self._spawn(self.close("closed_by_client"))
 
     # --- tasks ------------------------------------------------------------------------------------
 
