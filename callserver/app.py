@@ -27,7 +27,7 @@ from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.transcript import TranscriptStore
 from callserver.settings import Settings
 from models.metrics import EngineMetrics
-from signaling.errors import SignalingError
+from signaling.errors import ErrorCode, SignalingError
 from signaling.http import client_address, rooms_routes
 from signaling.hub import HubLimits, SignalingHub
 from signaling.rooms import RoomRegistry
@@ -152,7 +152,7 @@ def build_app(
         media.taps.append(translation.on_frame)
         media.closed_hooks.append(translation.on_peer_closed)
         app[TRANSLATION] = translation
-    app.add_routes(transcript_routes(transcripts.get, functools.partial(_may_read, hub)))
+    app.add_routes(transcript_routes(transcripts.get, functools.partial(_read_refusal, hub)))
     app.add_routes(
         api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
     )
@@ -209,16 +209,22 @@ async def _engines(app: web.Application) -> AsyncIterator[None]:
     await engines.close()
 
 
-def _may_read(hub: SignalingHub, request: web.Request, room_id: str) -> bool:
-    """Transcripts need the room's join token when the server has a join secret."""
+def _read_refusal(hub: SignalingHub, request: web.Request, room_id: str) -> str | None:
+    """Why a transcript download is refused: with a join secret it needs the room's token.
+
+    The codes are the ones a join with that token gets (docs/protocol.md).
+    """
     secret = hub.limits.join_secret
     if secret is None:
-        return True
+        return None
+    token = request.query.get("token", "")
+    if not token:
+        return ErrorCode.TOKEN_REQUIRED.value
     try:
-        verify_token(secret, request.query.get("token", ""), room_id)
-    except SignalingError:
-        return False
-    return True
+        verify_token(secret, token, room_id)
+    except SignalingError as exc:
+        return exc.code.value
+    return None
 
 
 async def _close_calls(app: web.Application) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import wave
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page, Playwright
 
-from callserver.media.frames import SAMPLE_RATE
+from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.probe import load_wav_48k
 
 CHROMIUM = "/usr/lib/chromium/chromium"
@@ -17,6 +18,9 @@ CHROMIUM = "/usr/lib/chromium/chromium"
 # below 0.001; the LibriVox speech after Chromium's processing peaks around 0.05-0.2.
 SILENCE_MAX = 0.003
 SPEECH_MIN = 0.02
+# Page loads, connections (ICE, DTLS) and first frames: a second or two here, but CI is a
+# loaded 2-core machine running Whisper beside the browsers.
+CONNECT_TIMEOUT_MS = 45_000
 
 
 def chromium_flags(fake_audio: Path, devices_allowed: bool = True) -> list[str]:
@@ -89,7 +93,7 @@ async def first_page(context: BrowserContext) -> Page:
 async def open_page(page: Page, url: str) -> None:
     """Load the call page and wait until it has its configuration."""
     await page.goto(url)
-    await page.wait_for_selector("body[data-ready='true']", timeout=10_000)
+    await page.wait_for_selector("body[data-ready='true']", timeout=CONNECT_TIMEOUT_MS)
 
 
 async def debug(page: Page, field: str) -> Any:
@@ -191,3 +195,94 @@ async def video_progress(page: Page, selector: str, seconds: float) -> dict[str,
     """Size of a ``<video>`` and how many frames it showed over ``seconds``."""
     result: dict[str, Any] | None = await page.evaluate(_VIDEO_JS, [selector, seconds])
     return result
+
+
+# Test-only, before the page's own scripts: getUserMedia hands out a WebAudio stream instead of
+# the fake capture device, so the microphone is silent until the test plays PCM into it (the
+# fake capture file starts at getUserMedia and would put the test on a fixed timeline). Video
+# still comes from the fake camera. Each call gets a clone, so the page may stop its track.
+_CONTROLLED_MIC_JS = """
+(() => {
+  const devices = navigator.mediaDevices;
+  if (!devices || !devices.getUserMedia) return;
+  const original = devices.getUserMedia.bind(devices);
+  let mic = null;
+  const ensure = async () => {
+    if (!mic) {
+      const ctx = new AudioContext({ sampleRate: 48000 });
+      const dest = ctx.createMediaStreamDestination();
+      dest.channelCount = 1;
+      // The destination delivers audio only while a source plays into it: a source of
+      // zeros keeps the track sending silence between sentences, as a real microphone does.
+      const floor = ctx.createConstantSource();
+      floor.offset.value = 0;
+      floor.connect(dest);
+      floor.start();
+      mic = { ctx, dest, floor, endsAt: 0, acquired: 0 };
+    }
+    await mic.ctx.resume();
+    return mic;
+  };
+  const wall = () => performance.timeOrigin + performance.now();
+  window.__testMic = {
+    get acquired() { return mic ? mic.acquired : 0; },
+    // Plays base64 s16le mono 48 kHz after what is already queued; resolves when it ended,
+    // with the wall-clock milliseconds [started, ended] on this machine's clock.
+    async play(b64) {
+      const m = await ensure();
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const pcm = new Int16Array(bytes.buffer);
+      const buffer = m.ctx.createBuffer(1, pcm.length, 48000);
+      const channel = buffer.getChannelData(0);
+      for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32768;
+      const source = m.ctx.createBufferSource();
+      source.buffer = buffer;
+      source.connect(m.dest);
+      const at = Math.max(m.ctx.currentTime + 0.05, m.endsAt);
+      const started = wall() + (at - m.ctx.currentTime) * 1000;
+      m.endsAt = at + buffer.duration;
+      const ended = new Promise((resolve) => { source.onended = () => resolve(wall()); });
+      source.start(at);
+      return [started, await ended];
+    },
+  };
+  devices.getUserMedia = async (constraints) => {
+    const wantsAudio = Boolean(constraints && constraints.audio);
+    const rest = { ...(constraints || {}), audio: false };
+    const stream = rest.video ? await original(rest) : new MediaStream();
+    if (wantsAudio) {
+      const m = await ensure();
+      m.acquired += 1;
+      stream.addTrack(m.dest.stream.getAudioTracks()[0].clone());
+    }
+    return stream;
+  };
+})();
+"""
+
+
+class Microphone:
+    """A page's microphone that is silent until the test plays audio into it.
+
+    ``install`` must run before the page loads (it is an init script).
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+    async def install(self) -> None:
+        await self.page.add_init_script(_CONTROLLED_MIC_JS)
+
+    async def acquired(self) -> int:
+        """How many times the page took the microphone (getUserMedia with audio)."""
+        count: int = await self.page.evaluate("window.__testMic.acquired")
+        return count
+
+    async def play(self, samples: Pcm16) -> tuple[float, float]:
+        """Play 48 kHz mono s16 ``samples``; returns when done with wall seconds (start, end).
+
+        The end is when the page saw playback end, so it is no earlier than the real end.
+        """
+        b64 = base64.b64encode(samples.astype("<i2").tobytes()).decode("ascii")
+        started, ended = await self.page.evaluate("(b64) => window.__testMic.play(b64)", b64)
+        return float(started) / 1000, float(ended) / 1000

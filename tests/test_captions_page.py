@@ -13,7 +13,14 @@ from playwright.async_api import Page, Playwright, async_playwright, expect
 
 from callserver.app import MEDIA, ROOMS
 from signaling.tokens import mint_token
-from tests.browser import fake_microphone, first_page, launch, open_page, wait_debug
+from tests.browser import (
+    CONNECT_TIMEOUT_MS,
+    fake_microphone,
+    first_page,
+    launch,
+    open_page,
+    wait_debug,
+)
 from tests.conftest import CLIPS, RunningServer, wait_for
 
 pytestmark = pytest.mark.browser
@@ -80,7 +87,7 @@ async def _join(page: Page, url: str, first_time: bool = False) -> tuple[str, st
         await start.get_by_label("I speak").select_option("es")
         await start.get_by_label("I want to hear").select_option("es")
     await page.get_by_role("button", name="Join the call").click()
-    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=15_000)
+    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
     await wait_debug(page, "d.events.some((e) => e.type === 'media-ready')")
     return (
         await page.evaluate("window.callserverDebug.roomId"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from callserver.media.frames import FRAME_SAMPLES, PcmFrame, silence
+from callserver.media.frames import FRAME_SAMPLES, Pcm16, PcmFrame, silence
 from callserver.media.mixer import CATCH_UP_WINDOW_PULLS, RoomMixer
 from callserver.media.processors import DecodeToMono, Rechunk, feed
 from callserver.media.tracks import PacedAudioTrack
@@ -138,17 +138,50 @@ def test_rechunk_cuts_exact_frames_and_keeps_the_rest() -> None:
 
 
 async def test_paced_track_sends_fixed_frames_on_the_clock() -> None:
+    # The track's clock only moves when it sleeps (or when the test says work took time), so a
+    # frame made before its 20 ms slot, or a loop that never waits, shows in the times below.
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    made_at: list[float] = []
     frames = [tone(440), tone(880)]
-    track = PacedAudioTrack(lambda: frames.pop(0) if frames else silence())
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    got = [await track.recv() for _ in range(10)]
-    elapsed = loop.time() - start
+
+    def source() -> Pcm16:
+        made_at.append(now[0])
+        return frames.pop(0) if frames else silence()
+
+    track = PacedAudioTrack(source, clock=lambda: now[0], sleep=sleep)
+    got = []
+    for i in range(10):
+        got.append(await track.recv())
+        if i == 3:
+            now[0] += 0.005  # the sender spent 5 ms: the next wait is that much shorter
     assert [f.samples for f in got] == [FRAME_SAMPLES] * 10
     assert [f.pts for f in got] == [i * FRAME_SAMPLES for i in range(10)]
     assert got[0].sample_rate == 48_000
     assert not got[5].to_ndarray().any()  # silence when the source has nothing
-    assert 0.15 <= elapsed < 0.6  # nine 20 ms waits: paced, not a busy loop
+    # Each frame is made on its slot of the clock, never early and without drift.
+    assert made_at == pytest.approx([100.0 + i * 0.02 for i in range(10)])
+    assert waits == pytest.approx([0.02] * 3 + [0.015] + [0.02] * 5)
+    assert track.clock_resets == 0
+
+
+async def test_paced_track_sleeps_on_the_event_loop_by_default() -> None:
+    # A clock that stands still makes every wait a full 20 ms however loaded the machine is.
+    track = PacedAudioTrack(silence, clock=lambda: 100.0)
+    await track.recv()
+    second = asyncio.ensure_future(track.recv())
+    # The task runs before this one resumes; had it not awaited asyncio's timer, it would be
+    # done by then.
+    await asyncio.sleep(0)
+    assert not second.done()
+    frame = await second
+    assert frame.pts == FRAME_SAMPLES
+    track.stop()
 
 
 async def test_stopped_track_ends_instead_of_spinning() -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from callserver.api.transcript import transcript_routes
+from callserver.api.transcript import FORMATS, transcript_routes
+from callserver.app import TRANSCRIPTS
 from callserver.pipeline.transcript import (
     RoomTranscript,
     TranscriptEntry,
@@ -20,6 +23,8 @@ from callserver.pipeline.transcript import (
     to_srt,
     to_webvtt,
 )
+from signaling.tokens import mint_token
+from tests.conftest import RunningServer
 
 Client = TestClient[web.Request, web.Application]
 
@@ -247,8 +252,8 @@ async def client(
 ) -> AsyncIterator[Client]:
     rooms = {transcript.room_id: transcript}
 
-    def token_check(request: web.Request, room_id: str) -> bool:
-        return request.query.get("token") != "bad"
+    def token_check(request: web.Request, room_id: str) -> str | None:
+        return "token_invalid" if request.query.get("token") == "bad" else None
 
     app = web.Application()
     app.add_routes(transcript_routes(rooms.get, token_check))
@@ -305,3 +310,97 @@ async def test_unknown_room_and_refused_token(
     # A refused caller learns nothing about which rooms exist.
     hidden = await client.get("/api/rooms/no-such-room/transcript.json?token=bad")
     assert hidden.status == 403
+
+
+# --- the app's own access check, on a real server with a join secret ------------------------
+
+SECRET = "transcript-test-secret"
+ROOM, OTHER_ROOM = "room-123456", "room-654321"
+
+
+@pytest.fixture
+async def secured(make_server: Any) -> AsyncIterator[RunningServer]:
+    async with make_server(join_secret=SECRET) as server:
+        # The same path a call's final captions take (the pipeline's on_final).
+        room = server.app[TRANSCRIPTS].for_room(ROOM)
+        room.add(_entry("u1", 1.25, 3.5, "Hello everyone.", es="Hola a todos."))
+        room.add(_entry("u2", 3.0, 4.0, "Hi Alice!", name="Bob", es="¡Hola Alice!"))
+        server.app[TRANSCRIPTS].for_room(OTHER_ROOM).add(_entry("v1", 0.0, 1.0, "Not yours."))
+        yield server
+
+
+async def _get(server: RunningServer, path: str) -> tuple[int, str, str]:
+    async with server.session.get(f"{server.url}{path}") as response:
+        return response.status, response.content_type, await response.text()
+
+
+@pytest.mark.parametrize("extension", ["srt", "vtt", "json"])
+async def test_real_app_serves_transcripts_to_holders_of_the_rooms_token(
+    secured: RunningServer, extension: str
+) -> None:
+    token = mint_token(SECRET.encode(), ROOM, 600)
+    path = f"/api/rooms/{ROOM}/transcript.{extension}"
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")  # the signature no longer matches
+    status, content_type, body = await _get(secured, f"{path}?token={token}")
+    assert status == 200, body
+    assert content_type == FORMATS[extension][0]
+    if extension == "srt":
+        cues = parse_srt(body)
+        assert [c.lines for c in cues] == [
+            ["Alice: Hello everyone.", "[es] Hola a todos."],
+            ["Bob: Hi Alice!", "[es] ¡Hola Alice!"],
+        ]
+        assert [(c.start, c.end) for c in cues] == [(0.0, 2.25), (1.75, 2.75)]
+    elif extension == "vtt":
+        cues = parse_vtt(body)
+        assert [c.lines[0] for c in cues] == ["Alice: Hello everyone.", "Bob: Hi Alice!"]
+        assert [(c.start, c.end) for c in cues] == [(0.0, 2.25), (1.75, 2.75)]
+    else:
+        document = json.loads(body)
+        assert document["room_id"] == ROOM
+        assert [(e["utterance_id"], e["text"]) for e in document["entries"]] == [
+            ("u1", "Hello everyone."),
+            ("u2", "Hi Alice!"),
+        ]
+        assert document["entries"][0]["translations"] == {"es": "Hola a todos."}
+
+    refusals = {
+        "": "token_required",
+        "?token=": "token_required",
+        f"?token={tampered}": "token_invalid",
+        "?token=not-a-token": "token_invalid",
+        f"?token={mint_token(b'another-secret', ROOM, 600)}": "token_invalid",
+        f"?token={mint_token(SECRET.encode(), OTHER_ROOM, 600)}": "token_wrong_room",
+        f"?token={mint_token(SECRET.encode(), ROOM, 600, now=time.time() - 3600)}": (
+            "token_expired"
+        ),
+    }
+    for query, code in refusals.items():
+        status, content_type, body = await _get(secured, path + query)
+        assert (status, content_type) == (403, "application/json"), (query, body)
+        error = json.loads(body)["error"]
+        assert (error["code"], error["retry"]) == (code, False), query
+        assert "Hello" not in body
+
+
+async def test_real_app_hides_which_rooms_exist_from_strangers(secured: RunningServer) -> None:
+    stranger = mint_token(SECRET.encode(), OTHER_ROOM, 600)
+    status, _, body = await _get(
+        secured, f"/api/rooms/room-999999/transcript.json?token={stranger}"
+    )
+    assert status == 403, body
+    status, _, body = await _get(secured, "/api/rooms/room-999999/transcript.json")
+    assert status == 403, body
+    # The room's own token for a room without a transcript: only then a 404.
+    own = mint_token(SECRET.encode(), "room-999999", 600)
+    status, _, body = await _get(secured, f"/api/rooms/room-999999/transcript.json?token={own}")
+    assert status == 404, body
+    assert json.loads(body)["error"]["code"] == "room_not_found"
+
+
+async def test_real_app_without_a_join_secret_serves_anyone(make_server: Any) -> None:
+    async with make_server() as server:
+        server.app[TRANSCRIPTS].for_room(ROOM).add(_entry("u1", 0.0, 1.0, "Hello."))
+        status, _, body = await _get(server, f"/api/rooms/{ROOM}/transcript.srt")
+        assert status == 200, body
+        assert parse_srt(body)[0].lines == ["Alice: Hello."]

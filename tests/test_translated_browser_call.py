@@ -1,10 +1,11 @@
 """A translated call between two real Chromium pages: Alice speaks English, Bob hears Spanish.
 
 Everything runs for real: the page's controls, WebRTC to the server, voice detection, Whisper,
-Apertium, espeak-ng, the mix. Alice's fake microphone plays two LibriVox sentences once, with
-long silences around them; Bob's is silent. Bob's page records the level of what it receives
-(the server's mix for him) and when each data-channel event arrived, on the machine's clock,
-so each audio window can be placed after Alice's voice has stopped: energy there is the dub.
+Apertium, espeak-ng, the mix. Alice's microphone is silent until the test plays a LibriVox
+sentence into it, so each step waits for the one before (the first dub heard, dubbing turned
+off) however slow the machine is. Bob's microphone is silent. Bob's page records the level of
+what it receives (the server's mix for him) and when each data-channel event arrived, on the
+machine's clock, so energy after Alice's voice has reached him and stopped is the dub.
 """
 
 from __future__ import annotations
@@ -17,14 +18,29 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from playwright.async_api import BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import (
+    BrowserContext,
+    Page,
+    Playwright,
+    async_playwright,
+    expect,
+)
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from callserver.app import ROOMS
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.probe import load_wav_48k
-from tests.browser import SILENCE_MAX, SPEECH_MIN, first_page, launch, open_page, wait_debug
+from tests.browser import (
+    CONNECT_TIMEOUT_MS,
+    SILENCE_MAX,
+    SPEECH_MIN,
+    Microphone,
+    first_page,
+    launch,
+    open_page,
+    wait_debug,
+)
 from tests.conftest import DATA, RunningServer, wait_for
 
 pytestmark = pytest.mark.browser
@@ -33,16 +49,26 @@ FIRST = DATA / "sense_and_sensibility_01_austen_64kb-0880"  # "he was not an ill
 SECOND = (
     DATA / "sense_and_sensibility_01_austen_64kb-0890"
 )  # "unless to be rather cold hearted ..."
-LEAD_S = 3.0  # silence before the first sentence: time for Alice's call to connect
-GAP_S = 26.0  # silence between the sentences: the first dub plays and Bob turns dubbing off
-TAIL_S = 12.0  # silence after the second sentence, so it ends and the dub window is quiet
-# Alice's voice reaches Bob's analyser within this long after the fake capture plays it
-# (capture, Opus, the server's jitter buffer and mix, the page's jitter buffer, the analyser's
-# 43 ms window); measured around 0.2-0.3 s on 2 cores.
-TRANSPORT_SLACK_S = 1.0
-# A dub of one short sentence (espeak-ng, Spanish) lasts about 3 s and starts as soon as it
-# is synthesised, i.e. right after the translated caption.
-DUB_WINDOW_S = 6.0
+# Words Whisper base got in every one of 6 runs of this test (through Opus and the live
+# decoder): "He was not an old supposed young man." (5 runs) or "... an ill-disposed young
+# man."; the second "Unless to be rather cold-hearted and rather selfish is to be
+# ill-disposed." ("all disposed" once). Short words at the edges ("he", "an", "is") are left
+# out: an utterance cut a little differently may lose them without being wrong.
+FIRST_WORDS = {"was", "not", "young", "man"}
+SECOND_WORDS = {"unless", "rather", "cold", "hearted", "selfish", "disposed"}
+# Alice's voice reaches Bob with a delay measured in each run: its onset there came 0.55-0.85
+# s after the sentence began in 5 runs (0.28 s of it the clip's quiet lead-in, so it is an
+# overestimate). Energy later than the sentence's end plus that delay plus this margin is no
+# longer her voice: room for the delay to vary within a sentence on a loaded machine and for
+# the analyser's 43 ms window.
+VOICE_TAIL_S = 0.5
+# With dubbing off, Bob's mix must stay silent for this long after the caption: a dub of the
+# sentence would be heard soon after it (the first dub 0.4-0.9 s after its caption in 5 runs
+# on 2 loaded cores); twice the first dub's measured delay is waited when that is longer.
+QUIET_MIN_S = 6.0
+# Generous: on a loaded 2-core machine recognition and synthesis can take tens of seconds.
+CAPTION_TIMEOUT_MS = 120_000
+DUB_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture
@@ -63,21 +89,6 @@ def _write_wav(samples: Pcm16, out: Path) -> Path:
 def _seconds(s: float) -> Pcm16:
     return silence(round(s * SAMPLE_RATE))
 
-
-# Test-only, Alice's page: when getUserMedia was called, i.e. when the fake capture file starts.
-_GUM_TIME_JS = """
-(() => {
-  const devices = navigator.mediaDevices;
-  if (!devices) return;
-  const original = devices.getUserMedia.bind(devices);
-  devices.getUserMedia = (constraints) => {
-    if (constraints && constraints.audio && window.__gumAt === undefined) {
-      window.__gumAt = performance.timeOrigin + performance.now();
-    }
-    return original(constraints);
-  };
-})();
-"""
 
 # Test-only, Bob's page: every 20 ms, the RMS of the last ~43 ms of the received mix and any
 # data-channel events that arrived, stamped with wall-clock milliseconds (the server's and
@@ -129,6 +140,42 @@ class Monitor:
         )
         return [rms for _, rms in rows]
 
+    async def wait_recorded(self, until_s: float, timeout_ms: float = 30_000) -> None:
+        """Wait until the recording reaches wall-clock ``until_s``."""
+        await self.page.wait_for_function(
+            "(t) => window.__monitor.levels.some(([at]) => at >= t)",
+            arg=until_s * 1000,
+            timeout=timeout_ms,
+        )
+
+    async def wait_rows(self, after_s: float, count: int, timeout_ms: float = 30_000) -> None:
+        """Wait until ``count`` levels were recorded at or after wall-clock ``after_s``."""
+        await self.page.wait_for_function(
+            "([t, n]) => window.__monitor.levels.filter(([at]) => at >= t).length >= n",
+            arg=[after_s * 1000, count],
+            timeout=timeout_ms,
+        )
+
+    async def wait_level_above(self, after_s: float, level: float, timeout_ms: float) -> float:
+        """Wall-clock seconds of the first level above ``level`` at or after ``after_s``."""
+        try:
+            handle = await self.page.wait_for_function(
+                """([t, level]) => {
+                     const row = window.__monitor.levels.find(([at, r]) => at >= t && r > level);
+                     return row ? row[0] : false;
+                   }""",
+                arg=[after_s * 1000, level],
+                timeout=timeout_ms,
+            )
+        except PlaywrightTimeoutError:
+            heard = await self.levels(after_s, time.time())
+            loudest = max(heard, default=0.0)
+            raise AssertionError(
+                f"Bob heard nothing above {level} for {timeout_ms / 1000:.0f} s"
+                f" (loudest {loudest:.4f} in {len(heard)} windows)"
+            ) from None
+        return float(await handle.json_value()) / 1000
+
     async def arrival(self, event_type: str, utterance_id: str, translated: bool = False) -> float:
         """Wall-clock seconds at which the first matching event arrived (with Spanish text)."""
         rows: list[list[Any]] = await self.page.evaluate("window.__monitor.events")
@@ -165,8 +212,8 @@ async def _join(page: Page, name: str, spoken: str, listen: str, button: str) ->
     await start.get_by_label("I speak").select_option(spoken)
     await start.get_by_label("I want to hear").select_option(listen)
     await page.get_by_role("button", name=button).click()
-    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=30_000)
-    await wait_debug(page, "d.events.some((e) => e.type === 'media-ready')", 30_000)
+    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
+    await wait_debug(page, "d.events.some((e) => e.type === 'media-ready')", CONNECT_TIMEOUT_MS)
 
 
 async def _final_caption(
@@ -198,37 +245,33 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-záéíóúñü]+", text.lower()))
 
 
-async def _wait_until(wall_s: float) -> None:
-    delay = wall_s - time.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
 async def test_translated_call_captions_and_dub(
     make_server: Any, playwright: Playwright, tmp_path: Path
 ) -> None:
     first, second = load_wav_48k(str(FIRST) + ".wav"), load_wav_48k(str(SECOND) + ".wav")
-    first_s, second_s = first.size / SAMPLE_RATE, second.size / SAMPLE_RATE
-    alice_mic = _write_wav(
-        np.concatenate((_seconds(LEAD_S), first, _seconds(GAP_S), second, _seconds(TAIL_S))),
-        tmp_path / "alice.wav",
-    )
-    bob_mic = _write_wav(_seconds(2.0), tmp_path / "bob.wav")
+    # Chromium needs a capture file; the test's microphone replaces it on both pages.
+    quiet_mic = _write_wav(_seconds(2.0), tmp_path / "silence.wav")
     # Engines load while the browsers start, so the first utterance does not wait for Whisper.
     async with make_server(translate_calls=True, preload_engines=True) as server:
         (ctx_a, alice), (ctx_b, bob) = await asyncio.gather(
-            _browser(playwright, tmp_path, "alice", Path(f"{alice_mic}%noloop"), server.url),
-            _browser(playwright, tmp_path, "bob", bob_mic, server.url),
+            _browser(playwright, tmp_path, "alice", quiet_mic, server.url),
+            _browser(playwright, tmp_path, "bob", quiet_mic, server.url),
         )
         try:
-            await alice.add_init_script(_GUM_TIME_JS)
-            await _run(server, alice, bob, first_s, second_s)
+            alice_mic, bob_mic = Microphone(alice), Microphone(bob)
+            await asyncio.gather(alice_mic.install(), bob_mic.install())
+            await _run(server, alice, alice_mic, bob, first, second)
         finally:
             await asyncio.gather(ctx_a.close(), ctx_b.close())
 
 
 async def _run(
-    server: RunningServer, alice: Page, bob: Page, first_s: float, second_s: float
+    server: RunningServer,
+    alice: Page,
+    alice_mic: Microphone,
+    bob: Page,
+    first: Pcm16,
+    second: Pcm16,
 ) -> None:
     # Bob creates the room, speaking and hearing Spanish; alone, his mix is silence.
     await open_page(bob, server.url)
@@ -238,37 +281,34 @@ async def _run(
     monitor = Monitor(bob)
     await monitor.start()
     floor_from = time.time()
-    await asyncio.sleep(1.5)
 
-    # Alice joins through the link, speaking and hearing English; her sentences start playing.
+    # Alice joins through the link, speaking and hearing English; her microphone is silent.
     await open_page(alice, link)
     await _join(alice, "Alice", "en", "en", "Join the call")
-    gum_at = float(await alice.evaluate("window.__gumAt")) / 1000
-    assert gum_at >= floor_from
-    floor_levels = await monitor.levels(floor_from + 0.3, gum_at)
-    assert len(floor_levels) > 30, "the monitor did not run before Alice joined"
-    floor = max(floor_levels)
-    assert floor < SILENCE_MAX, f"alone in the room but Bob hears {floor:.4f}"
-    # Wall-clock times at which Alice's sentences play into her microphone.
-    first_start = gum_at + LEAD_S
-    first_end = first_start + first_s
-    second_start = first_end + GAP_S
-    second_end = second_start + second_s
+    assert await alice_mic.acquired() >= 1, "the page did not take the test's microphone"
+    # The floor spans Bob alone and a second with Alice's silent microphone in his mix, and
+    # at least 50 windows (the monitor's first 0.3 s may hold the analyser's start-up).
+    await monitor.wait_recorded(time.time() + 1.0)
+    await monitor.wait_rows(floor_from + 0.3, 50)
 
-    # (1) Bob's page shows a final caption: Alice's English words and their Spanish translation.
-    u1 = await _final_caption(bob, set(), translated=True)
+    # (1) Alice says the first sentence; Bob's page shows a final caption: her English words
+    # and their Spanish translation.
+    first_start, first_end = await alice_mic.play(first)
+    floor = max(await monitor.levels(floor_from + 0.3, first_start))
+    assert floor < SILENCE_MAX, f"Bob hears {floor:.4f} while nobody speaks"
+    u1 = await _final_caption(bob, set(), translated=True, timeout_ms=CAPTION_TIMEOUT_MS)
     caption = bob.locator(f"#caption-list .caption[data-utterance='{u1}']")
     await expect(caption.locator(".caption-speaker")).to_have_text("Alice")
     english = await caption.locator(".caption-original").inner_text()
     spanish = await caption.locator(".caption-translation").inner_text()
-    heard = _words(english) & _words(FIRST.with_suffix(".txt").read_text())
-    assert len(heard) >= 4, f"caption {english!r} is not the clip's sentence"
+    print(f"caption 1: {english!r} -> {spanish!r}")
+    assert _words(english) >= FIRST_WORDS, f"caption {english!r} is not the clip's sentence"
     assert await caption.locator(".caption-original").get_attribute("lang") == "en"
     assert await caption.locator(".caption-translation").get_attribute("lang") == "es"
 
     # (2) The latency badge: the dub's first frame reached Bob's mix.
     badge = caption.locator(".caption-latency")
-    await expect(badge).to_be_visible(timeout=30_000)
+    await expect(badge).to_be_visible(timeout=DUB_TIMEOUT_MS)
     await expect(badge).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
 
     # The room's transcript has the same text and translation, and it is Apertium's Spanish.
@@ -280,32 +320,27 @@ async def _run(
     assert entry["language"] == "en"
     assert entry["text"].strip() == english.strip()
     assert entry["translations"]["es"].strip() == spanish.strip()
-    assert _words(spanish) & {"hombre", "joven", "no", "fue", "era"}, spanish
+    assert _words(spanish) >= {"hombre", "joven"}, spanish  # "man", "young": in every run
     assert _words(spanish) - _words(english), f"{spanish!r} is not a translation"
 
-    # (3) The dub is heard: energy after Alice's voice stopped and the translation arrived.
+    # (3) The dub is heard: energy once Alice's voice has reached Bob and stopped, and the
+    # translation arrived.
+    voice_at = await monitor.wait_level_above(first_start, SPEECH_MIN, timeout_ms=30_000)
     translated_at = await monitor.arrival("caption", u1, translated=True)
     latency_at = await monitor.arrival("latency", u1)
+    assert voice_at < translated_at, "Bob never heard Alice's voice before her caption"
     # Captions come after the end of speech is detected, so her voice had stopped by then.
     assert translated_at > first_end, (translated_at - first_end, "caption before speech end")
-    window_start = max(translated_at, first_end + TRANSPORT_SLACK_S)
-    window_end = min(window_start + DUB_WINDOW_S, second_start)
-    assert window_end - window_start > 3.0, "the first caption came too late to hear its dub"
-    original = await monitor.levels(first_start, first_end + TRANSPORT_SLACK_S)
-    assert max(original) > SPEECH_MIN, f"Bob never heard Alice's voice: {max(original):.4f}"
-    await _wait_until(window_end + 0.3)
-    dub = await monitor.levels(window_start, window_end)
-    assert len(dub) > 0.5 * (window_end - window_start) / 0.02, "the monitor stalled"
-    dub_level = float(np.percentile(dub, 90))
-    assert max(dub) > SPEECH_MIN, (
-        f"no dub heard: max {max(dub):.4f} p90 {dub_level:.4f} in {window_end - window_start:.1f}"
-        f" s after the caption (floor {floor:.4f}); latency event at"
-        f" +{latency_at - window_start:.1f} s"
-    )
-    assert max(dub) > 10 * max(floor, 1e-4)
+    # voice_at - first_start is the voice's delay to Bob plus the clip's quiet lead-in: no
+    # less than the delay its end has.
+    window_start = max(translated_at, first_end + (voice_at - first_start) + VOICE_TAIL_S)
+    dub_at = await monitor.wait_level_above(window_start, SPEECH_MIN, timeout_ms=DUB_TIMEOUT_MS)
+    await monitor.wait_recorded(dub_at + 1.0)
+    dub = await monitor.levels(window_start, dub_at + 1.0)
+    assert max(dub) > 10 * max(floor, 1e-4), f"dub {max(dub):.4f} vs floor {floor:.4f}"
 
     # (5) Bob turns dubbing off in the Sound popover; Alice's next sentence is captioned and
-    # translated but not dubbed: the same window after it stays silent.
+    # translated but not dubbed: Bob's mix stays silent after it.
     rooms = server.app[ROOMS]
     await bob.get_by_role("button", name="Sound").click()
     await expect(bob.locator("#sound-panel")).to_be_visible()
@@ -315,34 +350,29 @@ async def _run(
     bob_id: str = await bob.evaluate("window.callserverDebug.self.id")
     room = rooms.get(room_id)
     assert room is not None
-    await wait_for(lambda: room.participants[bob_id].dub is False)
-    dub_off_at = time.time()
-    # Its dub is queued after the end of the sentence is detected, so this is early enough.
-    assert dub_off_at < second_end, (
-        f"dubbing was turned off {dub_off_at - second_end:.1f} s after the second sentence "
-        "ended: the machine is too slow for this test's timeline"
-    )
+    await wait_for(lambda: room.participants[bob_id].dub is False, timeout=30)
 
-    u2 = await _final_caption(bob, {u1}, translated=True)
+    _, second_end = await alice_mic.play(second)
+    u2 = await _final_caption(bob, {u1}, translated=True, timeout_ms=CAPTION_TIMEOUT_MS)
     second_caption = bob.locator(f"#caption-list .caption[data-utterance='{u2}']")
     english_2 = await second_caption.locator(".caption-original").inner_text()
-    heard_2 = _words(english_2) & _words(SECOND.with_suffix(".txt").read_text())
-    assert len(heard_2) >= 4, f"caption {english_2!r} is not the second sentence"
+    print(f"caption 2: {english_2!r}")
+    assert _words(english_2) >= SECOND_WORDS, f"caption {english_2!r} is not the 2nd sentence"
     await expect(second_caption.locator(".caption-translation")).not_to_be_empty()
     translated_2 = await monitor.arrival("caption", u2, translated=True)
     assert translated_2 > second_end
-    quiet_start = max(translated_2, second_end + TRANSPORT_SLACK_S)
-    quiet_end = quiet_start + DUB_WINDOW_S
-    await _wait_until(quiet_end + 0.3)
+    quiet_start = max(translated_2, second_end + (voice_at - first_start) + VOICE_TAIL_S)
+    quiet_end = quiet_start + max(QUIET_MIN_S, 2 * (dub_at - translated_at))
+    await monitor.wait_recorded(quiet_end, timeout_ms=(quiet_end - time.time()) * 1000 + 30_000)
     quiet = await monitor.levels(quiet_start, quiet_end)
-    assert len(quiet) > 0.5 * DUB_WINDOW_S / 0.02, "the monitor stalled"
     assert max(quiet) < SILENCE_MAX, f"dubbing is off but Bob hears {max(quiet):.4f}"
     bob_events = await monitor.events()
     print(
-        f"floor {floor:.4f} original {max(original):.4f} dub max {max(dub):.4f} p90 {dub_level:.4f}"
-        f" quiet {max(quiet):.4f}; caption 1 at +{translated_at - first_end:.1f} s after speech,"
-        f" latency +{latency_at - first_end:.1f} s, caption 2 +{translated_2 - second_end:.1f} s;"
-        f" dubbing off {second_start - dub_off_at:.1f} s before sentence 2 began"
+        f"floor {floor:.4f} dub max {max(dub):.4f} quiet {max(quiet):.4f}; voice delay"
+        f" {voice_at - first_start:.2f} s; caption 1 +{translated_at - first_end:.1f} s after"
+        f" speech, latency event +{latency_at - first_end:.1f} s, dub heard"
+        f" +{dub_at - first_end:.1f} s; caption 2 +{translated_2 - second_end:.1f} s;"
+        f" quiet window {quiet_end - quiet_start:.1f} s"
     )
     assert not [e for e in bob_events if e.get("type") == "latency" and e["utterance_id"] == u2]
     await expect(badge).to_have_count(1)

@@ -20,7 +20,9 @@ from callserver.pipeline.transcript import (
 log = logging.getLogger(__name__)
 
 TranscriptLookup = Callable[[str], RoomTranscript | None]
-TokenCheck = Callable[[web.Request, str], bool]
+#: ``token_check(request, room_id)``: None lets the request read the room's transcript; else the
+#: error code (token_*) it is refused with.
+TokenCheck = Callable[[web.Request, str], str | None]
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -75,7 +77,7 @@ def _languages(request: web.Request) -> list[str] | None:
 
 
 def transcript_routes(lookup: TranscriptLookup, token_check: TokenCheck) -> list[web.RouteDef]:
-    """The download routes; ``token_check(request, room_id)`` decides who may read a room's."""
+    """The download routes; ``token_check`` decides who may read a room's transcript."""
 
     def handler(extension: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         content_type, render = FORMATS[extension]
@@ -83,9 +85,9 @@ def transcript_routes(lookup: TranscriptLookup, token_check: TokenCheck) -> list
         async def download(request: web.Request) -> web.Response:
             room_id = request.match_info["room_id"]
             # Refuse before looking the room up, so strangers cannot probe which rooms exist.
-            if not token_check(request, room_id):
-                code = "token_invalid" if request.query.get("token") else "token_required"
-                return api_error(403, code, "a valid invitation token for this room is needed")
+            refusal = token_check(request, room_id)
+            if refusal is not None:
+                return api_error(403, refusal, "a valid invitation token for this room is needed")
             transcript = lookup(room_id)
             if transcript is None:
                 return api_error(404, "room_not_found", "there is no transcript for this room")

@@ -6,7 +6,7 @@ import asyncio
 import fractions
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -35,10 +35,12 @@ class PacedAudioTrack(MediaStreamTrack):
         self,
         source: Callable[[], Pcm16],
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__()
         self._source = source
         self._clock = clock
+        self._sleep = sleep  # with ``clock``, a seam for tests to drive time
         self._start: float | None = None
         self._sent = 0  # samples sent since the clock (re)started
         self._pts = 0
@@ -55,7 +57,7 @@ class PacedAudioTrack(MediaStreamTrack):
             due = self._start + self._sent / SAMPLE_RATE
             wait = due - now
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             elif -wait > MAX_LAG_S:
                 self.clock_resets += 1
                 self._start, self._sent = now, 0
