@@ -18,6 +18,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from callserver.media import decoding
 from callserver.media.frames import PcmFrame
 from callserver.media.mixer import RoomMixer
 from callserver.media.processors import DecodeToMono, Rechunk
@@ -25,6 +26,8 @@ from callserver.media.tracks import PacedAudioTrack
 from signaling.errors import ErrorCode, SignalingError
 
 log = logging.getLogger(__name__)
+
+decoding.install()
 
 #: Called with (room id, participant id, 20 ms frame) for every frame a participant sends.
 FrameTap = Callable[[str, str, PcmFrame], None]
