@@ -76,6 +76,11 @@ class AudioSource:
     def busy(self) -> bool:
         return bool(self._outgoing)
 
+    @property
+    def sent_blocks(self) -> int:
+        """Blocks handed to the encoder so far, silence included."""
+        return self._sent_blocks
+
     def next_block(self) -> Pcm16:
         """The next 20 ms to send (a ``PacedAudioTrack`` source)."""
         if self._pending_starts and self._pending_starts[0] == self._sent_blocks:

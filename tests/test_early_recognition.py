@@ -78,7 +78,9 @@ async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) 
     try:
         await (await engines.stt()).load()
         await speak(hub, stream)
-        await wait_for(lambda: bool(delivery.dubs), timeout=60)
+        # Every frame is in the hub already: idle means the sentence is done with, so a
+        # second utterance split off it could not still be on its way.
+        await wait_for(lambda: hub.idle, timeout=90)
     finally:
         await hub.close()
         await engines.close()

@@ -83,6 +83,8 @@ async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
             hub.submit("room", "p_a", utterance(n, audio))
         assert hub.pending == 1
         await wait_for(lambda: final_ids(delivery, "translations") == {"u_1", "u_4"}, timeout=90)
+        # The last dub is handed over after the caption that announced its translation.
+        await wait_for(lambda: hub.idle, timeout=90)
     finally:
         await hub.close()
         await engines.close()
@@ -114,6 +116,7 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
             hub.submit("room", f"p_{n - 1}", utterance(n, clips[(n + 1) % 3]))
         assert hub.pending == 1
         await wait_for(lambda: final_ids(delivery, "text") == {"u_1", "u_4"}, timeout=90)
+        await wait_for(lambda: hub.idle, timeout=90)
     finally:
         await hub.close()
         await engines.close()

@@ -173,6 +173,11 @@ class Endpointer:
         return self._state is _State.SPEAKING
 
     @property
+    def idle(self) -> bool:
+        """Whether no speech is in progress, not even a candidate shorter than the minimum."""
+        return self._state is _State.IDLE
+
+    @property
     def buffered_s(self) -> float:
         """Seconds of audio held right now (utterance so far plus pre-roll)."""
         return (len(self._frames) + len(self._pre_roll)) * FRAME_S

@@ -54,6 +54,16 @@ class EarlyRecognition:
 
 
 @dataclass
+class Heard:
+    """An utterance the others in its room may have heard, until its texts (caption and
+    translations) are in their echo guards, or it is dropped."""
+
+    participant_id: str
+    speech_end_at: float
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class SpeakerState:
     """One speaker's front end, pending utterances and the task that works through them."""
 
@@ -66,6 +76,19 @@ class SpeakerState:
     finals: deque[str] = field(default_factory=lambda: deque(maxlen=FINAL_MEMORY))
     interim: asyncio.Task[None] | None = None
     early: EarlyRecognition | None = None
+    #: An utterance taken from ``pending`` is being recognised, translated or synthesised.
+    busy: bool = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of this speaker's is queued, detected, recognised or translated."""
+        return (
+            (self.front is None or self.front.idle)
+            and not self.pending
+            and not self.busy
+            and (self.interim is None or self.interim.done())
+            and (self.early is None or self.early.task.done())
+        )
 
 
 class TranslationHub:
@@ -87,6 +110,7 @@ class TranslationHub:
         self.metrics = metrics
         self._speakers: dict[tuple[str, str], SpeakerState] = {}
         self._guards: dict[str, EchoGuard] = {}
+        self._heard: dict[str, dict[str, Heard]] = {}  # room -> utterance id -> utterance
         self._vad_pool = InferencePool("vad", workers=1, max_queue=10_000)
         # Utterances wait for recognition here, in their speaker's queue, where the backlog
         # bound can see and drop them; not inside the engine's pool, where it could not.
@@ -97,6 +121,21 @@ class TranslationHub:
     def pending(self) -> int:
         """Utterances waiting for recognition, server-wide."""
         return sum(len(s.pending) for s in self._speakers.values())
+
+    @property
+    def idle(self) -> bool:
+        """No speech of anyone's is in the pipeline: from frames waiting for voice detection
+        to the dub handed to the mixer. Only as complete as the frames received so far, which
+        ``frames_received`` tells."""
+        return all(state.idle for state in self._speakers.values())
+
+    def frames_received(self, participant_id: str) -> int:
+        """Frames of ``participant_id``'s voice the hub was given, in any room."""
+        return sum(
+            state.front.frames_received
+            for (_, pid), state in self._speakers.items()
+            if pid == participant_id and state.front is not None
+        )
 
     @property
     def speaker_count(self) -> int:
@@ -148,6 +187,11 @@ class TranslationHub:
     async def _stop(self, state: SpeakerState) -> None:
         if state.front is not None:
             await state.front.close()
+        heard = self._heard.get(state.room_id, {})
+        for utterance_id in [
+            u for u, h in heard.items() if h.participant_id == state.participant_id
+        ]:
+            self._settle(state.room_id, utterance_id)
         early = state.early.task if state.early is not None else None
         for task in (state.worker, state.interim, early):
             if task is not None:
@@ -237,7 +281,36 @@ class TranslationHub:
         if self.pending >= self.settings.max_pending_utterances:
             self._drop_oldest()
         state.pending.append(utterance)
+        heard = Heard(state.participant_id, utterance.speech_end_at)
+        self._heard.setdefault(state.room_id, {})[utterance.utterance_id] = heard
         state.wake.set()
+
+    def _settle(self, room_id: str, utterance_id: str) -> None:
+        """The utterance's texts are in the guards (or never will be): stop waiting for it."""
+        room = self._heard.get(room_id, {})
+        heard = room.pop(utterance_id, None)
+        if heard is not None:
+            heard.done.set()
+        if not room:
+            self._heard.pop(room_id, None)
+
+    async def _others_heard(self, state: SpeakerState, utterance: Utterance) -> None:
+        """Wait for the utterances of others in the room that ended before this one.
+
+        Their echo may be in this one, and in another language Whisper translates it, so it
+        can only be recognised by their translations; until those are in the speaker's echo
+        guard the echo would pass as new speech. Bounded by the guard's memory: text older
+        than that would not count anyway."""
+        waiting = [
+            heard.done
+            for heard in self._heard.get(state.room_id, {}).values()
+            if heard.participant_id != state.participant_id
+            and heard.speech_end_at < utterance.speech_end_at
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.echo_window_s):
+                for done in waiting:
+                    await done.wait()
 
     def _drop_oldest(self) -> None:
         waiting = [s for s in self._speakers.values() if s.pending]
@@ -245,6 +318,7 @@ class TranslationHub:
             return
         victim = min(waiting, key=lambda s: s.pending[0].endpoint_at)
         dropped = victim.pending.popleft()
+        self._settle(victim.room_id, dropped.utterance_id)
         self.metrics.utterances.labels("dropped_backlog").inc()
         log.warning(
             "utterance dropped: backlog",
@@ -276,33 +350,53 @@ class TranslationHub:
         while True:
             await state.wake.wait()
             state.wake.clear()
-            while state.pending:
-                early = self._take_early(state, state.pending[0])
-                if early is not None:
-                    # Out of the queue: while its early recognition finishes it is being
-                    # recognised, not waiting, and the backlog bound must not drop it.
-                    utterance = state.pending.popleft()
-                    transcript = await self._early_transcript(early)
-                    if transcript is not None:
-                        await self._process(state, utterance, transcript, lambda: None)
-                        continue
-                    state.pending.appendleft(utterance)  # recognised the usual way instead
-                await self._recognition.acquire()
-                released = False
+            state.busy = True
+            try:
+                await self._drain(state)
+            finally:
+                state.busy = False
 
-                def release() -> None:
-                    nonlocal released
-                    if not released:
-                        released = True
-                        self._recognition.release()
+    async def _drain(self, state: SpeakerState) -> None:
+        """Recognise and translate the speaker's pending utterances, oldest first."""
+        while state.pending:
+            early = self._take_early(state, state.pending[0])
+            if early is not None:
+                # Out of the queue: while its early recognition finishes it is being
+                # recognised, not waiting, and the backlog bound must not drop it.
+                utterance = state.pending.popleft()
+                transcript = await self._early_transcript(early)
+                if transcript is not None:
+                    await self._process(state, utterance, transcript, lambda: None)
+                    continue
+                state.pending.appendleft(utterance)  # recognised the usual way instead
+            await self._recognition.acquire()
+            released = False
 
-                try:
-                    if state.pending:  # else dropped for backlog while waiting for a slot
-                        await self._process(state, state.pending.popleft(), None, release)
-                finally:
-                    release()
+            def release() -> None:
+                nonlocal released
+                if not released:
+                    released = True
+                    self._recognition.release()
+
+            try:
+                if state.pending:  # else dropped for backlog while waiting for a slot
+                    await self._process(state, state.pending.popleft(), None, release)
+            finally:
+                release()
 
     async def _process(
+        self,
+        state: SpeakerState,
+        utterance: Utterance,
+        transcript: Transcript | None,
+        release: Callable[[], None],
+    ) -> None:
+        try:
+            await self._translate(state, utterance, transcript, release)
+        finally:
+            self._settle(state.room_id, utterance.utterance_id)
+
+    async def _translate(
         self,
         state: SpeakerState,
         utterance: Utterance,
@@ -326,6 +420,7 @@ class TranslationHub:
                 self.participants(state.room_id),
                 recognized=release,
                 transcript=transcript,
+                others_heard=functools.partial(self._others_heard, state, utterance),
             )
         except EngineError as exc:
             self.metrics.utterances.labels("failed").inc()

@@ -37,6 +37,8 @@ class SpeakerPipeline:
     ) -> None:
         self.speaker = speaker
         self.dropped_frames = 0
+        #: Frames pushed since the start; tests compare it with what a caller sent.
+        self.frames_received = 0
         self._downsample = Downsample()
         self._endpointer = Endpointer(settings)
         self._pool = pool
@@ -44,10 +46,17 @@ class SpeakerPipeline:
         self._frames: deque[PcmFrame] = deque()
         self._max_frames = max_frames
         self._ready = asyncio.Event()
+        self._detecting = False
         self._task = asyncio.create_task(self._run(), name=f"speaker-{speaker}")
+
+    @property
+    def idle(self) -> bool:
+        """No frame waits or is being detected, and no speech is in progress."""
+        return not self._frames and not self._detecting and self._endpointer.idle
 
     def push(self, frame: PcmFrame) -> None:
         """Accept one 20 ms frame (event loop; cheap)."""
+        self.frames_received += 1
         self._frames.append(frame)
         if len(self._frames) > self._max_frames:
             self._frames.popleft()
@@ -66,14 +75,20 @@ class SpeakerPipeline:
             self._ready.clear()
             batch = list(self._frames)
             self._frames.clear()
+            # Busy until the batch's events are handed on, so ``idle`` never reports a gap
+            # between frames leaving the queue and their utterance reaching the hub.
+            self._detecting = True
             try:
                 events = await self._pool.run(self._detect, batch)
             except Exception:
                 # Detection failing on one batch must not end the speaker's translation.
                 log.exception("voice detection failed", extra={"participant": self.speaker})
                 continue
-            for event in events:
-                self._on_event(event)
+            else:
+                for event in events:
+                    self._on_event(event)
+            finally:
+                self._detecting = False
 
     def _detect(self, batch: list[PcmFrame]) -> list[SpeechEvent]:
         events: list[SpeechEvent] = []

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from callserver.engines import EngineSet
@@ -94,10 +94,13 @@ class UtteranceTranslator:
         participants: list[Participant],
         recognized: Callable[[], None] | None = None,
         transcript: Transcript | None = None,
+        others_heard: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """The whole chain for one finished utterance; ``recognized`` is called (always) once
         recognition is over, so the caller can hand its recognition slot to the next one.
-        ``transcript``: the utterance's text, already recognised (early, at the pause)."""
+        ``transcript``: the utterance's text, already recognised (early, at the pause).
+        ``others_heard``: awaited before the echo check, until what the speaker may have
+        heard from others is known to their echo guard."""
         times = StageTimes(speech_end=utterance.speech_end_at, endpoint=utterance.endpoint_at)
         self.metrics.stage.labels("endpoint").observe(
             utterance.endpoint_at - utterance.speech_end_at
@@ -111,6 +114,8 @@ class UtteranceTranslator:
         times.recognized = time.monotonic()
         self.metrics.stage.labels("recognize").observe(times.recognized - utterance.endpoint_at)
         text = transcript.text.strip()
+        if text and others_heard is not None:
+            await others_heard()
         others = [p for p in participants if p.id != speaker.id]
         ended = wall(utterance.speech_end_at)
         started = wall(utterance.started_at)
