@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,6 +16,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 import pytest
+import redis
 from aiohttp import web
 
 from callserver.app import build_app
@@ -25,6 +28,8 @@ from callserver.probe import ScriptedCaller, load_wav_48k
 from callserver.settings import Settings
 
 DATA = Path(__file__).parent / "data"
+#: The Redis tests use (started by ``make test``); a database of its own, keys under a prefix.
+REDIS_URL = "redis://127.0.0.1:6379/15"
 CLIPS = sorted(DATA.glob("*.wav"))
 
 
@@ -164,3 +169,19 @@ def envelope_match(sent: Pcm16, received: Pcm16) -> tuple[float, float]:
         if r > best:
             best, best_lag = r, lag
     return best, best_lag * 0.02
+
+
+@pytest.fixture
+def redis_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A key prefix no other test uses; its keys are deleted after the test."""
+    # Only letters, digits and '_' from the test's name: '[' of a parameter is a glob in SCAN.
+    name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:40]
+    prefix = f"test-{name}-{uuid.uuid4().hex[:8]}-"
+    yield prefix
+    # Synchronous on purpose: it serves tests on any event-loop scope.
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for name in client.scan_iter(match=f"{prefix}*"):
+            client.delete(name)
+    finally:
+        client.close()

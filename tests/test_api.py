@@ -17,7 +17,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from callserver.app import ENGINES
-from tests.conftest import CLIPS, RunningServer
+from tests.conftest import CLIPS, REDIS_URL, RunningServer
 
 SHORT_CLIP = CLIPS[1]  # "he was not an ill disposed young man"
 
@@ -259,19 +259,6 @@ async def test_cache_disabled_runs_the_engines_every_time(
     # With the cache off nothing is looked up, so the translation cache records no lookups.
     assert "mt" not in stats["caches"]
     assert files_under(tmp_path) == []
-
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"test-api-{uuid.uuid4().hex[:8]}-"
-    yield prefix
-    client = aioredis.Redis.from_url(REDIS_URL)
-    async for name in client.scan_iter(match=f"{prefix}*"):
-        await client.delete(name)
-    await client.aclose()
 
 
 async def test_redis_url_shares_results_between_two_servers(

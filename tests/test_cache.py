@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -34,9 +33,7 @@ from models.cache.base import CorruptEntry, frame, unframe
 from models.cache.keys import is_valid_key
 from models.metrics import EngineMetrics
 from models.tts import EspeakEngine, TtsService
-from tests.conftest import missing_dependency
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
+from tests.conftest import REDIS_URL, missing_dependency
 
 
 def events(metrics: EngineMetrics, layer: str, event: str, cache: str = "tts") -> float:
@@ -52,16 +49,6 @@ def key(text: str, engine: str = "espeak") -> str:
 
 def file_cache(root: Path, metrics: EngineMetrics, max_bytes: int = 1 << 20) -> FileCache:
     return FileCache(root, name="tts", max_bytes=max_bytes, metrics=metrics, probe_interval_s=60)
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"test-cache-{uuid.uuid4().hex[:8]}-"
-    yield prefix
-    client = aioredis.Redis.from_url(REDIS_URL)
-    async for name in client.scan_iter(match=f"{prefix}*"):
-        await client.delete(name)
-    await client.aclose()
 
 
 def disk_usage(root: Path) -> int:

@@ -21,7 +21,7 @@ from callserver.probe import load_wav_48k
 from models.metrics import EngineMetrics
 from signaling.rooms import Participant
 from tests.conftest import DATA, wait_for
-from tests.test_pipeline_backlog import RecordingDelivery
+from tests.hub_helpers import RecordingDelivery
 
 FIRST = DATA / "sense_and_sensibility_01_austen_64kb-0880.wav"  # he was not an ill-disposed...
 SECOND = DATA / "sense_and_sensibility_01_austen_64kb-0890.wav"  # unless to be rather cold...

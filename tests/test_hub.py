@@ -11,43 +11,20 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from callserver.engines import EngineSet
 from callserver.media.frames import FRAME_SAMPLES, SAMPLE_RATE, PcmFrame, silence
 from callserver.pipeline.echo import words
-from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.events import Utterance
-from callserver.pipeline.hub import TranslationHub
-from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
 from callserver.probe import load_wav_48k
-from models.metrics import EngineMetrics
 from models.stt.audio import decode_audio
 from signaling.rooms import Participant
 from tests.conftest import CLIPS, wait_for
-from tests.test_pipeline_backlog import RecordingDelivery
+from tests.hub_helpers import RecordingDelivery, make_hub
 
 pytestmark = pytest.mark.needs("apertium", "espeak-ng")
 
 ANN = Participant("p_a", "Ann", "en", "en", 0.0)
 BEA = Participant("p_b", "Bea", "es", "es", 0.0)
-
-
-def make_hub(
-    registry: CollectorRegistry,
-    delivery: RecordingDelivery,
-    people: list[Participant],
-    settings: PipelineSettings,
-) -> tuple[TranslationHub, EngineSet]:
-    engines = EngineSet(EngineMetrics(registry))
-    hub = TranslationHub(
-        settings,
-        EndpointSettings(),
-        engines,
-        delivery,
-        participants=lambda room_id: people,
-        metrics=PipelineMetrics(registry),
-    )
-    return hub, engines
 
 
 def outcome(registry: CollectorRegistry, name: str) -> float:

@@ -10,32 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from callserver.engines import EngineSet
-from callserver.media.dub import DubClip
-from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.events import Utterance
 from callserver.pipeline.hub import TranslationHub
-from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
-from models.metrics import EngineMetrics
 from models.stt.audio import decode_audio
 from signaling.rooms import Participant
 from tests.conftest import CLIPS, wait_for
-
-
-class RecordingDelivery:
-    """Collects what the pipeline would send to participants (stands in for the media plane)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.dubs: list[tuple[str, DubClip]] = []
-
-    def send_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> bool:
-        self.events.append((participant_id, event))
-        return True
-
-    def enqueue_dub(self, room_id: str, listener_id: str, clip: DubClip) -> bool:
-        self.dubs.append((listener_id, clip))
-        return True
+from tests.hub_helpers import RecordingDelivery, make_hub
 
 
 def utterance(n: int, audio: Any) -> Utterance:
@@ -47,16 +28,10 @@ def bounded_hub(
     registry: CollectorRegistry, delivery: RecordingDelivery, people: list[Participant]
 ) -> tuple[TranslationHub, EngineSet]:
     """A hub over the real engines that lets one utterance wait for recognition."""
-    engines = EngineSet(EngineMetrics(registry))
-    hub = TranslationHub(
-        PipelineSettings(max_pending_utterances=1, recognition_slots=1, interim_captions=False),
-        EndpointSettings(),
-        engines,
-        delivery,
-        participants=lambda room_id: people,
-        metrics=PipelineMetrics(registry),
+    settings = PipelineSettings(
+        max_pending_utterances=1, recognition_slots=1, interim_captions=False
     )
-    return hub, engines
+    return make_hub(registry, delivery, people, settings)
 
 
 def final_ids(delivery: RecordingDelivery, field: str) -> set[str]:
