@@ -21,16 +21,17 @@ _STATUS = {
     ErrorCode.BAD_MESSAGE: 400,
     ErrorCode.ROOM_ID_INVALID: 400,
     ErrorCode.TOKEN_REQUIRED: 401,
+    ErrorCode.TOKEN_INVALID: 401,
     ErrorCode.ROOM_NOT_FOUND: 404,
     ErrorCode.ROOMS_EXHAUSTED: 503,
 }
 
 
-def json_error(error: SignalingError, status: int | None = None) -> web.Response:
+def json_error(error: SignalingError) -> web.Response:
     """An error response in the same shape as the protocol's ``error`` message."""
     return web.json_response(
         {"error": {"code": str(error.code), "message": error.message, "retry": error.retry}},
-        status=status if status is not None else _STATUS.get(error.code, 400),
+        status=_STATUS.get(error.code, 400),
     )
 
 
@@ -60,14 +61,14 @@ def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRo
             # With a join secret, only the operator (who holds it) creates rooms and tokens.
             auth = request.headers.get("Authorization", "")
             if not hmac.compare_digest(auth.encode(), f"Bearer {secret}".encode()):
-                # Both 401: a wrong secret is told apart so an operator sees it is not missing.
+                # A wrong secret is told apart, so an operator sees it is not missing.
                 code = ErrorCode.TOKEN_INVALID if auth else ErrorCode.TOKEN_REQUIRED
                 message = (
                     "the Authorization header does not carry this server's join secret"
                     if auth
                     else "this server needs 'Authorization: Bearer <join secret>' to create rooms"
                 )
-                return json_error(SignalingError(code, message), status=401)
+                return json_error(SignalingError(code, message))
         body: dict[str, Any] = {}
         if request.can_read_body:
             try:

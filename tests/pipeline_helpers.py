@@ -8,9 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from callserver.app import TRANSLATION
+from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.probe import ScriptedCaller
 from tests.conftest import RunningServer, wait_for
 
@@ -18,6 +20,10 @@ from tests.conftest import RunningServer, wait_for
 TIMEOUT = 90.0
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+#: The two callers most tests use: Ann speaks English, Beto listens in Spanish.
+ANN = {"name": "Ann", "spoken": "en", "listen": "en"}
+BETO = {"name": "Beto", "spoken": "es", "listen": "es"}
 
 
 async def scrape(server: RunningServer) -> Samples:
@@ -122,3 +128,18 @@ def dropped(caller: ScriptedCaller, reason: str) -> list[dict[str, Any]]:
 
 def utterances_of(caller: ScriptedCaller, speaker: ScriptedCaller) -> set[str]:
     return {e["utterance_id"] for e in finals(caller, speaker)}
+
+
+def rms(block: Pcm16) -> float:
+    return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if block.size else 0.0
+
+
+def received_between(caller: ScriptedCaller, start: float, end: float = float("inf")) -> Pcm16:
+    """What ``caller`` received with arrival times in [start, end)."""
+    rec = caller.recording
+    blocks = [b for t, b in zip(rec.arrivals, rec.blocks, strict=True) if start <= t < end]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
+
+
+def speech_then_silence(samples: Pcm16, silence_s: float = 1.5) -> Pcm16:
+    return np.concatenate((samples, silence(int(silence_s * SAMPLE_RATE))))

@@ -28,6 +28,7 @@ from callserver.pipeline.settings import PipelineSettings
 from callserver.probe import ScriptedCaller, load_wav_48k
 from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
+    BETO,
     TIMEOUT,
     callers,
     delta,
@@ -36,7 +37,10 @@ from tests.pipeline_helpers import (
     finals,
     latencies,
     outcomes,
+    received_between,
+    rms,
     scrape,
+    speech_then_silence,
     utterances_of,
 )
 
@@ -92,10 +96,6 @@ def clip(n: int) -> Pcm16:
     return trimmed(load_wav_48k(str(CLIPS[n])))
 
 
-def then_silence(samples: Pcm16, seconds: float = 1.5) -> Pcm16:
-    return np.concatenate((samples, silence(int(seconds * SAMPLE_RATE))))
-
-
 def ending_together(clips: list[Pcm16]) -> list[Pcm16]:
     """Each clip led by silence so that all of them end at the same moment."""
     longest = max(c.size for c in clips)
@@ -111,17 +111,6 @@ async def room_for(server: RunningServer, capacity: int) -> str:
 
 def english_speaker(name: str) -> dict[str, str]:
     return {"name": name, "spoken": "en", "listen": "en"}
-
-
-BETO = {"name": "Beto", "spoken": "es", "listen": "es"}
-
-
-def heard_rms(caller: ScriptedCaller, start: float, end: float) -> float:
-    rec = caller.recording
-    blocks = [b for t, b in zip(rec.arrivals, rec.blocks, strict=True) if start <= t < end]
-    if not blocks:
-        return 0.0
-    return float(np.sqrt(np.mean(np.concatenate(blocks).astype(np.float64) ** 2)))
 
 
 def server_errors(callers: list[ScriptedCaller]) -> list[dict[str, Any]]:
@@ -150,7 +139,7 @@ async def test_three_speakers_at_once_overflow_the_recognition_backlog(
     room = await room_for(server, 4)
     async with callers(server, room, *(english_speaker(n) for n in names)) as people:
         for person, samples in zip(people, speech, strict=True):
-            person.play(then_silence(samples))
+            person.play(speech_then_silence(samples))
         await drain(server, *people)
         ended = await outcomes(server, before)
         assert ended["dropped_backlog"] >= 1, ended
@@ -184,12 +173,12 @@ async def test_dubs_queued_too_long_for_a_listener_are_skipped(
     room = await room_for(server, 4)
     people = (english_speaker("Ann"), english_speaker("Al"), english_speaker("Amy"), BETO)
     async with callers(server, room, *people) as (ann, al, amy, beto):
-        ann.play(then_silence(long))
+        ann.play(speech_then_silence(long))
         await wait_for(lambda: bool(latencies(beto, utterances_of(beto, ann))), TIMEOUT)
         # Ann's dub is playing to Beto now, for several seconds.
         al_speech, amy_speech = ending_together(english)
-        al.play(then_silence(al_speech))
-        amy.play(then_silence(amy_speech))
+        al.play(speech_then_silence(al_speech))
+        amy.play(speech_then_silence(amy_speech))
         await wait_for(lambda: bool(dropped(beto, "catch_up")), TIMEOUT)
         await drain(server, ann, al, amy, beto)
         # Every dub is in Beto's queue now; each is either heard or skipped, in the end.
@@ -282,12 +271,12 @@ async def test_broken_audio_inside_a_live_call_does_not_end_it(
         for packet in bad_rtp(seed=1):
             await transport._send_rtp(packet)  # protected, so it passes SRTP like real media
         speech = clip(1)
-        ann.play(then_silence(speech))
+        ann.play(speech_then_silence(speech))
         await wait_for(lambda: bool(latencies(beto, utterances_of(beto, ann))), TIMEOUT)
         await drain(server, ann, beto)
 
         start = ann.play_started[-1]
-        assert heard_rms(beto, start, start + speech.size / SAMPLE_RATE + 0.5) > 300
+        assert rms(received_between(beto, start, start + speech.size / SAMPLE_RATE + 0.5)) > 300
         said = finals(beto, ann)
         assert any({"young", "man"} <= set(words(e["text"])) for e in said), said
         assert not server_errors([ann, beto])

@@ -32,6 +32,8 @@ from models.mt.synthetic import TINY, SyntheticModel, cached_model
 from models.stt.audio import decode_audio
 from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
+    ANN,
+    BETO,
     callers,
     captions,
     delta,
@@ -39,7 +41,10 @@ from tests.pipeline_helpers import (
     finals,
     latencies,
     outcomes,
+    received_between,
+    rms,
     scrape,
+    speech_then_silence,
     utterances_of,
 )
 
@@ -119,17 +124,6 @@ def translated_caption(
     return None
 
 
-def rms(block: Pcm16) -> float:
-    return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if block.size else 0.0
-
-
-def received_between(caller: ScriptedCaller, start: float, end: float = float("inf")) -> Pcm16:
-    """What ``caller`` received with arrival times in [start, end)."""
-    rec = caller.recording
-    blocks = [b for t, b in zip(rec.arrivals, rec.blocks, strict=True) if start <= t < end]
-    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
-
-
 async def wait_quiet(caller: ScriptedCaller, after: float, quiet_s: float = 1.0) -> None:
     """Wait until ``caller`` has heard only quiet for ``quiet_s`` (after time ``after``)."""
 
@@ -199,15 +193,7 @@ def seconds(samples: Pcm16) -> float:
     return samples.size / SAMPLE_RATE
 
 
-def speech_then_silence(samples: Pcm16, silence_s: float = 1.5) -> Pcm16:
-    return np.concatenate((samples, silence(int(silence_s * SAMPLE_RATE))))
-
-
 # --- tests ------------------------------------------------------------------------------------
-
-#: The two callers most tests use: Ann speaks English, Beto listens in Spanish.
-ANN = {"name": "Ann", "spoken": "en", "listen": "en"}
-BETO = {"name": "Beto", "spoken": "es", "listen": "es"}
 
 
 async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
