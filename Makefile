@@ -6,9 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 # Debian packages the server uses at run time (offline speech synthesis and translation),
-# and the extra ones the tests drive (a real Chromium, a real Redis).
+# and the extra ones the tests drive (a real Chromium, a real Redis, and the deployment tools
+# that check deploy/: promtool and Prometheus, Compose, kubectl's kustomize).
 RUN_DEBS  := espeak-ng apertium apertium-eng-spa
-TEST_DEBS := chromium redis-server
+TEST_DEBS := chromium redis-server prometheus docker-compose
+# Any kubectl renders kustomize; Debian's is kubernetes-client, installed only when none is found.
+KUBECTL_DEB := $(if $(shell command -v kubectl),,kubernetes-client)
 
 .PHONY: run test lint types unit bench install install-test clean
 
@@ -39,7 +42,7 @@ $(VENV)/.debs-run:
 	@mkdir -p $(VENV) && touch $@
 
 $(VENV)/.debs-test:
-	scripts/ensure-debs.sh $(RUN_DEBS) $(TEST_DEBS)
+	scripts/ensure-debs.sh $(RUN_DEBS) $(TEST_DEBS) $(KUBECTL_DEB)
 	@mkdir -p $(VENV) && touch $@
 
 $(VENV)/bin/python:

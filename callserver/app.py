@@ -124,6 +124,7 @@ def build_app(
     metrics.rooms.set_function(lambda: len(rooms))
     metrics.participants.set_function(lambda: rooms.participant_count)
     metrics.peer_connections.set_function(lambda: media.peer_count)
+    metrics.ready.set_function(lambda: 0 if state.draining else 1)
     metrics.watch_mixers(lambda: media.stats)
 
     app = web.Application(client_max_size=settings.ws_max_message_bytes)

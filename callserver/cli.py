@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -12,6 +14,7 @@ from pydantic_settings import BaseSettings
 
 from callserver.logs import configure_logging
 from callserver.settings import Settings
+from models.env import SettingsFileError
 from models.store.cli import add_models_parser
 from signaling.rooms import ROOM_ID_PATTERN
 from signaling.tokens import mint_token
@@ -23,27 +26,32 @@ def _settings(*, every_class: bool = False, **overrides: object) -> Settings:
     ``every_class`` also validates the pipeline's and engines' settings, so that a bad value
     there stops the server at start, reported with the rest, instead of failing a call later.
     """
-    failures: list[tuple[type[BaseSettings], ValidationError]] = []
+    failures: list[tuple[type[BaseSettings], ValidationError | SettingsFileError]] = []
     settings: Settings | None = None
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
+    except (ValidationError, SettingsFileError) as exc:
         failures.append((Settings, exc))
     for _, cls in _settings_classes() if every_class else []:
         if cls is Settings:
             continue
         try:
             cls()
-        except ValidationError as exc:
+        except (ValidationError, SettingsFileError) as exc:
             failures.append((cls, exc))
     if failures or settings is None:
         raise SystemExit(_invalid(failures))
     return settings
 
 
-def _invalid(failures: list[tuple[type[BaseSettings], ValidationError]]) -> str:
+def _invalid(failures: list[tuple[type[BaseSettings], ValidationError | SettingsFileError]]) -> str:
     lines = ["callserver: invalid settings"]
     for cls, exc in failures:
+        if isinstance(exc, SettingsFileError):
+            # Already one line naming the variable; the same one can fail in two classes.
+            if f"  {exc}" not in lines:
+                lines.append(f"  {exc}")
+            continue
         prefix = str(cls.model_config.get("env_prefix", ""))
         for error in exc.errors():
             loc = error["loc"]
@@ -71,6 +79,31 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     secret = settings.join_secret.get_secret_value().encode("utf-8")
     print(mint_token(secret, args.room, args.ttl or settings.token_ttl_s))
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when this machine's server answers /healthz (or /readyz) with 200, else 1.
+
+    What container healthchecks run: the image has no curl, and the port comes from the same
+    settings the server uses.
+    """
+    settings = _settings()
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    url = args.url or f"http://{host}:{settings.port}/{'readyz' if args.ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        print(f"callserver: {url}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"callserver: {url} answered {status}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -126,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("room")
     token.add_argument("--ttl", type=int, help="lifetime in seconds (CALLSERVER_TOKEN_TTL_S)")
     token.set_defaults(run=_token)
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 when the local server answers /healthz (container checks)"
+    )
+    health.add_argument("--ready", action="store_true", help="check /readyz instead")
+    health.add_argument("--url", help="URL to check instead of the local server's")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (3)")
+    health.set_defaults(run=_healthcheck)
     table = commands.add_parser("settings", help="print every setting as a Markdown table")
     table.set_defaults(run=_settings_table)
     add_models_parser(commands)

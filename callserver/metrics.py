@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -54,6 +54,14 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: the dashboard's CPU and
+        # memory panels. Each app has its own registry, so the default one's collector is absent.
+        ProcessCollector(registry=self.registry)
+        self.ready = Gauge(
+            "callserver_ready",
+            "1 while the server takes new calls, 0 while it drains",
+            registry=self.registry,
+        )
         self.rooms = Gauge("callserver_rooms", "Rooms that exist", registry=self.registry)
         self.participants = Gauge(
             "callserver_participants", "Participants in rooms", registry=self.registry

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from callserver import loop_errors
 from callserver.app import HUB, ROOMS, STATE, build_app
+from callserver.folders import check_folders, written_folders
 from callserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ async def drain(app: web.Application, timeout_s: float, force: asyncio.Event) ->
 
 async def serve(settings: Settings) -> int:
     """Serve until a stop signal; return the process exit status."""
+    await asyncio.to_thread(check_folders, written_folders())
     app = build_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from models.env import split_list
+from models.env import EnvSettings, split_list
 
 WEB_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "web"
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     """All server options. Defaults suit one laptop; see README for deployment values."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)

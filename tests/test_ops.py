@@ -53,6 +53,9 @@ async def test_metrics_follow_a_call(server: RunningServer) -> None:
         text = await resp.text()
     after = stats.underruns
     assert metric(text, "callserver_rooms") == 1
+    assert metric(text, "callserver_ready") == 1
+    assert metric(text, "process_resident_memory_bytes") > 0
+    assert metric(text, "process_cpu_seconds_total") > 0
     assert metric(text, "callserver_participants") == 2
     assert metric(text, "callserver_peer_connections") == 2
     assert metric(text, "callserver_websockets") == 2

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,36 +12,7 @@ import pytest
 
 from callserver.probe import ProbeError, ScriptedCaller
 from tests.conftest import wait_for
-
-
-class ServerProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
-        self.proc = proc
-        self.url = url
-
-
-async def start_server(drain_timeout_s: float, **extra_env: str) -> ServerProcess:
-    env = {
-        **os.environ,
-        "CALLSERVER_PORT": "0",
-        "CALLSERVER_ICE_HOST_ADDRESSES": "127.0.0.1",
-        "CALLSERVER_DRAIN_TIMEOUT_S": str(drain_timeout_s),
-        **extra_env,
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "callserver",
-        "serve",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    match = re.search(r"http://127\.0\.0\.1:\d+", line)
-    assert match, line
-    return ServerProcess(proc, match.group(0))
+from tests.process_helpers import start_server
 
 
 @pytest.fixture
@@ -72,6 +40,8 @@ async def test_sigterm_drains_then_exits_zero(session: aiohttp.ClientSession) ->
     assert notice["deadline_s"] == 30
     assert await status(session, server.url + "/readyz") == 503
     assert await status(session, server.url + "/healthz") == 200
+    async with session.get(server.url + "/metrics") as resp:
+        assert "\ncallserver_ready 0.0\n" in await resp.text()
     late = ScriptedCaller(server.url, session, name="Late")
     with pytest.raises(ProbeError) as err:
         await late.join("drain-room-2")

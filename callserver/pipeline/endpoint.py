@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from callserver.pipeline.events import (
     SPEECH_FRAME_SAMPLES,
@@ -33,6 +33,7 @@ from callserver.pipeline.events import (
     Utterance,
 )
 from callserver.pipeline.vad import SileroVad
+from models.env import EnvSettings
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ FRAME_S = SPEECH_FRAME_SAMPLES / SPEECH_RATE  # 0.02
 EndpointEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance
 
 
-class EndpointSettings(BaseSettings):
+class EndpointSettings(EnvSettings):
     """When speech starts and ends; settable as ``CALLSERVER_VAD_<NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_VAD_", extra="ignore", frozen=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from models.env import EnvSettings
 
 
-class PipelineSettings(BaseSettings):
+class PipelineSettings(EnvSettings):
     """How calls are recognised, translated and dubbed."""
 
     model_config = SettingsConfigDict(

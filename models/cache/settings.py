@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from models.env import EnvSettings
 
 
-class CacheSettings(BaseSettings):
+class CacheSettings(EnvSettings):
     """Where synthesized audio and translations are cached, and how much of it."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)

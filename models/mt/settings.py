@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from models.env import split_list
+from models.env import EnvSettings, split_list
 
 ENGINE_NAMES = ("apertium", "nllb")
 
 
-class MtSettings(BaseSettings):
+class MtSettings(EnvSettings):
     """Which translation engines run, in what order, and every limit they enforce."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_MT_", extra="ignore", frozen=True)

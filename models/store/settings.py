@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from models.env import EnvSettings
 
 MODELS_DIR_DEFAULT = Path("~/.cache/callserver/models")
 HUB_DEFAULT = "https://huggingface.co"
 
 
-class StoreSettings(BaseSettings):
+class StoreSettings(EnvSettings):
     """Where models are kept and where missing ones come from."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)

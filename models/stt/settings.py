@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from models.env import EnvSettings
 
 #: Sentences Whisper is known to invent on silence, noise and music (learnt from subtitles).
 #: Compared after lower-casing and removing punctuation, and only against the whole output.
@@ -40,7 +42,7 @@ DEFAULT_PHANTOM_PHRASES = (
 )
 
 
-class SttSettings(BaseSettings):
+class SttSettings(EnvSettings):
     """Whisper model, hardware and the filters that keep silence and noise from making text."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_STT_", extra="ignore", frozen=True)

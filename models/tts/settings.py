@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from models.env import split_list
+from models.env import EnvSettings, split_list
 
 ENGINE_NAMES = ("piper", "espeak", "gtts")
 GTTS_DEFAULT_URL = "https://translate.google.com/_/TranslateWebserverUi/data/batchexecute"
 
 
-class TtsSettings(BaseSettings):
+class TtsSettings(EnvSettings):
     """Which synthesizers serve, in which order, and their limits."""
 
     model_config = SettingsConfigDict(env_prefix="CALLSERVER_", extra="ignore", frozen=True)
