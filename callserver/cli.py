@@ -32,7 +32,7 @@ def _settings(*, every_class: bool = False, **overrides: object) -> Settings:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except (ValidationError, SettingsFileError) as exc:
         failures.append((Settings, exc))
-    for _, cls in _settings_classes() if every_class else []:
+    for _, cls in settings_classes() if every_class else []:
         if cls is Settings:
             continue
         try:
@@ -107,7 +107,8 @@ def _healthcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
+def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
+    """Every settings class the server reads, with its title in `callserver settings`."""
     from callserver.pipeline.endpoint import EndpointSettings
     from callserver.pipeline.settings import PipelineSettings
     from models.cache import CacheSettings
@@ -129,7 +130,7 @@ def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
 
 
 def _settings_table(args: argparse.Namespace) -> int:
-    for title, cls in _settings_classes():
+    for title, cls in settings_classes():
         prefix = str(cls.model_config.get("env_prefix", ""))
         print(f"\n### {title}\n\n| variable | default | meaning |\n|---|---|---|")
         for name, field in cls.model_fields.items():

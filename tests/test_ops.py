@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from callserver.app import MEDIA
-from callserver.cli import _settings_classes
+from callserver.cli import settings_classes
 from callserver.media.frames import PcmFrame
 from callserver.settings import Settings
 from tests.conftest import RunningServer, wait_for
@@ -124,7 +124,7 @@ BAD_VARIABLES = {
 
 
 def test_cli_reports_bad_settings_without_a_traceback() -> None:
-    assert {cls.__name__ for _, cls in _settings_classes()} == set(BAD_VARIABLES)
+    assert {cls.__name__ for _, cls in settings_classes()} == set(BAD_VARIABLES)
     out = subprocess.run(
         [sys.executable, "-m", "callserver", "serve"],
         capture_output=True,
