@@ -38,9 +38,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ServerState:
-    """Mutable server-wide state: whether the server is draining for shutdown."""
+    """Mutable server-wide state: warming its engines up at start, or draining for shutdown."""
 
+    warming: bool = False
     draining: bool = False
+
+    @property
+    def readiness(self) -> str:
+        """``ready``, ``starting`` (engines still loading) or ``draining``, for /readyz."""
+        if self.draining:
+            return "draining"
+        return "starting" if self.warming else "ready"
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -124,7 +132,7 @@ def build_app(
     metrics.rooms.set_function(lambda: len(rooms))
     metrics.participants.set_function(lambda: rooms.participant_count)
     metrics.peer_connections.set_function(lambda: media.peer_count)
-    metrics.ready.set_function(lambda: 0 if state.draining else 1)
+    metrics.ready.set_function(lambda: 1 if state.readiness == "ready" else 0)
     metrics.watch_mixers(lambda: media.stats)
 
     app = web.Application(client_max_size=settings.ws_max_message_bytes)
@@ -132,7 +140,7 @@ def build_app(
     app[MEDIA], app[HUB], app[STATE] = media, hub, state
     app.add_routes([web.get("/ws", hub.handle)])
     app.add_routes(rooms_routes(rooms, settings))
-    app.add_routes(ops_routes(metrics, lambda: state.draining))
+    app.add_routes(ops_routes(metrics, lambda: state.readiness))
     stats = RequestStats()
     if engines is None:
         engines = EngineSet(EngineMetrics(metrics.registry))
@@ -200,8 +208,18 @@ async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _engines(app: web.Application) -> AsyncIterator[None]:
-    engines = app[ENGINES]
-    warm = asyncio.create_task(engines.warm_up()) if app[SETTINGS].preload_engines else None
+    engines, state = app[ENGINES], app[STATE]
+
+    async def warm_up() -> None:
+        # Not ready until the model is loaded, so a load balancer or a rolling update sends the
+        # first call to a server that answers it at full speed.
+        state.warming = True
+        try:
+            await engines.warm_up()
+        finally:
+            state.warming = False
+
+    warm = asyncio.create_task(warm_up()) if app[SETTINGS].preload_engines else None
     yield
     if warm is not None:
         warm.cancel()

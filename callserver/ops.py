@@ -10,16 +10,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from callserver.metrics import Metrics
 
 
-def ops_routes(metrics: Metrics, draining: Callable[[], bool]) -> list[web.AbstractRouteDef]:
-    """``/healthz`` (alive), ``/readyz`` (503 while draining) and ``/metrics``."""
+def ops_routes(metrics: Metrics, readiness: Callable[[], str]) -> list[web.AbstractRouteDef]:
+    """``/healthz`` (alive), ``/readyz`` (503 until ``readiness`` says ready) and ``/metrics``."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        if draining():
-            return web.json_response({"status": "draining"}, status=503)
-        return web.json_response({"status": "ready"})
+        status = readiness()
+        return web.json_response({"status": status}, status=200 if status == "ready" else 503)
 
     async def metrics_page(request: web.Request) -> web.Response:
         response = web.Response(body=metrics.render())

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import aiohttp
+
 
 @dataclass
 class ServerProcess:
@@ -16,6 +18,18 @@ class ServerProcess:
 
     proc: asyncio.subprocess.Process
     url: str
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """Poll /readyz until 200: the engines' warm-up (the Whisper load) has finished."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(self.url + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+                assert loop.time() < deadline, f"not ready after {timeout} s"
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> tuple[int, str]:
         """SIGTERM, wait, and return the exit status and everything it logged."""

@@ -206,6 +206,7 @@ async def test_healthcheck_command_follows_the_server() -> None:
     try:
         alive = cli("healthcheck", CALLSERVER_PORT=port)
         assert alive.returncode == 0, alive.stderr
+        await server.wait_ready()
         assert cli("healthcheck", "--ready", CALLSERVER_PORT=port).returncode == 0
         # Draining needs a call to hold it open; a websocket without one ends the drain at once.
         async with aiohttp.ClientSession() as session:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from callserver.app import MEDIA
 from callserver.cli import settings_classes
+from callserver.engines import EngineSet
 from callserver.media.frames import PcmFrame
 from callserver.settings import Settings
+from models.metrics import EngineMetrics
 from tests.conftest import RunningServer, wait_for
 
 
@@ -65,6 +70,38 @@ async def test_metrics_follow_a_call(server: RunningServer) -> None:
     assert 1 <= before <= metric(text, "callserver_mixer_underruns_total") <= after
     await a.close()
     await b.close()
+
+
+class WarmUpThatWaits(EngineSet):
+    """Fault injection: an engine warm-up that takes as long as the test wants (a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__(EngineMetrics())
+        self.release = asyncio.Event()
+
+    async def warm_up(self) -> None:
+        await self.release.wait()
+
+
+async def test_not_ready_until_the_engines_are_warm(make_server: Callable[..., Any]) -> None:
+    engines = WarmUpThatWaits()
+    async with make_server(engines=engines, preload_engines=True) as server:
+        async with server.session.get(server.url + "/readyz") as resp:
+            assert (resp.status, await resp.json()) == (503, {"status": "starting"})
+        async with server.session.get(server.url + "/healthz") as resp:
+            assert resp.status == 200  # alive: nothing to restart
+        async with server.session.get(server.url + "/metrics") as resp:
+            assert metric(await resp.text(), "callserver_ready") == 0
+        engines.release.set()
+
+        async def ready() -> bool:
+            async with server.session.get(server.url + "/readyz") as resp:
+                return bool(resp.status == 200)
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await ready():
+            assert asyncio.get_running_loop().time() < deadline, "never became ready"
+            await asyncio.sleep(0.05)
 
 
 async def test_page_and_config_are_served(server: RunningServer) -> None:

@@ -28,6 +28,7 @@ async def status(session: aiohttp.ClientSession, url: str) -> int:
 
 async def test_sigterm_drains_then_exits_zero(session: aiohttp.ClientSession) -> None:
     server = await start_server(drain_timeout_s=30)
+    await server.wait_ready()
     a = ScriptedCaller(server.url, session, name="A")
     b = ScriptedCaller(server.url, session, name="B")
     await a.join("drain-room")
