@@ -34,7 +34,8 @@ class Settings(EnvSettings):
     )
     trust_forwarded_for: bool = Field(
         False,
-        description="Take the client address from X-Forwarded-For (only behind a trusted proxy).",
+        description="Take the client address from X-Forwarded-For and the scheme of join links "
+        "from X-Forwarded-Proto (only behind a trusted proxy).",
     )
     ice_host_addresses: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -49,7 +49,13 @@ def base_url(request: web.Request, settings: Settings) -> str:
     """The URL users reach the server at."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    return f"{request.scheme}://{request.host}"
+    scheme = request.scheme
+    if settings.trust_forwarded_for:
+        # Behind a TLS proxy the server itself speaks plain HTTP: the link must say https.
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if forwarded in ("http", "https"):
+            scheme = forwarded
+    return f"{scheme}://{request.host}"
 
 
 def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRouteDef]:

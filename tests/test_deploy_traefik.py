@@ -250,6 +250,12 @@ async def test_traefik_loads_the_shipped_routing_and_serves_page_and_ws(
             assert resp.status == 201
             created = await resp.json()
         assert created["join_url"].startswith("http://calls.example.org/?room=")
+        # Through the TLS entry point the link says https (X-Forwarded-Proto from Traefik).
+        async with session.post(
+            traefik.websecure + "/api/rooms", headers={"Host": "calls.example.org"}, ssl=insecure
+        ) as resp:
+            assert resp.status == 201
+            assert (await resp.json())["join_url"].startswith("https://calls.example.org/?room=")
 
         # /ws upgrades through Traefik and the protocol runs over it. The server trusts
         # X-Forwarded-For (CALLSERVER_TRUST_FORWARDED_FOR=true behind Traefik): Traefik must set

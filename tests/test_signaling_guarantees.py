@@ -20,7 +20,7 @@ from aiortc.sdp import SessionDescription
 
 from callserver.app import HUB, MEDIA, ROOMS
 from callserver.probe import ScriptedCaller
-from tests.conftest import RunningServer, wait_for
+from tests.conftest import wait_for
 from tests.test_bad_input import assert_baseline, expect_error
 
 JOIN = {"type": "join", "room": "guarantee-room", "name": "Ann", "spoken": "en", "listen": "es"}
@@ -348,11 +348,18 @@ async def test_join_links_use_the_public_url(make_server: Callable[..., Any]) ->
         assert room["join_url"] == f"https://calls.example.org/?room={room['id']}"
 
 
-async def test_join_links_default_to_the_request_host(server: RunningServer) -> None:
-    headers = {"Host": "calls.internal:8443"}
-    async with server.session.post(server.url + "/api/rooms", headers=headers) as resp:
-        room = await resp.json()
-    assert room["join_url"] == f"http://calls.internal:8443/?room={room['id']}"
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_join_links_default_to_the_request_host(
+    make_server: Callable[..., Any], trusted: bool
+) -> None:
+    # A client's own X-Forwarded-Proto counts only behind a trusted proxy.
+    headers = {"Host": "calls.internal:8443", "X-Forwarded-Proto": "https"}
+    async with make_server(trust_forwarded_for=trusted) as server:
+        url = server.url + "/api/rooms"
+        async with server.session.post(url, headers=headers) as resp:
+            room = await resp.json()
+    scheme = "https" if trusted else "http"
+    assert room["join_url"] == f"{scheme}://calls.internal:8443/?room={room['id']}"
 
 
 async def test_a_new_connection_after_the_client_closed_its_own(
