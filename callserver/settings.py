@@ -49,8 +49,8 @@ class Settings(EnvSettings):
     )
     stun_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="STUN URLs handed to the page for the browser-to-browser video "
-        "connection, e.g. stun:stun.example.org:3478.",
+        description="STUN URLs handed to the page for its connections (to the server and the "
+        "browser-to-browser video), e.g. stun:stun.example.org:3478.",
     )
     turn_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="TURN URLs handed to the page (comma separated)."
@@ -206,7 +206,7 @@ class Settings(EnvSettings):
         return self
 
     def ice_servers(self) -> list[dict[str, Any]]:
-        """The RTCIceServer list the page uses for its browser-to-browser connections."""
+        """The RTCIceServer list the page uses for its connections, to the server and to peers."""
         servers: list[dict[str, Any]] = []
         if self.stun_urls:
             servers.append({"urls": list(self.stun_urls)})

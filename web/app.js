@@ -597,6 +597,7 @@ function scheduleReconnect() {
 async function startServerMedia() {
   if (!app.serverLink) {
     app.serverLink = new ServerLink({
+      iceServers: app.iceServers || [],
       audioTrack: app.audioTrack,
       onTrack: (stream) => {
         const audio = $("remote-audio");

@@ -23,10 +23,17 @@ function iceGatheringComplete(pc, timeoutMs = ICE_GATHER_TIMEOUT_MS) {
  * The browser <-> server connection: the microphone goes up, this listener's mix comes down,
  * and a data channel named "events" carries JSON events from the server.
  *
+ * `iceServers` are the STUN/TURN servers the server hands out (welcome's `ice_servers`), the
+ * same list the direct video uses: a caller whose firewall blocks UDP reaches the server's media
+ * only through TURN. The offer waits for ICE gathering (relay candidates included) for at most
+ * ICE_GATHER_TIMEOUT_MS, so an unreachable TURN server delays the start of a call by that much
+ * at worst; the host and reflexive candidates gathered by then still go in the offer.
+ *
  * Callbacks: onTrack(MediaStream), onEvent(object), onState(connectionState).
  */
 export class ServerLink {
-  constructor({ audioTrack, onTrack, onEvent, onState }) {
+  constructor({ iceServers, audioTrack, onTrack, onEvent, onState }) {
+    this.iceServers = iceServers || [];
     this.audioTrack = audioTrack;
     this.onTrack = onTrack;
     this.onEvent = onEvent;
@@ -39,7 +46,7 @@ export class ServerLink {
   /** Make a fresh connection and return the offer SDP, ICE candidates included. */
   async createOffer() {
     this.close();
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     if (this.audioTrack) {
       pc.addTrack(this.audioTrack, new MediaStream([this.audioTrack]));
