@@ -24,8 +24,15 @@ async def drain(app: web.Application, timeout_s: float, force: asyncio.Event) ->
     log.info("draining", extra={"participants": rooms.participant_count, "timeout_s": timeout_s})
     await app[HUB].notify_draining(timeout_s)
     deadline = time.monotonic() + timeout_s
-    # Polling: participants leave through many paths, none of which is worth an event.
-    while rooms.participant_count and time.monotonic() < deadline and not force.is_set():  # noqa: ASYNC110
+    # Polling: participants leave through many paths, none of which is worth an event. A leave
+    # still closing its media or sending its `left` is waited for too, or the last caller to
+    # leave could lose that answer to the shutdown.
+    hub = app[HUB]
+    while (  # noqa: ASYNC110
+        (rooms.participant_count or hub.leaving)
+        and time.monotonic() < deadline
+        and not force.is_set()
+    ):
         await asyncio.sleep(0.1)
     if rooms.participant_count:
         log.info("drain timeout; closing calls", extra={"participants": rooms.participant_count})

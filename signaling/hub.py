@@ -109,6 +109,7 @@ class SignalingHub:
         self.media = media
         self.metrics = metrics
         self._is_draining = is_draining
+        self._leaving = 0
         self._client_address = client_address
         self._connections: set[ClientConnection] = set()
         self._by_participant: dict[str, ClientConnection] = {}
@@ -328,11 +329,20 @@ class SignalingHub:
         )
 
     async def _leave_message(self, conn: ClientConnection, msg: Leave) -> None:
-        await self._leave(conn, "left")
-        await self._send(conn, server_message("left"))
+        self._leaving += 1
+        try:
+            await self._leave(conn, "left")
+            await self._send(conn, server_message("left"))
+        finally:
+            self._leaving -= 1
 
     async def _ping(self, conn: ClientConnection, msg: Ping) -> None:
         await self._send(conn, server_message("pong", id=msg.id))
+
+    @property
+    def leaving(self) -> int:
+        """Leaves in progress: out of the room already, their media and messages not done yet."""
+        return self._leaving
 
     async def _leave(self, conn: ClientConnection, reason: str) -> None:
         participant, room_id = conn.participant, conn.room_id
@@ -341,13 +351,19 @@ class SignalingHub:
         conn.participant, conn.room_id = None, None
         if self._by_participant.get(participant.id) is conn:
             del self._by_participant[participant.id]
-        self.rooms.leave(room_id, participant.id)
-        await self.media.remove(room_id, participant.id, reason)
-        log.info("left", extra={"room": room_id, "participant": participant.id, "reason": reason})
-        await self._broadcast(
-            room_id,
-            server_message("participant-left", participant_id=participant.id, reason=reason),
-        )
+        self._leaving += 1
+        try:
+            self.rooms.leave(room_id, participant.id)
+            await self.media.remove(room_id, participant.id, reason)
+            log.info(
+                "left", extra={"room": room_id, "participant": participant.id, "reason": reason}
+            )
+            await self._broadcast(
+                room_id,
+                server_message("participant-left", participant_id=participant.id, reason=reason),
+            )
+        finally:
+            self._leaving -= 1
 
     # --- validation ---------------------------------------------------------------------------
 

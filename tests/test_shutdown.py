@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 
+from callserver.app import MEDIA, ROOMS
 from callserver.probe import ProbeError, ScriptedCaller
+from callserver.server import drain
 from tests.conftest import wait_for
 from tests.process_helpers import start_server
 
@@ -101,3 +104,33 @@ async def test_json_log_format(session: aiohttp.ClientSession) -> None:
     assert joined[0]["participant"] == a.participant_id
     assert joined[0]["client"] == "127.0.0.1"
     assert any(r["msg"] == "stopped" and r["logger"] == "callserver.server" for r in records)
+
+
+async def test_drain_waits_for_a_leave_in_progress(
+    make_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_server() as server:
+        media = server.app[MEDIA]
+        original, release = media.remove, asyncio.Event()
+
+        async def slow_remove(room_id: str, participant_id: str, reason: str) -> None:
+            # Fault injection: a peer connection that takes its time to close.
+            await release.wait()
+            await original(room_id, participant_id, reason)
+
+        monkeypatch.setattr(media, "remove", slow_remove)
+        caller = server.caller(name="Last")
+        await caller.join("drain-last-leave")
+        drained = asyncio.create_task(drain(server.app, 30, asyncio.Event()))
+        await caller.expect("draining")
+        await caller.send({"type": "leave"})
+        # Out of the room already, but its media and its `left` answer are still to come.
+        try:
+            await wait_for(lambda: server.app[ROOMS].participant_count == 0)
+            await asyncio.sleep(0.3)
+            assert not drained.done(), "the drain ended before the leave did"
+        finally:
+            release.set()
+        await caller.expect("left")
+        await asyncio.wait_for(drained, 5)
+        await caller.close()
