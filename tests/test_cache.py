@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import logging
 import os
 import shutil
 import socket
@@ -347,6 +348,29 @@ async def test_file_layer_comes_back_after_probe_interval(
     assert events(metrics, "file", "error") == 1
     assert events(metrics, "file", "write") == 1
     assert files.path_for(k).exists()
+
+
+async def test_a_folder_that_stays_unwritable_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = EngineMetrics()
+    files = FileCache(
+        tmp_path / "tts", name="tts", max_bytes=1 << 20, probe_interval_s=0.05, metrics=metrics
+    )
+    blocker = tmp_path / "tts"
+    blocker.write_text("x")  # fault injection: a file where the folder should be
+    with caplog.at_level(logging.DEBUG, logger="models.cache.file"):
+        for attempt in range(3):  # each after the probe interval: really tried again
+            await files.put(key(f"attempt {attempt}"), b"v")
+            await asyncio.sleep(0.06)
+        blocker.unlink()
+        await files.put(key("writable again"), b"v")
+    assert events(metrics, "file", "error") == 3  # the alert still sees every failure
+    failures = [r for r in caplog.records if r.getMessage() == "file cache write failed"]
+    assert [r.levelno for r in failures] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        "file cache writable again"
+    ]
 
 
 class SpareRedis:

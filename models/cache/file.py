@@ -57,6 +57,8 @@ class FileCache:
         self._lock = threading.Lock()
         self._size: int | None = None
         self._unwritable_until = 0.0
+        # A folder that stays unwritable is logged once, not at every retry (metrics count each).
+        self._failing = False
 
     # --- async API -------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
@@ -133,6 +135,7 @@ class FileCache:
             self._fail("write", key, exc)
             return
         self._count("write")
+        self._recovered()
         with self._lock:
             size = self._ensure_size() + len(data) - old
             self._size = size
@@ -158,6 +161,7 @@ class FileCache:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         self._unwritable_until = 0.0
+        self._recovered()
         return True
 
     @property
@@ -224,9 +228,19 @@ class FileCache:
             return False
         return True
 
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info(
+                "file cache writable again", extra={"cache": self.name, "root": str(self.root)}
+            )
+
     def _fail(self, operation: str, key: str, exc: OSError) -> None:
         self._count("error")
-        log.warning(
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(
+            level,
             "file cache %s failed",
             operation,
             extra={
