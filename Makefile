@@ -7,13 +7,13 @@ BIN    := $(VENV)/bin
 
 # Debian packages the server uses at run time (offline speech synthesis and translation),
 # and the extra ones the tests drive (a real Chromium, a real Redis, and the deployment tools
-# that check deploy/: promtool and Prometheus, Compose, kubectl's kustomize).
+# that check deploy/: promtool and Prometheus, Compose, kubectl's kustomize, coturn for TURN).
 RUN_DEBS  := espeak-ng apertium apertium-eng-spa
-TEST_DEBS := chromium redis-server prometheus docker-compose
+TEST_DEBS := chromium redis-server prometheus docker-compose coturn
 # Any kubectl renders kustomize; Debian's is kubernetes-client, installed only when none is found.
 KUBECTL_DEB := $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test lint types unit bench install install-test clean
+.PHONY: run test test-deploy lint types unit bench install install-test clean
 
 run: install
 	$(BIN)/callserver serve
@@ -24,6 +24,12 @@ test: install-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The container image and the Swarm stack on a real Docker engine (as root, minutes; not part
+# of `make test`): scripts/test-deploy.sh says what it builds, runs and removes.
+test-deploy: install-test
+	scripts/ensure-debs.sh docker.io mmdebstrap
+	scripts/test-deploy.sh
 
 lint: install-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

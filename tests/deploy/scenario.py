@@ -1,0 +1,634 @@
+"""The deployment scenario of `make test-deploy`, on a real Docker engine (run as root).
+
+scripts/test-deploy.sh builds the images, then runs ``python -m tests.deploy.scenario``:
+
+1. speech with a root-owned volume (the seed outage): the callserver image, run as its own
+   uid 10001 with a volume at /data that root owns and that already holds files, starts, says
+   in one log line which folder it cannot write (path, owner, uid, fallback), and still serves
+   POST /api/tts, /api/translate and /api/stt; a new empty volume gets the image's 10001 owner;
+2. a single-node swarm with deploy/swarm/stack.yaml as shipped (tests/deploy/stack-override.yaml
+   only sets Grafana's replicas to 0), every service healthy, the page and /readyz through
+   Traefik on :80, Prometheus scraping callserver;
+3. a scripted call through Traefik (two aiortc callers over ws://127.0.0.1:80/ws, audio both
+   ways), then a rolling update of callserver while the call runs: both callers get
+   `draining`, audio keeps flowing for seconds after it, the callers leave, the old task exits
+   0 by itself (not killed, no "drain timeout"), the new task becomes healthy, Traefik routes
+   to it and a new call works, and the update completes (no rollback);
+4. everything it created is removed (containers, stack, secrets, configs, volumes, the swarm).
+
+Every wait is bounded; each step prints one line. Talks to loopback only (host networking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import numpy as np
+
+from callserver.media.frames import SAMPLE_RATE, Pcm16
+from callserver.probe import ScriptedCaller
+from signaling.tokens import mint_token
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
+OVERRIDE_FILE = Path(__file__).resolve().parent / "stack-override.yaml"
+STACK = "cs-td"
+# Ports the stack binds on the host (host networking); Redis's is moved off 6379, which the
+# machine's own Redis (make test) may hold.
+REDIS_PORT = int(os.environ.get("TEST_DEPLOY_REDIS_PORT", "6390"))
+SPEECH_PORT = int(os.environ.get("TEST_DEPLOY_SPEECH_PORT", "8080"))
+STACK_PORTS = {
+    "traefik web": 80,
+    "traefik websecure": 443,
+    "traefik ping": 8082,
+    "callserver": 8080,
+    "prometheus": 9090,
+    "redis": REDIS_PORT,
+    "coturn": 3478,
+}
+TRAEFIK = "http://127.0.0.1:80"
+LOUD = 1000.0  # RMS of a received 20 ms block that counts as the other caller's tone
+T = TypeVar("T")
+_T0 = time.monotonic()
+
+
+class ScenarioError(Exception):
+    """A step of the scenario failed; the message says which and what was seen."""
+
+
+def step(message: str) -> None:
+    print(f"[test-deploy {time.monotonic() - _T0:6.1f}s] {message}", flush=True)
+
+
+# --- docker -------------------------------------------------------------------------------------
+
+
+def _run(argv: list[str], stdin: str | None, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+async def docker(
+    *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0
+) -> str:
+    """Run ``docker ARGS`` in a thread (a call in progress keeps its event loop); its stdout."""
+    proc = await asyncio.to_thread(_run, ["docker", *args], stdin, timeout)
+    if check and proc.returncode != 0:
+        raise ScenarioError(
+            f"docker {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}"
+        )
+    return proc.stdout.strip()
+
+
+async def wait_until(
+    what: str, probe: Callable[[], Awaitable[T | None]], timeout: float, interval: float = 1.0
+) -> T:
+    """Poll ``probe`` until it returns a value other than None, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Cleanup:
+    """Undo actions, run last-registered first, each one bounded, failures reported not raised."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+
+    def add(self, what: str, action: Callable[[], Awaitable[object]]) -> None:
+        self._actions.append((what, action))
+
+    async def run(self) -> bool:
+        clean = True
+        while self._actions:
+            what, action = self._actions.pop()
+            try:
+                await asyncio.wait_for(action(), 180)
+                step(f"cleanup: {what}")
+            except (ScenarioError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+                clean = False
+                step(f"cleanup FAILED: {what}: {exc}")
+        return clean
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))  # the stack binds every address (host networking)
+        except OSError:
+            return False
+    return True
+
+
+async def http_status(session: aiohttp.ClientSession, url: str) -> int | None:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            await resp.read()
+            return resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+def tone(freq: float, seconds: float, amp: int = 8000) -> Pcm16:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def loud_seconds(caller: ScriptedCaller, after: float, before: float = float("inf")) -> float:
+    """Seconds of the other caller's tone that ``caller`` received between two times."""
+    rec = caller.recording
+    blocks = 0
+    for arrival, block in zip(list(rec.arrivals), list(rec.blocks), strict=False):
+        if not (after <= arrival < before and block.size):
+            continue
+        if float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) > LOUD:
+            blocks += 1
+    return blocks * 0.02
+
+
+async def hears_each_other(a: ScriptedCaller, b: ScriptedCaller, since: float) -> None:
+    async def both() -> bool | None:
+        return True if loud_seconds(a, since) > 1.0 and loud_seconds(b, since) > 1.0 else None
+
+    await wait_until("audio both ways", both, timeout=30, interval=0.2)
+
+
+async def open_call(
+    session: aiohttp.ClientSession, room: str, secret: str, names: tuple[str, str]
+) -> tuple[ScriptedCaller, ScriptedCaller]:
+    """Two callers in ``room`` through Traefik, each playing its own tone for two minutes."""
+    token = mint_token(secret.encode("utf-8"), room, 600)
+    a = ScriptedCaller(TRAEFIK, session, name=names[0])
+    b = ScriptedCaller(TRAEFIK, session, name=names[1])
+    for caller, freq in ((a, 440.0), (b, 660.0)):
+        await caller.join(room, token)
+        await caller.start_media()
+        caller.play(tone(freq, 120))
+    return a, b
+
+
+async def leave_while_draining(caller: ScriptedCaller) -> str:
+    """Leave the room; how it ended: the server's `left`, or its socket closing as it exits.
+
+    The last participant to leave a draining server ends the drain, and the server may exit
+    before its `left` reply is sent (the room is empty before the reply goes out): the socket
+    then closes with 1001. Either way the server's log must show the participant left by
+    leaving (checked by the caller of this).
+    """
+    await caller.send({"type": "leave"})
+    deadline = time.monotonic() + 10
+    outcome = None
+    while outcome is None and time.monotonic() < deadline:
+        try:
+            await caller.expect("left", 0.2)
+            outcome = f"{caller.name}: 'left'"
+        except TimeoutError:
+            if caller.ws is None or caller.ws.closed:
+                code = caller.ws.close_code if caller.ws is not None else None
+                outcome = f"{caller.name}: socket closed {code} as the server exited"
+    if outcome is None:
+        raise ScenarioError(f"{caller.name}: no 'left' and no close within 10 s of leaving")
+    await caller.stop_media()
+    return outcome
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, dict):
+                lines.append(value)
+    return lines
+
+
+async def container_logs(container: str) -> str:
+    proc = await asyncio.to_thread(_run, ["docker", "logs", container], None, 60)
+    return proc.stdout + proc.stderr
+
+
+async def inspect(obj: str) -> dict[str, Any]:
+    data = json.loads(await docker("inspect", obj))
+    assert isinstance(data, list) and data
+    result: dict[str, Any] = data[0]
+    return result
+
+
+# --- 1. speech with a root-owned volume ---------------------------------------------------------
+
+
+async def speech_with_root_owned_volume(
+    session: aiohttp.ClientSession, image: str, base: str, cleanup: Cleanup
+) -> None:
+    fresh, rooted = f"{STACK}-fresh", f"{STACK}-root-owned"
+    for volume in (fresh, rooted):
+        await docker("volume", "create", volume)
+        cleanup.add(f"volume {volume}", partial(docker, "volume", "rm", "-f", volume))
+    # The ownership rule: an empty named volume takes the image's /data owner and mode.
+    owner = await docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{fresh}:/data",
+        "--entrypoint",
+        "stat",
+        image,
+        "-c",
+        "%u:%g %a",
+        "/data",
+    )
+    if owner != "10001:10001 750":
+        raise ScenarioError(f"a new volume at /data is {owner}, not the image's 10001:10001 750")
+    step(f"a new named volume at /data is initialised from the image: {owner}")
+    # The seed outage: a volume root made and filled (so Docker leaves it as it is).
+    await docker(
+        "run", "--rm", "-v", f"{rooted}:/data", base, "sh", "-c",
+        "mkdir -p /data/cache /data/models && echo old > /data/cache/left-by-root"
+        " && chown -R 0:0 /data && chmod 0755 /data /data/cache /data/models",
+    )  # fmt: skip
+    if not port_free(SPEECH_PORT):
+        raise ScenarioError(f"port {SPEECH_PORT} is taken (set TEST_DEPLOY_SPEECH_PORT)")
+    name = f"{STACK}-speech"
+    container = await docker(
+        "run", "-d", "--name", name, "--network", "host",
+        "-e", f"CALLSERVER_PORT={SPEECH_PORT}", "-v", f"{rooted}:/data", image,
+    )  # fmt: skip
+    cleanup.add(f"container {name}", partial(docker, "rm", "-f", container))
+    config = await inspect(container)
+    user = config["Config"]["User"]
+    uid = await docker("exec", container, "id", "-u")
+    if user != "10001:10001" or uid != "10001":
+        raise ScenarioError(f"the image runs as {user!r} (uid {uid}), not 10001:10001")
+    base_url = f"http://127.0.0.1:{SPEECH_PORT}"
+
+    async def ready() -> bool | None:
+        return True if await http_status(session, base_url + "/readyz") == 200 else None
+
+    await wait_until("the container's /readyz", ready, timeout=120)
+    lines = json_lines(await container_logs(container))
+    unwritable = [line for line in lines if line.get("msg") == "folder not writable"]
+    cache = [line for line in unwritable if line.get("path") == "/data/cache"]
+    if not cache or cache[0].get("owner") != "0:0" or cache[0].get("uid") != 10001:
+        raise ScenarioError(f"no 'folder not writable' line for /data/cache: {unwritable}")
+    if not all(line.get("fallback") for line in unwritable) or len(cache) != 1:
+        raise ScenarioError(
+            f"each unwritable folder should be one line with a fallback: {unwritable}"
+        )
+    for line in unwritable:
+        step(
+            f"start-up log: {line['msg']}: path={line['path']} owner={line['owner']} "
+            f"uid={line['uid']} fallback={line['fallback']!r}"
+        )
+    text = "Hello from the container."
+    async with session.post(base_url + "/api/tts", json={"text": text, "language": "en"}) as resp:
+        wav = await resp.read()
+        if resp.status != 200 or resp.content_type != "audio/wav" or wav[:4] != b"RIFF":
+            raise ScenarioError(f"POST /api/tts: {resp.status} {resp.content_type} {wav[:200]!r}")
+        duration_ms = float(resp.headers.get("X-Audio-Duration-Ms", "0"))
+        engine = resp.headers.get("X-Engine")
+    if duration_ms < 500:
+        raise ScenarioError(f"POST /api/tts returned {duration_ms} ms of audio")
+    # Spanish has no Piper voice: espeak-ng (a Debian package in the image) speaks it.
+    async with session.post(
+        base_url + "/api/tts", json={"text": "Hola desde el contenedor.", "language": "es"}
+    ) as resp:
+        spanish = await resp.read()
+        engine_es = resp.headers.get("X-Engine")
+    if resp.status != 200 or spanish[:4] != b"RIFF" or engine_es != "espeak":
+        raise ScenarioError(f"POST /api/tts (es): {resp.status} {engine_es} {spanish[:200]!r}")
+    async with session.post(
+        base_url + "/api/translate", json={"text": "good morning", "source": "en", "target": "es"}
+    ) as resp:
+        translated = await resp.json()
+    if (
+        resp.status != 200
+        or not translated.get("translation")
+        or translated["translation"] == "good morning"
+    ):
+        raise ScenarioError(f"POST /api/translate: {resp.status} {translated}")
+    form = aiohttp.FormData()
+    form.add_field("file", wav, filename="speech.wav", content_type="audio/wav")
+    async with session.post(base_url + "/api/stt", data=form) as resp:
+        heard = await resp.json()
+    if resp.status != 200 or "container" not in str(heard.get("text", "")).lower():
+        raise ScenarioError(f"POST /api/stt: {resp.status} {heard}")
+    step(
+        f"speech served as uid 10001 on a root-owned /data: tts {engine} {duration_ms:.0f} ms "
+        f"(es: {engine_es}), "
+        f"translate 'good morning' -> {translated['translation']!r} ({translated['engine']}), "
+        f"stt -> {heard['text']!r}"
+    )
+    await docker("stop", "-t", "45", container, timeout=60)
+    state = (await inspect(container))["State"]
+    if state["ExitCode"] != 0 or state["OOMKilled"]:
+        raise ScenarioError(
+            f"docker stop: exit {state['ExitCode']} (OOMKilled {state['OOMKilled']})"
+        )
+    step("docker stop: the server drained and exited 0")
+
+
+# --- 2. the swarm stack -------------------------------------------------------------------------
+
+
+def stack_env(images: dict[str, str]) -> dict[str, str]:
+    return {
+        **images,
+        "REDIS_PORT": str(REDIS_PORT),
+        # Media on loopback (the callers run on this machine).
+        "CALLSERVER_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "CALLSERVER_TURN_URLS": "turn:127.0.0.1:3478",
+    }
+
+
+async def service_containers(service: str, *, every: bool = False) -> list[dict[str, Any]]:
+    args = ["ps", "--no-trunc", "--format", "{{json .}}"]
+    args += ["-a"] if every else []
+    args += ["--filter", f"label=com.docker.swarm.service.name={STACK}_{service}"]
+    out = await docker(*args)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+async def healthy_container(service: str, not_id: str | None = None) -> str | None:
+    for row in await service_containers(service):
+        if "(healthy)" in row["Status"] and row["ID"] != not_id:
+            return str(row["ID"])
+    return None
+
+
+async def deploy_stack(
+    session: aiohttp.ClientSession, images: dict[str, str], secret: str, cleanup: Cleanup
+) -> dict[str, str]:
+    state = await docker("info", "--format", "{{.Swarm.LocalNodeState}}")
+    if state != "inactive":
+        raise ScenarioError(
+            f"this engine is already in a swarm ({state}); test-deploy makes its own"
+        )
+    taken = [f"{name} :{port}" for name, port in STACK_PORTS.items() if not port_free(port)]
+    if taken:
+        raise ScenarioError(
+            f"ports the stack binds (host networking) are taken: {', '.join(taken)}"
+        )
+    await docker(
+        "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"
+    )
+    cleanup.add("swarm leave", partial(docker, "swarm", "leave", "--force"))
+    node = await docker("info", "--format", "{{.Swarm.NodeID}}")
+    await docker("node", "update", "--label-add", "callserver.media=true", node)
+    for name, value in (
+        ("callserver_join_secret", secret),
+        ("turn_credential", secrets.token_hex(16)),
+        ("grafana_admin_password", secrets.token_hex(16)),
+    ):
+        await docker("secret", "create", name, "-", stdin=value)
+        cleanup.add(f"secret {name}", partial(docker, "secret", "rm", name))
+    step("single-node swarm, node labelled callserver.media=true, 3 secrets")
+    env = {**os.environ, **stack_env(images)}
+    argv = ["docker", "stack", "deploy", "--resolve-image", "never"]
+    argv += ["-c", str(STACK_FILE), "-c", str(OVERRIDE_FILE), STACK]
+    proc = await asyncio.to_thread(
+        subprocess.run, argv, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    cleanup.add(f"stack {STACK}", remove_stack)
+    if proc.returncode != 0:
+        raise ScenarioError(f"docker stack deploy: {proc.stderr.strip()}")
+    running = {}
+    for service in ("redis", "callserver", "traefik", "prometheus", "coturn"):
+
+        async def healthy(s: str = service) -> str | None:
+            return await healthy_container(s)
+
+        running[service] = await wait_until(f"{service} healthy", healthy, timeout=180, interval=2)
+    listing = await docker("service", "ls", "--format", "{{.Name}} {{.Replicas}}")
+    step(
+        "stack deployed, healthy: "
+        + ", ".join(sorted(running))
+        + f" ({'; '.join(listing.splitlines())})"
+    )
+
+    async def through_traefik() -> bool | None:
+        page = await http_status(session, TRAEFIK + "/")
+        ready = await http_status(session, TRAEFIK + "/readyz")
+        return True if page == 200 and ready == 200 else None
+
+    await wait_until("the page and /readyz through Traefik", through_traefik, timeout=60)
+    step("through Traefik on :80: / 200, /readyz 200")
+
+    async def scraped() -> str | None:
+        url = "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22callserver%22%7D"
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                result = (await resp.json())["data"]["result"]
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+            return None
+        return str(result[0]["value"][1]) if result and result[0]["value"][1] == "1" else None
+
+    await wait_until("Prometheus scraping callserver", scraped, timeout=90, interval=2)
+    step('Prometheus: up{job="callserver"} == 1')
+    return running
+
+
+async def remove_stack() -> None:
+    await docker("stack", "rm", STACK, check=False)
+
+    async def gone() -> bool | None:
+        left = await docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}")
+        return True if not left else None
+
+    await wait_until("the stack's containers to go", gone, timeout=120, interval=2)
+    volumes = await docker(
+        "volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}"
+    )
+    for volume in volumes.split():
+        await docker("volume", "rm", volume)
+
+
+# --- 3. a call through Traefik, drained by a rolling update ------------------------------------
+
+
+async def drained_rolling_update(
+    session: aiohttp.ClientSession, secret: str, old_container: str
+) -> None:
+    a, b = await open_call(session, "deploy-drain-call", secret, ("Ann", "Beto"))
+    callers = [a, b]
+    try:
+        started = time.monotonic()
+        await hears_each_other(a, b, started)
+        step("call through Traefik (ws://127.0.0.1:80/ws): Ann and Beto hear each other")
+        old = await inspect(old_container)
+        old_task = old["Config"]["Labels"]["com.docker.swarm.task.id"]
+        await docker("service", "update", "--force", "--detach", f"{STACK}_callserver")
+        try:
+            notices = [await a.expect("draining", 60), await b.expect("draining", 60)]
+        except TimeoutError:
+            raise ScenarioError("no 'draining' message within 60 s of the update") from None
+        drained_at = time.monotonic()
+        if any(n.get("deadline_s") != 30 for n in notices):
+            raise ScenarioError(f"draining notices: {notices}")
+        step(f"rolling update started: both callers got 'draining' (deadline_s 30) after "
+             f"{drained_at - started:.1f} s of call")  # fmt: skip
+
+        # /healthz stays 200 on a draining server; through Traefik it fails once Traefik's
+        # /readyz health check has taken the server out of the load balancer.
+        async def taken_out() -> int | None:
+            direct = await http_status(session, "http://127.0.0.1:8080/healthz")
+            proxied = await http_status(session, TRAEFIK + "/healthz")
+            return proxied if direct == 200 and proxied not in (200, None) else None
+
+        status = await wait_until("Traefik to take the draining server out", taken_out, 15, 0.5)
+        step(
+            f"Traefik takes the draining server out {time.monotonic() - drained_at:.1f} s after "
+            f"'draining': /healthz answers 200 directly, {status} through Traefik"
+        )
+        # The call goes on: seconds 1 to 6 after the notice hold most of 5 s of each tone.
+        await asyncio.sleep(max(0.0, drained_at + 6.5 - time.monotonic()))
+        heard = {c.name: loud_seconds(c, drained_at + 1, drained_at + 6) for c in callers}
+        for caller in callers:
+            if heard[caller.name] < 3.5:
+                raise ScenarioError(f"after 'draining', seconds 1-6 held only {heard} of audio")
+            if caller.ws is None or caller.ws.closed:
+                raise ScenarioError(f"{caller.name}'s WebSocket closed while draining")
+        step(
+            "after 'draining' the call went on: in seconds 1-6 after it, Ann heard "
+            f"{heard['Ann']:.1f} s and Beto {heard['Beto']:.1f} s of the other's voice"
+        )
+        outcomes = [await leave_while_draining(caller) for caller in callers]
+        left_at = time.monotonic()
+        step(f"both callers left ({', '.join(outcomes)})")
+    finally:
+        for caller in callers:
+            await caller.close()
+
+    async def exited() -> dict[str, Any] | None:
+        state: dict[str, Any] = (await inspect(old_container))["State"]
+        return state if state["Status"] == "exited" else None
+
+    state = await wait_until("the old task to exit", exited, timeout=60, interval=0.5)
+    exit_s = time.monotonic() - left_at
+    if state["ExitCode"] != 0 or state["OOMKilled"]:
+        raise ScenarioError(f"old task: exit {state['ExitCode']}, OOMKilled {state['OOMKilled']}")
+    task = await inspect(old_task)
+    task_status = task["Status"]
+    if task_status.get("ContainerStatus", {}).get("ExitCode") != 0 or task_status.get("Err"):
+        raise ScenarioError(f"old task status: {task_status}")
+    old_log = json_lines(await container_logs(old_container))
+    messages = [line.get("msg") for line in old_log]
+    if "draining" not in messages or "stopped" not in messages:
+        raise ScenarioError(f"old task's log lacks draining/stopped: {messages[-10:]}")
+    if "drain timeout; closing calls" in messages:
+        raise ScenarioError("the old task cut the call at the drain timeout")
+    reasons = [line.get("reason") for line in old_log if line.get("msg") == "left"]
+    if reasons != ["left", "left"]:
+        raise ScenarioError(
+            f"the old task's participants left with reasons {reasons}, not by leaving"
+        )
+    step(
+        f"old task {old_task[:12]} exited by itself, code 0, {exit_s:.1f} s after the callers "
+        f"left (task state {task_status['State']}; log: draining ... stopped, no drain timeout)"
+    )
+
+    async def new_healthy() -> str | None:
+        return await healthy_container("callserver", not_id=old_container)
+
+    new = await wait_until("the new task healthy", new_healthy, timeout=120, interval=1)
+
+    async def routed() -> bool | None:
+        return True if await http_status(session, TRAEFIK + "/readyz") == 200 else None
+
+    await wait_until("Traefik routing to the new task", routed, timeout=30, interval=0.5)
+    step(f"new task healthy ({new[:12]}), Traefik routes to it")
+    c, d = await open_call(session, "deploy-after-update", secret, ("Cai", "Dara"))
+    try:
+        await hears_each_other(c, d, time.monotonic())
+    finally:
+        for caller in (c, d):
+            await caller.close()
+    step("a new call through Traefik works after the update")
+
+    async def completed() -> str | None:
+        out = await docker(
+            "service", "inspect", "--format", "{{json .UpdateStatus}}", f"{STACK}_callserver"
+        )
+        status = json.loads(out) or {}
+        state = str(status.get("State", ""))
+        if state.startswith("rollback") or state == "paused":
+            raise ScenarioError(f"the update did not complete: {status}")
+        return state if state == "completed" else None
+
+    await wait_until("the service update to complete", completed, timeout=120, interval=2)
+    step("service update completed (monitored 30 s, no rollback)")
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+async def scenario(args: argparse.Namespace) -> int:
+    images = {
+        "CALLSERVER_IMAGE": args.image,
+        **{
+            k: os.environ[k]
+            for k in ("TRAEFIK_IMAGE", "REDIS_IMAGE", "PROMETHEUS_IMAGE", "COTURN_IMAGE")
+            if k in os.environ
+        },
+    }
+    cleanup = Cleanup()
+    failed: BaseException | None = None
+    secret = secrets.token_hex(32)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await speech_with_root_owned_volume(session, args.image, args.base_image, cleanup)
+            if not args.skip_swarm:
+                running = await deploy_stack(session, images, secret, cleanup)
+                await drained_rolling_update(session, secret, running["callserver"])
+    except Exception as exc:  # every failure is reported, then everything is removed
+        failed = exc
+        step(f"FAILED: {type(exc).__name__}: {exc}")
+        if not isinstance(exc, ScenarioError):
+            traceback.print_exc()
+        with contextlib.suppress(ScenarioError, OSError, subprocess.SubprocessError):
+            for service in ("callserver", "traefik", "coturn", "prometheus", "redis"):
+                for row in await service_containers(service, every=True):
+                    step(f"{service} container {row['ID'][:12]}: {row['Status']}; its log's end:")
+                    print((await container_logs(row["ID"]))[-3000:], file=sys.stderr)
+    finally:
+        clean = await cleanup.run()
+    if failed is None and clean:
+        step("PASSED")
+        return 0
+    return 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.deploy.scenario", description=__doc__)
+    parser.add_argument("--image", default=os.environ.get("CALLSERVER_IMAGE", "callserver:latest"))
+    parser.add_argument("--base-image", default="local/bookworm-py", help="a root shell image")
+    parser.add_argument("--skip-swarm", action="store_true", help="only the root-owned volume part")
+    return asyncio.run(scenario(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
