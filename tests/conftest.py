@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ DATA = Path(__file__).parent / "data"
 #: The Redis tests use (started by ``make test``); a database of its own, keys under a prefix.
 REDIS_URL = "redis://127.0.0.1:6379/15"
 CLIPS = sorted(DATA.glob("*.wav"))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server the test starts itself."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def missing_dependency(reason: str) -> NoReturn:

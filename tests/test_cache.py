@@ -7,7 +7,6 @@ import glob
 import logging
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from models.cache.base import CorruptEntry, frame, unframe
 from models.cache.keys import is_valid_key
 from models.metrics import EngineMetrics
 from models.tts import EspeakEngine, TtsService
-from tests.conftest import REDIS_URL, missing_dependency
+from tests.conftest import REDIS_URL, free_port, missing_dependency
 
 
 def events(metrics: EngineMetrics, layer: str, event: str, cache: str = "tts") -> float:
@@ -55,12 +54,6 @@ def file_cache(root: Path, metrics: EngineMetrics, max_bytes: int = 1 << 20) -> 
 def disk_usage(root: Path) -> int:
     """Bytes of the cache entries under ``root``."""
     return sum(os.stat(p).st_size for p in glob.glob(f"{root}/*/tts-*"))
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def mount_tmpfs(path: Path, options: str) -> None:
@@ -264,7 +257,7 @@ async def test_redis_round_trip_ttl_and_corruption(redis_prefix: str) -> None:
 
 async def test_redis_down_degrades_to_engine(tmp_path: Path) -> None:
     metrics = EngineMetrics()
-    url = f"redis://127.0.0.1:{unused_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     redis_layer = RedisCache(url, name="tts", ttl_s=60, socket_timeout_s=0.2, metrics=metrics)
     k = key("nobody home")
     assert await redis_layer.get(k) is None
@@ -378,7 +371,7 @@ class SpareRedis:
     (the shared one on 6379 never is)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = unused_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
         self.process: asyncio.subprocess.Process | None = None

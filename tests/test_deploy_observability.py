@@ -8,7 +8,6 @@ import contextlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, free_port
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -308,13 +307,6 @@ def test_grafana_provisioning_names_the_datasource_and_the_dashboard_folder() ->
 
 
 # --- a real Prometheus ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

