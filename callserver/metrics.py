@@ -59,7 +59,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self.ready = Gauge(
             "callserver_ready",
-            "1 while the server takes new calls, 0 while it drains",
+            "1 while the server takes new calls; 0 while its engines warm up and while it drains",
             registry=self.registry,
         )
         self.rooms = Gauge("callserver_rooms", "Rooms that exist", registry=self.registry)
