@@ -27,22 +27,35 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-import numpy as np
 
-from callserver.media.frames import SAMPLE_RATE, Pcm16
-from callserver.probe import ScriptedCaller
-from signaling.tokens import mint_token
+from tests.deploy.calls import (
+    TRAEFIK,
+    hears_each_other,
+    leave_while_draining,
+    loud_seconds,
+    open_call,
+)
+from tests.deploy.engine import (
+    Cleanup,
+    ScenarioError,
+    container_logs,
+    docker,
+    http_status,
+    inspect,
+    json_lines,
+    port_free,
+    step,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yaml"
@@ -61,182 +74,6 @@ STACK_PORTS = {
     "redis": REDIS_PORT,
     "coturn": 3478,
 }
-TRAEFIK = "http://127.0.0.1:80"
-LOUD = 1000.0  # RMS of a received 20 ms block that counts as the other caller's tone
-T = TypeVar("T")
-_T0 = time.monotonic()
-
-
-class ScenarioError(Exception):
-    """A step of the scenario failed; the message says which and what was seen."""
-
-
-def step(message: str) -> None:
-    print(f"[test-deploy {time.monotonic() - _T0:6.1f}s] {message}", flush=True)
-
-
-# --- docker -------------------------------------------------------------------------------------
-
-
-def _run(argv: list[str], stdin: str | None, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-async def docker(
-    *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0
-) -> str:
-    """Run ``docker ARGS`` in a thread (a call in progress keeps its event loop); its stdout."""
-    proc = await asyncio.to_thread(_run, ["docker", *args], stdin, timeout)
-    if check and proc.returncode != 0:
-        raise ScenarioError(
-            f"docker {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}"
-        )
-    return proc.stdout.strip()
-
-
-async def wait_until(
-    what: str, probe: Callable[[], Awaitable[T | None]], timeout: float, interval: float = 1.0
-) -> T:
-    """Poll ``probe`` until it returns a value other than None, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-class Cleanup:
-    """Undo actions, run last-registered first, each one bounded, failures reported not raised."""
-
-    def __init__(self) -> None:
-        self._actions: list[tuple[str, Callable[[], Awaitable[object]]]] = []
-
-    def add(self, what: str, action: Callable[[], Awaitable[object]]) -> None:
-        self._actions.append((what, action))
-
-    async def run(self) -> bool:
-        clean = True
-        while self._actions:
-            what, action = self._actions.pop()
-            try:
-                await asyncio.wait_for(action(), 180)
-                step(f"cleanup: {what}")
-            except (ScenarioError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
-                clean = False
-                step(f"cleanup FAILED: {what}: {exc}")
-        return clean
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))  # the stack binds every address (host networking)
-        except OSError:
-            return False
-    return True
-
-
-async def http_status(session: aiohttp.ClientSession, url: str) -> int | None:
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
-            await resp.read()
-            return resp.status
-    except (aiohttp.ClientError, TimeoutError):
-        return None
-
-
-def tone(freq: float, seconds: float, amp: int = 8000) -> Pcm16:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def loud_seconds(caller: ScriptedCaller, after: float, before: float = float("inf")) -> float:
-    """Seconds of the other caller's tone that ``caller`` received between two times."""
-    rec = caller.recording
-    blocks = 0
-    for arrival, block in zip(list(rec.arrivals), list(rec.blocks), strict=False):
-        if not (after <= arrival < before and block.size):
-            continue
-        if float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) > LOUD:
-            blocks += 1
-    return blocks * 0.02
-
-
-async def hears_each_other(a: ScriptedCaller, b: ScriptedCaller, since: float) -> None:
-    async def both() -> bool | None:
-        return True if loud_seconds(a, since) > 1.0 and loud_seconds(b, since) > 1.0 else None
-
-    await wait_until("audio both ways", both, timeout=30, interval=0.2)
-
-
-async def open_call(
-    session: aiohttp.ClientSession, room: str, secret: str, names: tuple[str, str]
-) -> tuple[ScriptedCaller, ScriptedCaller]:
-    """Two callers in ``room`` through Traefik, each playing its own tone for two minutes."""
-    token = mint_token(secret.encode("utf-8"), room, 600)
-    a = ScriptedCaller(TRAEFIK, session, name=names[0])
-    b = ScriptedCaller(TRAEFIK, session, name=names[1])
-    for caller, freq in ((a, 440.0), (b, 660.0)):
-        await caller.join(room, token)
-        await caller.start_media()
-        caller.play(tone(freq, 120))
-    return a, b
-
-
-async def leave_while_draining(caller: ScriptedCaller) -> str:
-    """Leave the room; how it ended: the server's `left`, or its socket closing as it exits.
-
-    The last participant to leave a draining server ends the drain, and the server may exit
-    before its `left` reply is sent (the room is empty before the reply goes out): the socket
-    then closes with 1001. Either way the server's log must show the participant left by
-    leaving (checked by the caller of this).
-    """
-    await caller.send({"type": "leave"})
-    deadline = time.monotonic() + 10
-    outcome = None
-    while outcome is None and time.monotonic() < deadline:
-        try:
-            await caller.expect("left", 0.2)
-            outcome = f"{caller.name}: 'left'"
-        except TimeoutError:
-            if caller.ws is None or caller.ws.closed:
-                code = caller.ws.close_code if caller.ws is not None else None
-                outcome = f"{caller.name}: socket closed {code} as the server exited"
-    if outcome is None:
-        raise ScenarioError(f"{caller.name}: no 'left' and no close within 10 s of leaving")
-    await caller.stop_media()
-    return outcome
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            value = json.loads(line)
-            if isinstance(value, dict):
-                lines.append(value)
-    return lines
-
-
-async def container_logs(container: str) -> str:
-    proc = await asyncio.to_thread(_run, ["docker", "logs", container], None, 60)
-    return proc.stdout + proc.stderr
-
-
-async def inspect(obj: str) -> dict[str, Any]:
-    data = json.loads(await docker("inspect", obj))
-    assert isinstance(data, list) and data
-    result: dict[str, Any] = data[0]
-    return result
 
 
 # --- 1. speech with a root-owned volume ---------------------------------------------------------
