@@ -22,9 +22,17 @@ def heard_after(recording: Recording, mark: int, t0: float) -> int:
 
 
 async def speak_and_check(
-    speaker: ScriptedCaller, listener: ScriptedCaller, clip: Pcm16, timeout: float = 30.0
+    speaker: ScriptedCaller,
+    listener: ScriptedCaller,
+    clip: Pcm16,
+    timeout: float = 30.0,
+    min_match: float = 0.9,
 ) -> None:
-    """``speaker`` plays ``clip``; ``listener`` must receive audio whose envelope matches it."""
+    """``speaker`` plays ``clip``; ``listener`` must receive audio whose envelope matches it.
+
+    ``min_match`` is the correlation required; the mixer's own tests keep 0.9, tests of what
+    carries the call (a proxy) may ask less, since a loaded machine drops a frame or two.
+    """
     mark = len(listener.recording.blocks)
     speaker.play(clip)
     await wait_for(lambda: not speaker.sending, timeout=timeout)
@@ -36,7 +44,7 @@ async def speak_and_check(
     )
     heard = np.concatenate(listener.recording.blocks[mark:])
     match, _ = envelope_match(clip, heard)
-    assert match > 0.9, f"received audio does not match the sent clip (r={match:.2f})"
+    assert match > min_match, f"received audio does not match the sent clip (r={match:.2f})"
     # The same measure on the clip played backwards stays low: the check can fail.
     control, _ = envelope_match(clip[::-1].copy(), heard)
     assert control < match - 0.2

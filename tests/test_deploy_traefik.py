@@ -304,8 +304,9 @@ async def test_scripted_callers_hold_a_call_through_traefik(
                 assert received >= 0.7 * hold_s / 0.02, (caller.name, received)
             # ...and carries what each one says to the other.
             clip = speech[: SAMPLE_RATE * 3]
-            await speak_and_check(alice, bob, clip)
-            await speak_and_check(bob, alice, clip)
+            # The signaling goes through Traefik; the mixer's fidelity is test_call_audio's.
+            await speak_and_check(alice, bob, clip, min_match=0.8)
+            await speak_and_check(bob, alice, clip, min_match=0.8)
             # The signaling WebSocket through Traefik is still up.
             await alice.send({"type": "ping"})
             await alice.expect("pong")
