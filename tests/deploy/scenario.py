@@ -14,7 +14,8 @@ scripts/test-deploy.sh builds the images, then runs ``python -m tests.deploy.sce
    `draining`, audio keeps flowing for seconds after it, the callers leave, the old task exits
    0 by itself (not killed, no "drain timeout"), the new task becomes healthy, Traefik routes
    to it and a new call works, and the update completes (no rollback);
-4. everything it created is removed (containers, stack, secrets, configs, volumes, the swarm).
+4. everything it created is removed (containers, stack, secrets, configs, volumes, the swarm);
+5. deploy/compose.yaml with Debian's docker-compose, then `down -v` (tests/deploy/compose_check.py).
 
 Every wait is bounded; each step prints one line. Talks to loopback only (host networking).
 """
@@ -44,6 +45,7 @@ from tests.deploy.calls import (
     loud_seconds,
     open_call,
 )
+from tests.deploy.compose_check import compose_deployment
 from tests.deploy.engine import (
     Cleanup,
     ScenarioError,
@@ -368,8 +370,13 @@ async def drained_rolling_update(
     exit_s = time.monotonic() - left_at
     if state["ExitCode"] != 0 or state["OOMKilled"]:
         raise ScenarioError(f"old task: exit {state['ExitCode']}, OOMKilled {state['OOMKilled']}")
-    task = await inspect(old_task)
-    task_status = task["Status"]
+
+    async def settled() -> dict[str, Any] | None:
+        # The container exits before Swarm records it: the task may still say running.
+        status: dict[str, Any] = (await inspect(old_task))["Status"]
+        return status if status.get("State") in ("shutdown", "complete", "failed") else None
+
+    task_status = await wait_until("Swarm to record the old task", settled, 15, interval=0.5)
     if task_status.get("ContainerStatus", {}).get("ExitCode") != 0 or task_status.get("Err"):
         raise ScenarioError(f"old task status: {task_status}")
     old_log = json_lines(await container_logs(old_container))
@@ -441,6 +448,11 @@ async def scenario(args: argparse.Namespace) -> int:
             if not args.skip_swarm:
                 running = await deploy_stack(session, images, secret, cleanup)
                 await drained_rolling_update(session, secret, running["callserver"])
+            if not args.skip_compose:
+                # The swarm goes first: deploy/compose.yaml binds the same host ports.
+                if not await cleanup.run():
+                    raise ScenarioError("the cleanup before the compose step failed")
+                await compose_deployment(session, images, cleanup)
     except Exception as exc:  # every failure is reported, then everything is removed
         failed = exc
         step(f"FAILED: {type(exc).__name__}: {exc}")
@@ -464,6 +476,7 @@ def main() -> int:
     parser.add_argument("--image", default=os.environ.get("CALLSERVER_IMAGE", "callserver:latest"))
     parser.add_argument("--base-image", default="local/bookworm-py", help="a root shell image")
     parser.add_argument("--skip-swarm", action="store_true", help="only the root-owned volume part")
+    parser.add_argument("--skip-compose", action="store_true", help="no deploy/compose.yaml step")
     return asyncio.run(scenario(parser.parse_args()))
 
 
