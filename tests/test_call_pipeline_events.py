@@ -201,7 +201,11 @@ async def test_dubs_queued_too_long_for_a_listener_are_skipped(
         # Only the listener whose queue overflowed is told.
         for other in (ann, al, amy):
             assert not dropped(other, "catch_up")
-        assert ended["dropped_backlog"] == 0, ended
+        # Recognition (one slot, one waiting place here) may fall behind on a loaded machine
+        # too: such a drop is told with the other marker, and is never dubbed or skipped.
+        backlog = {e["utterance_id"] for e in dropped(beto, "backlog")}
+        assert ended["dropped_backlog"] == len(backlog), ended
+        assert not backlog & (played | {e["utterance_id"] for e in skipped})
 
 
 class FaultyAudioTrack(MediaStreamTrack):
