@@ -44,6 +44,7 @@ from tests.deploy.engine import (
     http_status,
     inspect,
     port_free,
+    prometheus_up,
     step,
     wait_until,
 )
@@ -165,16 +166,6 @@ async def turn_allocation(username: str, password: str) -> tuple[str, int]:
         return str(relayed[0]), int(relayed[1])
     finally:
         transport.close()
-
-
-async def prometheus_up(session: aiohttp.ClientSession) -> str | None:
-    url = "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22callserver%22%7D"
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
-            result = (await resp.json())["data"]["result"]
-    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
-        return None
-    return str(result[0]["value"][1]) if result and result[0]["value"][1] == "1" else None
 
 
 def turn_entry(ice_servers: list[dict[str, Any]]) -> dict[str, Any]:

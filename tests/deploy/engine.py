@@ -124,3 +124,14 @@ async def inspect(obj: str) -> dict[str, Any]:
     assert isinstance(data, list) and data
     result: dict[str, Any] = data[0]
     return result
+
+
+async def prometheus_up(session: aiohttp.ClientSession) -> str | None:
+    """ "1" once Prometheus on 127.0.0.1:9090 has scraped callserver, else None."""
+    url = "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22callserver%22%7D"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            result = (await resp.json())["data"]["result"]
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+        return None
+    return str(result[0]["value"][1]) if result and result[0]["value"][1] == "1" else None

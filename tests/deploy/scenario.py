@@ -55,6 +55,7 @@ from tests.deploy.engine import (
     inspect,
     json_lines,
     port_free,
+    prometheus_up,
     step,
     wait_until,
 )
@@ -277,16 +278,9 @@ async def deploy_stack(
     await wait_until("the page and /readyz through Traefik", through_traefik, timeout=60)
     step("through Traefik on :80: / 200, /readyz 200")
 
-    async def scraped() -> str | None:
-        url = "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22callserver%22%7D"
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
-                result = (await resp.json())["data"]["result"]
-        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
-            return None
-        return str(result[0]["value"][1]) if result and result[0]["value"][1] == "1" else None
-
-    await wait_until("Prometheus scraping callserver", scraped, timeout=90, interval=2)
+    await wait_until(
+        "Prometheus scraping callserver", partial(prometheus_up, session), timeout=90, interval=2
+    )
     step('Prometheus: up{job="callserver"} == 1')
     return running
 
