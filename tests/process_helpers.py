@@ -12,6 +12,18 @@ from dataclasses import dataclass
 import aiohttp
 
 
+async def terminate(proc: asyncio.subprocess.Process, timeout: float = 10) -> None:
+    """SIGTERM ``proc`` and wait; SIGKILL it if it is still running after ``timeout``."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 @dataclass
 class ServerProcess:
     """A running server process and the URL it listens on."""

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import RunningServer, free_port
+from tests.process_helpers import terminate
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -387,13 +388,7 @@ async def prometheus(traced_server: RunningServer, tmp_path: Path) -> AsyncItera
         await running.poll("not ready", ready)
         yield running
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process)
 
 
 @pytest.mark.needs("prometheus")

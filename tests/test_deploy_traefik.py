@@ -35,6 +35,7 @@ from callserver.probe import ScriptedCaller
 from callserver.server import drain
 from tests.caller_helpers import speak_and_check
 from tests.conftest import RunningServer, free_port, missing_dependency, wait_for
+from tests.process_helpers import terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 DYNAMIC = ROOT / "deploy" / "traefik" / "dynamic.yaml"
@@ -116,13 +117,7 @@ async def traefik_in_front_of(
         await wait_until_routing(proc, running, server.session)
         yield running
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await terminate(proc)
 
 
 async def api_json(session: aiohttp.ClientSession, url: str) -> Any:

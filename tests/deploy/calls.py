@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import aiohttp
-import numpy as np
 
-from callserver.media.frames import SAMPLE_RATE, Pcm16
+from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
 from signaling.tokens import mint_token
 from tests.deploy.engine import ScenarioError, wait_until
+from tests.media_helpers import tone
+from tests.pipeline_helpers import rms
 
 TRAEFIK = "http://127.0.0.1:80"
 LOUD = 1000.0  # RMS of a received 20 ms block that counts as the other caller's tone
-
-
-def tone(freq: float, seconds: float, amp: int = 8000) -> Pcm16:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
 def loud_seconds(caller: ScriptedCaller, after: float, before: float = float("inf")) -> float:
@@ -26,7 +22,7 @@ def loud_seconds(caller: ScriptedCaller, after: float, before: float = float("in
     for arrival, block in zip(list(rec.arrivals), list(rec.blocks), strict=False):
         if not (after <= arrival < before and block.size):
             continue
-        if float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) > LOUD:
+        if rms(block) > LOUD:
             blocks += 1
     return blocks * 0.02
 
@@ -48,7 +44,7 @@ async def open_call(
     for caller, freq in ((a, 440.0), (b, 660.0)):
         await caller.join(room, token)
         await caller.start_media()
-        caller.play(tone(freq, 120))
+        caller.play(tone(freq, 120 * SAMPLE_RATE))
     return a, b
 
 

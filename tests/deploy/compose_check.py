@@ -35,8 +35,9 @@ import aiohttp
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
 
+from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
-from tests.deploy.calls import hears_each_other, tone
+from tests.deploy.calls import hears_each_other
 from tests.deploy.engine import (
     Cleanup,
     ScenarioError,
@@ -48,6 +49,7 @@ from tests.deploy.engine import (
     step,
     wait_until,
 )
+from tests.media_helpers import tone
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
@@ -258,7 +260,7 @@ async def checks(session: aiohttp.ClientSession, env: dict[str, str]) -> None:
             if turn_entry(welcome["ice_servers"]).get("credential") != credential:
                 raise ScenarioError(f"welcome's ice_servers: {welcome['ice_servers']}")
             await caller.start_media()
-            caller.play(tone(freq, 60))
+            caller.play(tone(freq, 60 * SAMPLE_RATE))
         await hears_each_other(a, b, time.monotonic())
         await a.leave()
         await b.leave()
