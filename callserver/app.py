@@ -28,9 +28,10 @@ from callserver.pipeline.transcript import TranscriptStore
 from callserver.settings import Settings
 from models.metrics import EngineMetrics
 from signaling.errors import ErrorCode, SignalingError
-from signaling.http import client_address, rooms_routes
+from signaling.http import RoomRoutesOptions, client_address, rooms_routes
 from signaling.hub import HubLimits, SignalingHub
-from signaling.rooms import RoomRegistry
+from signaling.memory_rooms import MemoryRoomStore
+from signaling.rooms import RoomLimits, RoomStore
 from signaling.tokens import verify_token
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ ENGINES = web.AppKey("engines", EngineSet)
 TRANSCRIPTS = web.AppKey("transcripts", TranscriptStore)
 TRANSLATION = web.AppKey("translation", TranslationHub)
 METRICS = web.AppKey("metrics", Metrics)
-ROOMS = web.AppKey("rooms", RoomRegistry)
+ROOMS = web.AppKey("rooms", RoomStore)
 MEDIA = web.AppKey("media", MediaPlane)
 HUB = web.AppKey("hub", SignalingHub)
 STATE = web.AppKey("state", ServerState)
@@ -79,11 +80,13 @@ def build_app(
     use_host_addresses(settings.ice_host_addresses)
     metrics = Metrics()
     state = ServerState()
-    rooms = RoomRegistry(
-        default_capacity=settings.room_capacity,
-        max_capacity=settings.room_max_capacity,
-        max_rooms=settings.max_rooms,
-        empty_ttl_s=settings.room_empty_ttl_s,
+    rooms: RoomStore = MemoryRoomStore(
+        RoomLimits(
+            default_capacity=settings.room_capacity,
+            max_capacity=settings.room_max_capacity,
+            max_rooms=settings.max_rooms,
+            empty_ttl_s=settings.room_empty_ttl_s,
+        )
     )
     media = MediaPlane(
         MediaLimits(
@@ -129,8 +132,8 @@ def build_app(
         client_address=lambda request: client_address(request, settings.trust_forwarded_for),
     )
     media.on_peer_closed = hub.media_closed
-    metrics.rooms.set_function(lambda: len(rooms))
-    metrics.participants.set_function(lambda: rooms.participant_count)
+    metrics.rooms.set_function(lambda: hub.room_count)
+    metrics.participants.set_function(lambda: hub.participant_count)
     metrics.peer_connections.set_function(lambda: media.peer_count)
     metrics.ready.set_function(lambda: 1 if state.readiness == "ready" else 0)
     metrics.watch_mixers(lambda: media.stats)
@@ -139,7 +142,7 @@ def build_app(
     app[SETTINGS], app[METRICS], app[ROOMS] = settings, metrics, rooms
     app[MEDIA], app[HUB], app[STATE] = media, hub, state
     app.add_routes([web.get("/ws", hub.handle)])
-    app.add_routes(rooms_routes(rooms, settings))
+    app.add_routes(rooms_routes(rooms, _room_routes_options(settings)))
     app.add_routes(ops_routes(metrics, lambda: state.readiness))
     stats = RequestStats()
     if engines is None:
@@ -154,7 +157,7 @@ def build_app(
             endpoint if endpoint is not None else EndpointSettings(),
             engines,
             media,
-            participants=rooms.participants_of,
+            participants=hub.participants_of,
             metrics=PipelineMetrics(metrics.registry),
             on_final=lambda room_id, entry: transcripts.for_room(room_id).add(entry),
         )
@@ -170,6 +173,17 @@ def build_app(
     app.cleanup_ctx.append(_engines)
     app.on_shutdown.append(_close_calls)
     return app
+
+
+def _room_routes_options(settings: Settings) -> RoomRoutesOptions:
+    return RoomRoutesOptions(
+        join_secret=settings.join_secret.get_secret_value() if settings.join_secret else None,
+        token_ttl_s=settings.token_ttl_s,
+        public_url=settings.public_url,
+        trust_forwarded_for=settings.trust_forwarded_for,
+        ice_servers=settings.ice_servers(),
+        name_max_length=settings.name_max_length,
+    )
 
 
 def _page_routes(settings: Settings) -> list[web.AbstractRouteDef]:
@@ -196,7 +210,12 @@ async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
     async def sweep() -> None:
         while True:
             await asyncio.sleep(settings.room_sweep_interval_s)
-            for room_id in rooms.sweep():
+            try:
+                expired = await rooms.sweep()
+            except Exception as exc:  # a shared store that is unreachable: try next time
+                log.warning("room sweep failed; retried next interval", extra={"error": repr(exc)})
+                expired = []
+            for room_id in expired:
                 app[TRANSCRIPTS].discard(room_id)
             hub.join_limiter.prune()
 
@@ -251,4 +270,4 @@ async def _close_calls(app: web.Application) -> None:
     if TRANSLATION in app:
         await app[TRANSLATION].close()
     await app[MEDIA].close()
-    app[ROOMS].clear()
+    await app[ROOMS].aclose()

@@ -62,9 +62,13 @@ class Metrics:
             "1 while the server takes new calls; 0 while its engines warm up and while it drains",
             registry=self.registry,
         )
-        self.rooms = Gauge("callserver_rooms", "Rooms that exist", registry=self.registry)
+        self.rooms = Gauge(
+            "callserver_rooms", "Rooms with participants on this server", registry=self.registry
+        )
         self.participants = Gauge(
-            "callserver_participants", "Participants in rooms", registry=self.registry
+            "callserver_participants",
+            "Participants connected to this server",
+            registry=self.registry,
         )
         self.peer_connections = Gauge(
             "callserver_peer_connections",

@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 
 from callserver import loop_errors
-from callserver.app import HUB, ROOMS, STATE, build_app
+from callserver.app import HUB, STATE, build_app
 from callserver.folders import check_folders, written_folders
 from callserver.settings import Settings
 
@@ -20,22 +20,21 @@ log = logging.getLogger(__name__)
 async def drain(app: web.Application, timeout_s: float, force: asyncio.Event) -> None:
     """Refuse new joins and wait for calls to end, at most ``timeout_s`` or until ``force``."""
     app[STATE].draining = True
-    rooms = app[ROOMS]
-    log.info("draining", extra={"participants": rooms.participant_count, "timeout_s": timeout_s})
+    hub = app[HUB]
+    log.info("draining", extra={"participants": hub.participant_count, "timeout_s": timeout_s})
     await app[HUB].notify_draining(timeout_s)
     deadline = time.monotonic() + timeout_s
     # Polling: participants leave through many paths, none of which is worth an event. A leave
     # still closing its media or sending its `left` is waited for too, or the last caller to
     # leave could lose that answer to the shutdown.
-    hub = app[HUB]
     while (  # noqa: ASYNC110
-        (rooms.participant_count or hub.leaving)
+        (hub.participant_count or hub.leaving)
         and time.monotonic() < deadline
         and not force.is_set()
     ):
         await asyncio.sleep(0.1)
-    if rooms.participant_count:
-        log.info("drain timeout; closing calls", extra={"participants": rooms.participant_count})
+    if hub.participant_count:
+        log.info("drain timeout; closing calls", extra={"participants": hub.participant_count})
 
 
 async def serve(settings: Settings) -> int:

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from callserver.settings import Settings
 from signaling.errors import ErrorCode, SignalingError
 from signaling.languages import LANGUAGES
 from signaling.protocol import PROTOCOL_VERSION
-from signaling.rooms import ROOM_ID_PATTERN, RoomRegistry
+from signaling.rooms import ROOM_ID_PATTERN, RoomStore
 from signaling.tokens import mint_token
+
+
+@dataclass(frozen=True)
+class RoomRoutesOptions:
+    """What the room endpoints need to know (the server fills it from its settings)."""
+
+    #: Holders of the join secret create rooms and mint tokens; None lets anyone join.
+    join_secret: str | None = None
+    token_ttl_s: int = 3600
+    #: The URL users reach the server at, for join links; None derives it from the request.
+    public_url: str | None = None
+    #: Whether X-Forwarded-For / X-Forwarded-Proto come from a proxy that is trusted.
+    trust_forwarded_for: bool = False
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    name_max_length: int = 64
+
 
 _STATUS = {
     ErrorCode.CAPACITY_INVALID: 400,
@@ -45,12 +61,12 @@ def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
     return request.remote or "unknown"
 
 
-def base_url(request: web.Request, settings: Settings) -> str:
+def base_url(request: web.Request, options: RoomRoutesOptions) -> str:
     """The URL users reach the server at."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
+    if options.public_url:
+        return options.public_url.rstrip("/")
     scheme = request.scheme
-    if settings.trust_forwarded_for:
+    if options.trust_forwarded_for:
         # Behind a TLS proxy the server itself speaks plain HTTP: the link must say https.
         forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         if forwarded in ("http", "https"):
@@ -58,9 +74,9 @@ def base_url(request: web.Request, settings: Settings) -> str:
     return f"{scheme}://{request.host}"
 
 
-def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRouteDef]:
+def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.AbstractRouteDef]:
     """``POST /api/rooms``, ``GET /api/rooms/{id}`` and ``GET /api/config``."""
-    secret = settings.join_secret.get_secret_value() if settings.join_secret else None
+    secret = options.join_secret
 
     async def create_room(request: web.Request) -> web.Response:
         if secret is not None:
@@ -92,13 +108,13 @@ def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRo
                 SignalingError(ErrorCode.CAPACITY_INVALID, "capacity must be an integer")
             )
         try:
-            room = rooms.create(capacity=capacity)
+            room = await rooms.create(capacity=capacity)
         except SignalingError as error:
             return json_error(error)
-        join_url = f"{base_url(request, settings)}/?room={room.id}"
+        join_url = f"{base_url(request, options)}/?room={room.id}"
         result: dict[str, Any] = {"id": room.id, "capacity": room.capacity, "join_url": join_url}
         if secret is not None:
-            token = mint_token(secret.encode("utf-8"), room.id, settings.token_ttl_s)
+            token = mint_token(secret.encode("utf-8"), room.id, options.token_ttl_s)
             result["token"] = token
             result["join_url"] = f"{join_url}&token={token}"
         return web.json_response(result, status=201)
@@ -107,7 +123,7 @@ def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRo
         room_id = request.match_info["room_id"]
         if not ROOM_ID_PATTERN.match(room_id):
             return json_error(SignalingError(ErrorCode.ROOM_ID_INVALID, "not a room id"))
-        room = rooms.get(room_id)
+        room = await rooms.get(room_id)
         if room is None:
             return json_error(SignalingError(ErrorCode.ROOM_NOT_FOUND, "no such room"))
         return web.json_response(
@@ -118,14 +134,14 @@ def rooms_routes(rooms: RoomRegistry, settings: Settings) -> list[web.AbstractRo
         return web.json_response(
             {
                 "protocol": PROTOCOL_VERSION,
-                "ice_servers": settings.ice_servers(),
+                "ice_servers": options.ice_servers,
                 "languages": [
                     {"code": code, "name": name, "native": native}
                     for code, (name, native) in sorted(LANGUAGES.items())
                 ],
-                "room_capacity": settings.room_capacity,
-                "room_max_capacity": settings.room_max_capacity,
-                "name_max_length": settings.name_max_length,
+                "room_capacity": rooms.limits.default_capacity,
+                "room_max_capacity": rooms.limits.max_capacity,
+                "name_max_length": options.name_max_length,
                 "token_required": secret is not None,
             }
         )

@@ -29,7 +29,7 @@ from signaling.protocol import (
     server_message,
 )
 from signaling.ratelimit import SlidingWindowLimiter, TokenBucket
-from signaling.rooms import ROOM_ID_PATTERN, Participant, RoomRegistry
+from signaling.rooms import Participant, RoomStore, check_room_id
 from signaling.tokens import verify_token
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class SignalingHub:
     def __init__(
         self,
         limits: HubLimits,
-        rooms: RoomRegistry,
+        rooms: RoomStore,
         media: MediaPlaneLike,
         metrics: HubMetrics,
         is_draining: Callable[[], bool] = lambda: False,
@@ -113,12 +113,38 @@ class SignalingHub:
         self._client_address = client_address
         self._connections: set[ClientConnection] = set()
         self._by_participant: dict[str, ClientConnection] = {}
+        # room id -> participant id -> connection, in join order: the rooms with members here.
+        self._members: dict[str, dict[str, ClientConnection]] = {}
         self.join_limiter = SlidingWindowLimiter(limits.joins_per_minute, 60.0)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    @property
+    def room_count(self) -> int:
+        """Rooms with participants connected to this server."""
+        return len(self._members)
+
+    @property
+    def participant_count(self) -> int:
+        """Participants connected to this server (what a drain waits for)."""
+        return len(self._by_participant)
+
+    def participant(self, participant_id: str) -> Participant | None:
+        """A participant connected here, as they are now."""
+        conn = self._by_participant.get(participant_id)
+        return conn.participant if conn is not None else None
+
+    def participants_of(self, room_id: str) -> list[Participant]:
+        """The room's participants on this server, oldest first; empty for an unknown room.
+
+        A room's calls are all held by one server, so this is the whole room; the pipeline
+        reads it on every utterance without a round trip to the store.
+        """
+        members = self._members.get(room_id, {})
+        return [conn.participant for conn in members.values() if conn.participant is not None]
 
     # --- connection lifecycle -----------------------------------------------------------------
 
@@ -236,10 +262,7 @@ class SignalingHub:
             raise SignalingError(ErrorCode.DRAINING, "the server is shutting down; try again later")
         if not self.join_limiter.allow(conn.address):
             raise SignalingError(ErrorCode.RATE_LIMITED, "too many join attempts; wait a minute")
-        if not ROOM_ID_PATTERN.match(msg.room):
-            raise SignalingError(
-                ErrorCode.ROOM_ID_INVALID, "room ids are 6-64 letters, digits, '-' or '_'"
-            )
+        check_room_id(msg.room)
         name = self._check_name(msg.name)
         spoken = normalize_language(msg.spoken)
         listen = normalize_language(msg.listen)
@@ -247,9 +270,14 @@ class SignalingHub:
             if not msg.token:
                 raise SignalingError(ErrorCode.TOKEN_REQUIRED, "this server needs a join token")
             verify_token(self.limits.join_secret, msg.token, msg.room)
-        room, participant = self.rooms.join(msg.room, name, spoken, listen)
+        room, participant = await self.rooms.join(msg.room, name, spoken, listen)
+        if conn.ws.closed:
+            # Gone while the store answered: give the place back.
+            await self.rooms.leave(room.id, participant.id)
+            return
         conn.room_id, conn.participant = room.id, participant
         self._by_participant[participant.id] = conn
+        self._members.setdefault(room.id, {})[participant.id] = conn
         log.info("joined", extra=conn.log_fields())
         await self._send(
             conn,
@@ -271,10 +299,12 @@ class SignalingHub:
         assert conn.room_id is not None
         participant, room_id = conn.participant, conn.room_id
         sdp = await self.media.answer(room_id, participant.id, msg.sdp)
-        if conn.participant is not participant:
+        if conn.participant is None or conn.participant.id != participant.id:
             # Left (or disconnected) while the answer was being made: don't leak the peer.
             await self.media.remove(room_id, participant.id, "left")
             return
+        # The prefs as they are now: they may have changed while the answer was made.
+        participant = conn.participant
         self.media.set_prefs(room_id, participant.id, participant.dub, participant.original_volume)
         await self._send(conn, server_message("answer", sdp=sdp))
 
@@ -303,10 +333,15 @@ class SignalingHub:
         assert participant is not None
         assert conn.room_id is not None
         # Validate everything before changing anything, so a bad field changes nothing.
-        name = self._check_name(msg.name) if msg.name is not None else participant.name
-        spoken = normalize_language(msg.spoken) if msg.spoken is not None else participant.spoken
-        listen = normalize_language(msg.listen) if msg.listen is not None else participant.listen
-        participant.name, participant.spoken, participant.listen = name, spoken, listen
+        name = self._check_name(msg.name) if msg.name is not None else None
+        spoken = normalize_language(msg.spoken) if msg.spoken is not None else None
+        listen = normalize_language(msg.listen) if msg.listen is not None else None
+        participant = await self.rooms.update(
+            conn.room_id, participant.id, name=name, spoken=spoken, listen=listen
+        )
+        if conn.participant is None or conn.participant.id != participant.id:
+            return  # left meanwhile
+        conn.participant = participant
         await self._broadcast(
             conn.room_id, server_message("participant-updated", participant=participant.to_wire())
         )
@@ -314,10 +349,12 @@ class SignalingHub:
     async def _prefs(self, conn: ClientConnection, msg: Prefs) -> None:
         participant = conn.participant
         assert participant is not None and conn.room_id is not None
-        if msg.dub is not None:
-            participant.dub = msg.dub
-        if msg.original_volume is not None:
-            participant.original_volume = msg.original_volume
+        participant = await self.rooms.set_prefs(
+            conn.room_id, participant.id, dub=msg.dub, original_volume=msg.original_volume
+        )
+        if conn.participant is None or conn.participant.id != participant.id:
+            return  # left meanwhile
+        conn.participant = participant
         self.media.set_prefs(
             conn.room_id, participant.id, participant.dub, participant.original_volume
         )
@@ -351,9 +388,19 @@ class SignalingHub:
         conn.participant, conn.room_id = None, None
         if self._by_participant.get(participant.id) is conn:
             del self._by_participant[participant.id]
+        members = self._members.get(room_id, {})
+        members.pop(participant.id, None)
+        if not members:
+            self._members.pop(room_id, None)
         self._leaving += 1
         try:
-            self.rooms.leave(room_id, participant.id)
+            try:
+                await self.rooms.leave(room_id, participant.id)
+            except Exception as exc:  # the store is unreachable: the call still ends here
+                log.warning(
+                    "room store failed a leave; the place frees when the room expires",
+                    extra={"room": room_id, "participant": participant.id, "error": repr(exc)},
+                )
             await self.media.remove(room_id, participant.id, reason)
             log.info(
                 "left", extra={"room": room_id, "participant": participant.id, "reason": reason}
@@ -431,12 +478,8 @@ class SignalingHub:
     async def _broadcast(
         self, room_id: str, message: dict[str, Any], exclude: str | None = None
     ) -> None:
-        room = self.rooms.get(room_id)
-        if room is None:
-            return
-        for pid in list(room.participants):
-            target = self._by_participant.get(pid)
-            if pid != exclude and target is not None:
+        for pid, target in list(self._members.get(room_id, {}).items()):
+            if pid != exclude:
                 await self._send(target, message)
 
     def _spawn(self, coro: Awaitable[None]) -> None:

@@ -1,23 +1,21 @@
-"""Rooms and their participants, held in memory by the embedded server.
+"""Rooms and their participants: the values, the limits and the store interface.
 
-The registry is the single owner of room state; the signaling handler and the HTTP API call it,
-and nothing else mutates rooms. A Redis-backed registry for the distributed mode implements
-the same methods.
+Room state lives in a ``RoomStore``: ``MemoryRoomStore`` (``signaling/memory_rooms.py``) in the
+embedded default, ``RedisRoomStore`` (``signaling/redis_rooms.py``) when nodes share state.
+Both return values, never live objects: a change goes through the store, which checks it and
+answers with the new state, so two callers can never disagree about who is in a room.
+``tests/test_room_store_contract.py`` runs one suite against every implementation.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
-
-log = logging.getLogger(__name__)
 
 ROOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 
@@ -28,11 +26,11 @@ def new_room_id() -> str:
 
 
 def new_participant_id() -> str:
-    """A participant id, unique within the server's lifetime."""
+    """A participant id: 72 random bits, so ids from different nodes do not collide."""
     return "p_" + secrets.token_urlsafe(9)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Participant:
     """Someone in a room: who they are and which languages they speak and want to hear."""
 
@@ -40,6 +38,7 @@ class Participant:
     name: str
     spoken: str
     listen: str
+    #: Wall-clock seconds (``time.time``), comparable across nodes.
     joined_at: float
     #: Whether this listener hears dubbed speech, and how loud the original voices stay.
     dub: bool = True
@@ -49,16 +48,42 @@ class Participant:
         """The participant as it appears in protocol messages."""
         return {"id": self.id, "name": self.name, "spoken": self.spoken, "listen": self.listen}
 
+    def to_record(self) -> dict[str, Any]:
+        """Every field, as JSON-ready values (what a shared store keeps)."""
+        return {
+            **self.to_wire(),
+            "joined_at": self.joined_at,
+            "dub": self.dub,
+            "original_volume": self.original_volume,
+        }
 
-@dataclass
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Participant:
+        """The inverse of ``to_record``."""
+        return cls(
+            id=str(record["id"]),
+            name=str(record["name"]),
+            spoken=str(record["spoken"]),
+            listen=str(record["listen"]),
+            joined_at=float(record["joined_at"]),
+            dub=bool(record["dub"]),
+            original_volume=float(record["original_volume"]),
+        )
+
+
+@dataclass(frozen=True)
 class Room:
-    """A call: an id, a capacity and the participants in it."""
+    """A call as the store saw it: an id, a capacity and the participants, oldest first."""
 
     id: str
     capacity: int
     created_at: float
-    participants: dict[str, Participant] = field(default_factory=dict)
+    participants: Mapping[str, Participant] = field(default_factory=dict)
+    #: When the last participant left (None while anyone is in); the room expires after
+    #: ``RoomLimits.empty_ttl_s`` from then.
     empty_since: float | None = None
+    #: The node that holds the room's calls, once one has claimed it.
+    owner: str | None = None
 
     @property
     def full(self) -> bool:
@@ -73,109 +98,117 @@ class Room:
         }
 
 
-class RoomRegistry:
-    """Creates, joins, leaves and expires rooms within the configured limits."""
+@dataclass(frozen=True)
+class RoomLimits:
+    """What the room store enforces (the server sets them from ``CALLSERVER_ROOM_*``)."""
 
-    def __init__(
-        self,
-        *,
-        default_capacity: int,
-        max_capacity: int,
-        max_rooms: int,
-        empty_ttl_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.default_capacity = default_capacity
-        self.max_capacity = max_capacity
-        self.max_rooms = max_rooms
-        self.empty_ttl_s = empty_ttl_s
-        self._clock = clock
-        self._rooms: dict[str, Room] = {}
+    default_capacity: int = 2
+    max_capacity: int = 8
+    max_rooms: int = 1000
+    #: A room nobody is in is forgotten this long after it became empty.
+    empty_ttl_s: float = 300.0
 
-    def __len__(self) -> int:
-        return len(self._rooms)
+    def __post_init__(self) -> None:
+        if not 2 <= self.default_capacity <= self.max_capacity:
+            raise ValueError("default_capacity must be between 2 and max_capacity")
+        if self.max_rooms < 1:
+            raise ValueError("max_rooms must be at least 1")
+        if self.empty_ttl_s <= 0:
+            raise ValueError("empty_ttl_s must be positive")
 
-    @property
-    def participant_count(self) -> int:
-        return sum(len(room.participants) for room in self._rooms.values())
-
-    def get(self, room_id: str) -> Room | None:
-        return self._rooms.get(room_id)
-
-    def participants_of(self, room_id: str) -> list[Participant]:
-        """The room's participants, oldest first; empty for an unknown room."""
-        room = self._rooms.get(room_id)
-        return list(room.participants.values()) if room else []
-
-    def rooms(self) -> list[Room]:
-        return list(self._rooms.values())
-
-    def create(self, capacity: int | None = None, room_id: str | None = None) -> Room:
-        """Create an empty room; it expires if nobody joins within the empty TTL."""
+    def check_capacity(self, capacity: int | None) -> int:
+        """``capacity`` (or the default) if allowed, else ``capacity_invalid``."""
         if capacity is None:
-            capacity = self.default_capacity
+            return self.default_capacity
         if not 2 <= capacity <= self.max_capacity:
             raise SignalingError(
-                ErrorCode.CAPACITY_INVALID,
-                f"capacity must be between 2 and {self.max_capacity}",
+                ErrorCode.CAPACITY_INVALID, f"capacity must be between 2 and {self.max_capacity}"
             )
-        if room_id is None:
-            room_id = new_room_id()
-        elif not ROOM_ID_PATTERN.match(room_id):
-            raise SignalingError(
-                ErrorCode.ROOM_ID_INVALID, "room ids are 6-64 letters, digits, '-' or '_'"
-            )
-        if len(self._rooms) >= self.max_rooms:
-            raise SignalingError(ErrorCode.ROOMS_EXHAUSTED, "the server holds its maximum of rooms")
-        now = self._clock()
-        room = Room(id=room_id, capacity=capacity, created_at=now, empty_since=now)
-        self._rooms[room_id] = room
-        log.info("room created", extra={"room": room_id, "capacity": capacity})
-        return room
+        return capacity
 
-    def join(self, room_id: str, name: str, spoken: str, listen: str) -> tuple[Room, Participant]:
-        """Add a participant, creating the room on first join if it does not exist."""
-        room = self._rooms.get(room_id)
-        if room is None:
-            room = self.create(room_id=room_id)
-        if room.full:
-            raise SignalingError(
-                ErrorCode.ROOM_FULL, f"the room is full ({room.capacity} participants)"
-            )
-        participant = Participant(
-            id=new_participant_id(),
-            name=name,
-            spoken=spoken,
-            listen=listen,
-            joined_at=self._clock(),
+
+def check_room_id(room_id: str) -> str:
+    """``room_id`` if it is well formed, else ``room_id_invalid``."""
+    if not ROOM_ID_PATTERN.match(room_id):
+        raise SignalingError(
+            ErrorCode.ROOM_ID_INVALID, "room ids are 6-64 letters, digits, '-' or '_'"
         )
-        room.participants[participant.id] = participant
-        room.empty_since = None
-        return room, participant
+    return room_id
 
-    def leave(self, room_id: str, participant_id: str) -> Participant | None:
-        """Remove a participant; the room starts its empty TTL when the last one leaves."""
-        room = self._rooms.get(room_id)
-        if room is None:
-            return None
-        participant = room.participants.pop(participant_id, None)
-        if not room.participants and room.empty_since is None:
-            room.empty_since = self._clock()
-        return participant
 
-    def sweep(self) -> list[str]:
-        """Delete rooms that have been empty longer than the TTL; return their ids."""
-        cutoff = self._clock() - self.empty_ttl_s
-        expired = [
-            room.id
-            for room in self._rooms.values()
-            if room.empty_since is not None and room.empty_since <= cutoff
-        ]
-        for room_id in expired:
-            del self._rooms[room_id]
-            log.info("room expired", extra={"room": room_id})
-        return expired
+def room_full(capacity: int) -> SignalingError:
+    return SignalingError(ErrorCode.ROOM_FULL, f"the room is full ({capacity} participants)")
 
-    def clear(self) -> None:
-        """Forget every room (shutdown)."""
-        self._rooms.clear()
+
+def rooms_exhausted() -> SignalingError:
+    return SignalingError(ErrorCode.ROOMS_EXHAUSTED, "the server holds its maximum of rooms")
+
+
+def not_in_room() -> SignalingError:
+    return SignalingError(ErrorCode.NOT_JOINED, "this participant is not in the room")
+
+
+class RoomStore(Protocol):
+    """Where rooms live. Every method is atomic: concurrent callers see one order of events."""
+
+    limits: RoomLimits
+
+    async def create(self, capacity: int | None = None, room_id: str | None = None) -> Room:
+        """An empty room (expires if nobody joins within the TTL); ``rooms_exhausted`` at the
+        limit, ``capacity_invalid``, ``room_id_invalid``. An existing id is returned as it is."""
+        ...
+
+    async def get(self, room_id: str) -> Room | None:
+        """The room now, or None."""
+        ...
+
+    async def join(
+        self, room_id: str, name: str, spoken: str, listen: str
+    ) -> tuple[Room, Participant]:
+        """Add a participant, creating the room on first join; the capacity is checked in the
+        same step as the add, so two joiners can never both take the last place."""
+        ...
+
+    async def leave(self, room_id: str, participant_id: str) -> Participant | None:
+        """Remove a participant (None if not there); the last one out starts the empty TTL."""
+        ...
+
+    async def update(
+        self,
+        room_id: str,
+        participant_id: str,
+        *,
+        name: str | None = None,
+        spoken: str | None = None,
+        listen: str | None = None,
+    ) -> Participant:
+        """Change who a participant is (None keeps a field); ``not_joined`` if not there."""
+        ...
+
+    async def set_prefs(
+        self,
+        room_id: str,
+        participant_id: str,
+        *,
+        dub: bool | None = None,
+        original_volume: float | None = None,
+    ) -> Participant:
+        """Change a listener's dub controls (None keeps a field); ``not_joined`` if not there."""
+        ...
+
+    async def claim(self, room_id: str, node: str) -> str | None:
+        """Make ``node`` the room's owner unless it has one; the owner after the call (None for
+        an unknown room). Two nodes claiming at once get the same answer."""
+        ...
+
+    async def counts(self) -> tuple[int, int]:
+        """(rooms, participants) in the store."""
+        ...
+
+    async def sweep(self) -> list[str]:
+        """Forget rooms empty for longer than the TTL; their ids, each reported once."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's resources (the in-process store forgets its rooms)."""
+        ...

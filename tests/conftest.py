@@ -8,7 +8,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,7 +20,7 @@ import pytest
 import redis
 from aiohttp import web
 
-from callserver.app import build_app
+from callserver.app import ROOMS, build_app
 from callserver.engines import EngineSet
 from callserver.media.frames import Pcm16
 from callserver.pipeline.endpoint import EndpointSettings
@@ -154,6 +154,24 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
+
+
+async def wait_for_async(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """``wait_for`` for a check that must await (a room store's answer)."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def stored_rooms(app: web.Application) -> int:
+    """How many rooms the server's room store holds."""
+    rooms, _ = await app[ROOMS].counts()
+    return rooms
+
+
+async def store_empty(app: web.Application) -> bool:
+    """Whether the server's room store holds no room."""
+    return await stored_rooms(app) == 0
 
 
 def envelope(samples: Pcm16, block: int = 960) -> npt.NDArray[np.float64]:

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from callserver.app import HUB, MEDIA, METRICS, ROOMS, STATE
+from callserver.app import HUB, MEDIA, METRICS, STATE
 from callserver.probe import ProbeError, ScriptedCaller
 from signaling.tokens import mint_token
-from tests.conftest import RunningServer, wait_for
+from tests.conftest import RunningServer, stored_rooms, wait_for
 
 JOIN = {"type": "join", "room": "battery-room", "name": "Ann", "spoken": "en", "listen": "es"}
 
@@ -34,7 +34,7 @@ async def assert_baseline(server: RunningServer) -> None:
         lambda: (
             app[HUB].connection_count == 0
             and app[MEDIA].peer_count == 0
-            and app[ROOMS].participant_count == 0
+            and app[HUB].participant_count == 0
         )
     )
     internal = app[METRICS].errors.labels("internal")._value.get()
@@ -282,7 +282,7 @@ async def test_tokens_when_a_secret_is_configured(make_server: Callable[..., Any
             ) as resp:
                 assert resp.status == 401, wrong
                 assert (await resp.json())["error"]["code"] == "token_invalid", wrong
-        assert len(server.app[ROOMS]) == 1  # only the room joined above
+        assert await stored_rooms(server.app) == 1  # only the room joined above
         headers = {"Authorization": f"Bearer {secret}"}
         async with server.session.post(server.url + "/api/rooms", headers=headers) as resp:
             body = await resp.json()

@@ -57,7 +57,7 @@ async def _browser(
 async def test_two_pages_call_each_other(
     server: RunningServer, playwright: Playwright, tmp_path: Path
 ) -> None:
-    rooms = server.app[ROOMS]
+    rooms, hub = server.app[ROOMS], server.app[HUB]
     (ctx_a, alice), (ctx_b, bao) = await asyncio.gather(
         _browser(playwright, tmp_path, "alice", CLIPS[0], server.url),
         _browser(playwright, tmp_path, "bao", CLIPS[1], server.url),
@@ -87,7 +87,7 @@ async def test_two_pages_call_each_other(
         assert link == await alice.locator("#share-link").input_value()
         room_id = await alice.evaluate("window.callserverDebug.roomId")
         assert link == f"{server.url}/?room={room_id}"
-        assert rooms.get(room_id) is not None
+        assert await rooms.get(room_id) is not None
 
         # Bao opens the link: a Join button for that room, not Create.
         await open_page(bao, link)
@@ -100,7 +100,7 @@ async def test_two_pages_call_each_other(
         await expect(bao.locator("#state-text")).to_have_text(
             "Connected", timeout=CONNECT_TIMEOUT_MS
         )
-        assert rooms.participant_count == 2
+        assert hub.participant_count == 2
 
         # Each sees the other's tile with name and languages.
         bao_tile = alice.locator(".remote-tile")
@@ -157,7 +157,7 @@ async def test_two_pages_call_each_other(
         await expect(bao_tile.locator(".tile-langs")).to_have_text(
             "speaks Tiếng Việt (Vietnamese) · hears Français (French)"
         )
-        room = rooms.get(room_id)
+        room = await rooms.get(room_id)
         assert room is not None
         assert sorted(p.listen for p in room.participants.values()) == ["fr", "vi"]
 
@@ -167,7 +167,7 @@ async def test_two_pages_call_each_other(
         await expect(bao.locator("#start-message")).to_contain_text("You left the call")
         await expect(alice.locator(".remote-tile")).to_have_count(0)
         await expect(alice.locator("#waiting")).to_be_visible()
-        await wait_for(lambda: rooms.participant_count == 1)
+        await wait_for(lambda: hub.participant_count == 1)
         assert await alice.evaluate("Object.keys(window.callserverDebug.peerPcs).length") == 0
     finally:
         await asyncio.gather(ctx_a.close(), ctx_b.close())
@@ -181,7 +181,7 @@ async def test_full_room_is_refused_in_words(
     first, second = server.caller(name="One"), server.caller(name="Two")
     await first.join(room_id)
     await second.join(room_id)
-    baseline = (rooms.participant_count, hub.connection_count, media.peer_count)
+    baseline = (hub.participant_count, hub.connection_count, media.peer_count)
     assert baseline == (2, 2, 0)
 
     context, page = await _browser(playwright, tmp_path, "carol", CLIPS[2], server.url)
@@ -206,9 +206,9 @@ async def test_full_room_is_refused_in_words(
 
         # The refused page holds nothing on the server.
         await wait_for(
-            lambda: (rooms.participant_count, hub.connection_count, media.peer_count) == baseline
+            lambda: (hub.participant_count, hub.connection_count, media.peer_count) == baseline
         )
-        full_room = rooms.get(room_id)
+        full_room = await rooms.get(room_id)
         assert full_room is not None
         assert len(full_room.participants) == 2
 
@@ -253,7 +253,7 @@ _WATCH_STATE_JS = """
 async def test_page_recovers_from_media_failure_and_server_restart(
     server: RunningServer, playwright: Playwright, tmp_path: Path
 ) -> None:
-    rooms, hub, media = server.app[ROOMS], server.app[HUB], server.app[MEDIA]
+    hub, media = server.app[HUB], server.app[MEDIA]
     context, page = await _browser(playwright, tmp_path, "dana", CLIPS[0], server.url)
     try:
         await open_page(page, server.url)
@@ -279,7 +279,7 @@ async def test_page_recovers_from_media_failure_and_server_restart(
         await hub.close_all()
         await expect(state).to_have_text("Connected", timeout=20_000)
         assert await page.evaluate("window.callserverDebug.self.id") != first_id
-        await wait_for(lambda: rooms.participant_count == 1 and media.peer_count == 1)
+        await wait_for(lambda: hub.participant_count == 1 and media.peer_count == 1)
         await expect(page.locator("#call-screen")).to_be_visible()
     finally:
         await context.close()

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Playwright, async_playwright, expect
 
-from callserver.app import MEDIA, ROOMS
+from callserver.app import HUB, MEDIA
+from signaling.rooms import Participant
 from signaling.tokens import mint_token
 from tests.browser import (
     CONNECT_TIMEOUT_MS,
@@ -103,7 +104,7 @@ async def test_captions_latency_and_listener_controls(
 
 
 async def _run(server: RunningServer, playwright: Playwright, tmp_path: Path) -> None:
-    media, rooms = server.app[MEDIA], server.app[ROOMS]
+    media, hub = server.app[MEDIA], server.app[HUB]
     token = mint_token(SECRET.encode(), ROOM, 600)
     wav = fake_microphone(CLIPS[0], tmp_path / "mic.wav")
     context = await launch(playwright, tmp_path / "profile", wav, server.url)
@@ -211,7 +212,12 @@ async def _run(server: RunningServer, playwright: Playwright, tmp_path: Path) ->
         await expect(item).to_have_count(3)
 
         # Joining sent this listener's mix; the toggles send it again.
-        participant = rooms.get(room_id).participants[me]  # type: ignore[union-attr]
+
+        def participant() -> Participant:
+            now = hub.participant(me)
+            assert now is not None
+            return now
+
         assert await _sent(page, "prefs") == [
             {"v": 1, "type": "prefs", "dub": True, "original_volume": 1}
         ]
@@ -221,11 +227,11 @@ async def _run(server: RunningServer, playwright: Playwright, tmp_path: Path) ->
         await page.get_by_role("switch", name="Dubbing").uncheck()
         await page.locator("#original-volume").fill("40")
         await expect(page.locator("#original-volume-value")).to_have_text("40%")
-        await wait_for(lambda: participant.original_volume == 0.4)
+        await wait_for(lambda: participant().original_volume == 0.4)
         prefs = await _sent(page, "prefs")
         assert prefs[1] == {"v": 1, "type": "prefs", "dub": False, "original_volume": 1}
         assert prefs[-1] == {"v": 1, "type": "prefs", "dub": False, "original_volume": 0.4}
-        assert participant.dub is False
+        assert participant().dub is False
         await page.keyboard.press("Escape")
         await expect(page.locator("#sound-panel")).to_be_hidden()
 
@@ -252,8 +258,7 @@ async def _run(server: RunningServer, playwright: Playwright, tmp_path: Path) ->
         assert await _sent(page, "prefs") == [
             {"v": 1, "type": "prefs", "dub": False, "original_volume": 0.4}
         ]
-        rejoined = rooms.get(room_id).participants[me]  # type: ignore[union-attr]
-        await wait_for(lambda: rejoined.dub is False and rejoined.original_volume == 0.4)
+        await wait_for(lambda: participant().dub is False and participant().original_volume == 0.4)
         await expect(page.locator("#dub-toggle")).not_to_be_checked()
         await expect(page.locator("#original-volume")).to_have_value("40")
         await page.locator("#captions-button").click()

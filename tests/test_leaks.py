@@ -10,8 +10,8 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from callserver.app import HUB, MEDIA, ROOMS
-from tests.conftest import wait_for
+from callserver.app import HUB, MEDIA
+from tests.conftest import store_empty, wait_for, wait_for_async
 
 CYCLES = 1000
 #: Every this many cycles the caller connects media for real (ICE, DTLS, audio both ways).
@@ -68,7 +68,7 @@ async def test_thousand_join_leave_cycles(make_server: Callable[..., Any]) -> No
             await cycle(i)
 
         await wait_for(lambda: app[MEDIA].peer_count == 0 and app[MEDIA].room_count == 0)
-        await wait_for(lambda: len(app[ROOMS]) == 0, timeout=30)
+        await wait_for_async(lambda: store_empty(app), timeout=30)
         # Closing finishes in tasks of its own: wait for them to end, not for a set time.
         with contextlib.suppress(TimeoutError):  # reported with the tasks' names below
             await wait_for(lambda: asyncio.all_tasks() <= tasks_before, timeout=30)

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from callserver.app import MEDIA, ROOMS
+from callserver.app import HUB, MEDIA
 from callserver.probe import ProbeError, ScriptedCaller
 from callserver.server import drain
 from tests.conftest import wait_for
@@ -126,7 +126,7 @@ async def test_drain_waits_for_a_leave_in_progress(
         await caller.send({"type": "leave"})
         # Out of the room already, but its media and its `left` answer are still to come.
         try:
-            await wait_for(lambda: server.app[ROOMS].participant_count == 0)
+            await wait_for(lambda: server.app[HUB].participant_count == 0)
             await asyncio.sleep(0.3)
             assert not drained.done(), "the drain ended before the leave did"
         finally:

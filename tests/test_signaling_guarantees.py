@@ -18,9 +18,9 @@ from aioice import stun
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
-from callserver.app import HUB, MEDIA, ROOMS
+from callserver.app import HUB, MEDIA
 from callserver.probe import ScriptedCaller
-from tests.conftest import wait_for
+from tests.conftest import store_empty, stored_rooms, wait_for, wait_for_async
 from tests.test_bad_input import assert_baseline, expect_error
 
 JOIN = {"type": "join", "room": "guarantee-room", "name": "Ann", "spoken": "en", "listen": "es"}
@@ -247,10 +247,10 @@ async def test_rooms_exhausted_is_refused_with_retry(make_server: Callable[..., 
         await b.send({**JOIN, "room": "guarantee-two"})
         error = await expect_error(b, "rooms_exhausted")
         assert error["retry"] is True and error["in_reply_to"] == "join"
-        assert len(server.app[ROOMS]) == 1
+        assert await stored_rooms(server.app) == 1
         # Retry is honest: once the only room is gone, the same join succeeds.
         await a.leave()
-        await wait_for(lambda: len(server.app[ROOMS]) == 0)
+        await wait_for_async(lambda: store_empty(server.app))
         await b.send({**JOIN, "room": "guarantee-two"})
         welcome = await b.expect("welcome")
         assert welcome["room"]["id"] == "guarantee-two"

@@ -28,7 +28,7 @@ from playwright.async_api import (
 )
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from callserver.app import ROOMS
+from callserver.app import HUB
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.probe import load_wav_48k
 from tests.browser import (
@@ -341,16 +341,14 @@ async def _run(
 
     # (5) Bob turns dubbing off in the Sound popover; Alice's next sentence is captioned and
     # translated but not dubbed: Bob's mix stays silent after it.
-    rooms = server.app[ROOMS]
+    hub = server.app[HUB]
     await bob.get_by_role("button", name="Sound").click()
     await expect(bob.locator("#sound-panel")).to_be_visible()
     await bob.get_by_role("switch", name="Dubbing").uncheck()
     await bob.keyboard.press("Escape")
     await expect(bob.locator("#sound-panel")).to_be_hidden()
     bob_id: str = await bob.evaluate("window.callserverDebug.self.id")
-    room = rooms.get(room_id)
-    assert room is not None
-    await wait_for(lambda: room.participants[bob_id].dub is False, timeout=30)
+    await wait_for(lambda: getattr(hub.participant(bob_id), "dub", None) is False, timeout=30)
 
     _, second_end = await alice_mic.play(second)
     u2 = await _final_caption(bob, {u1}, translated=True, timeout_ms=CAPTION_TIMEOUT_MS)
