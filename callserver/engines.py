@@ -2,7 +2,9 @@
 
 Building is lazy because each engine costs start-up time (Apertium lists its pairs, Piper
 loads its voice, Whisper its model) that a server which only relays calls should not pay, and
-it happens in a worker thread because those steps block.
+it happens in a worker thread because those steps block. Callers get the engines as their
+interfaces (``models/interfaces.py``); an engine given to the constructor is used instead of
+building one (another implementation, or a fault-injection fake in tests).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 
 from models.cache import CacheSettings, build_cache
 from models.errors import EngineError
+from models.interfaces import Recognizer, Synthesizer, Translator
 from models.metrics import EngineMetrics
 from models.mt.cached import CachedTranslation
 from models.mt.service import TranslationService, build_service
 from models.mt.settings import MtSettings
 from models.stt.settings import SttSettings
 from models.stt.whisper import WhisperEngine
-from models.tts.service import TtsService, build_tts_service
+from models.tts.service import build_tts_service
 from models.tts.settings import TtsSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class EngineSet:
         tts_settings: TtsSettings | None = None,
         cache_settings: CacheSettings | None = None,
         on_mt_lookup: Callable[[bool], None] | None = None,
+        recognizer: Recognizer | None = None,
+        translator: Translator | None = None,
+        synthesizer: Synthesizer | None = None,
     ) -> None:
         self.metrics = metrics
         #: Called with True or False for each translation the cache did or did not answer.
@@ -46,18 +52,18 @@ class EngineSet:
         self._mt_settings = mt_settings
         self._tts_settings = tts_settings
         self._cache_settings = cache_settings
-        self._stt: WhisperEngine | None = None
-        self._mt: CachedTranslation | None = None
-        self._tts: TtsService | None = None
+        self._stt = recognizer
+        self._mt = translator
+        self._tts = synthesizer
         self._lock = asyncio.Lock()
 
-    async def stt(self) -> WhisperEngine:
+    async def stt(self) -> Recognizer:
         """The recogniser (its model loads on the first transcription, in its pool)."""
         if self._stt is None:
             self._stt = WhisperEngine(self._stt_settings, metrics=self.metrics)
         return self._stt
 
-    async def translation(self) -> CachedTranslation:
+    async def translation(self) -> Translator:
         """The translation chain behind its cache."""
         if self._mt is None:
             async with self._lock:
@@ -65,7 +71,7 @@ class EngineSet:
                     self._mt = await asyncio.to_thread(self._build_translation)
         return self._mt
 
-    async def tts(self) -> TtsService:
+    async def tts(self) -> Synthesizer:
         """The synthesis chain behind its cache."""
         if self._tts is None:
             async with self._lock:
@@ -75,7 +81,7 @@ class EngineSet:
                     )
         return self._tts
 
-    def _build_translation(self) -> CachedTranslation:
+    def _build_translation(self) -> Translator:
         service: TranslationService = build_service(self._mt_settings, self.metrics)
         cache = build_cache(
             self._cache_settings or CacheSettings(), name="mt", metrics=self.metrics
@@ -85,9 +91,9 @@ class EngineSet:
     async def warm_up(self) -> None:
         """Build every engine and load the Whisper model now, so the first request is fast."""
         try:
-            await (await self.translation()).service.warm_up()
-            await self.tts()
-            await (await self.stt()).load()
+            await (await self.translation()).warm_up()
+            await (await self.tts()).warm_up()
+            await (await self.stt()).warm_up()
             log.info("engines ready")
         except EngineError as exc:
             # A missing model is reported by /api/engines and by each request that needs it.
@@ -97,17 +103,12 @@ class EngineSet:
         """What each engine is and whether it is built, for /api/engines."""
         return {
             "stt": self._stt.info() if self._stt else {"loaded": False},
-            "translation": self._mt.service.info() if self._mt else {"loaded": False},
+            "translation": self._mt.info() if self._mt else {"loaded": False},
             "tts": self._tts.info() if self._tts else {"loaded": False},
         }
 
     async def close(self) -> None:
         """Release models, pools and cache connections."""
-        if self._stt is not None:
-            self._stt.close()
-        if self._mt is not None:
-            self._mt.service.close()
-            if self._mt.cache is not None:
-                await self._mt.cache.close()
-        if self._tts is not None:
-            await self._tts.close()
+        for engine in (self._stt, self._mt, self._tts):
+            if engine is not None:
+                await engine.aclose()

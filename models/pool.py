@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import contextvars
 import functools
 from collections.abc import Callable
@@ -33,20 +35,35 @@ class InferencePool:
 
     @property
     def depth(self) -> int:
-        """Requests running or waiting."""
+        """Requests running or waiting, counted until their thread is done with them.
+
+        A caller that stops waiting (its task cancelled) does not stop a decode already running
+        in a thread: that work still holds a worker, so it still counts here.
+        """
         return self._pending
 
     async def run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` in the pool; lazy results must be consumed inside ``fn``."""
         if self._pending >= self.workers + self.max_queue:
             raise EngineUnavailable(f"{self.name} is overloaded ({self._pending} queued)")
-        self._pending += 1
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         try:
-            loop = asyncio.get_running_loop()
-            call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-            return await loop.run_in_executor(self._executor, call)
-        finally:
-            self._pending -= 1
+            future = self._executor.submit(call)
+        except RuntimeError as exc:  # shut down
+            raise EngineUnavailable(f"{self.name} is closed", retryable=False) from exc
+        self._pending += 1
+
+        def finished(_: concurrent.futures.Future[R]) -> None:
+            # Runs in the worker thread (or wherever the future was cancelled before it ran).
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody counts
+                loop.call_soon_threadsafe(self._done)
+
+        future.add_done_callback(finished)
+        return await asyncio.wrap_future(future)
+
+    def _done(self) -> None:
+        self._pending -= 1
 
     def close(self) -> None:
         """Stop accepting work; running calls finish."""

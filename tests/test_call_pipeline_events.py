@@ -81,7 +81,7 @@ async def tight_server(make_server_module: Callable[..., Any]) -> AsyncIterator[
             max_pending_utterances=1, recognition_slots=1, interim_captions=False
         ),
     ) as server:
-        await (await server.app[ENGINES].stt()).load()
+        await (await server.app[ENGINES].stt()).warm_up()
         yield server
 
 

@@ -4,7 +4,10 @@ used only for the utterance it heard: speech that resumes after the pause discar
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +22,10 @@ from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
 from callserver.probe import load_wav_48k
 from models.metrics import EngineMetrics
+from models.pool import InferencePool
+from models.stt.audio import Audio
+from models.stt.result import Transcript
+from models.stt.whisper import WhisperEngine
 from signaling.rooms import Participant
 from tests.conftest import DATA, wait_for
 from tests.hub_helpers import RecordingDelivery
@@ -76,7 +83,7 @@ async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) 
         return [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
 
     try:
-        await (await engines.stt()).load()
+        await (await engines.stt()).warm_up()
         await speak(hub, stream)
         # Every frame is in the hub already: idle means the sentence is done with, so a
         # second utterance split off it could not still be on its way.
@@ -103,3 +110,93 @@ async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) 
         assert early_count("discarded") >= 1
     else:
         assert early_count("used") == early_count("discarded") == 0
+
+
+class SlowRecognizer:
+    """Fault injection: the real recogniser, each decode held ``delay_s`` longer in its thread,
+    counting how many decodes run at once (a cancelled caller does not stop its thread)."""
+
+    def __init__(self, real: WhisperEngine, delay_s: float) -> None:
+        self.real, self.delay_s = real, delay_s
+        self.pool = InferencePool("slow-stt", workers=4, max_queue=16)
+        self.running = self.most_running = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return self.pool.depth
+
+    @property
+    def max_audio_s(self) -> float:
+        return self.real.max_audio_s
+
+    def _decode(self, audio: Audio, language: str | None, live: bool) -> Transcript:
+        with self._lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            time.sleep(self.delay_s)
+            return self.real.transcribe_sync(audio, language, None, live)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    async def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        allowed: Sequence[str] | None = None,
+        live: bool = False,
+    ) -> Transcript:
+        return await self.pool.run(self._decode, audio, language, live)
+
+    async def warm_up(self) -> None:
+        await self.real.warm_up()
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": "slow-stt"}
+
+    async def aclose(self) -> None:
+        self.pool.close()
+        await self.real.aclose()
+
+
+async def test_a_discarded_early_recognition_keeps_its_slot_until_its_decode_ends() -> None:
+    # One recognition slot. The mid-sentence pause starts an early decode; the second sentence
+    # makes it stale while its thread is still decoding (each decode is held 2 s). Cancelling
+    # it used to free the slot at once, and the final utterance's decode ran beside it.
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    ann = Participant("p_a", "Ann", "en", "en", 0.0)
+    bea = Participant("p_b", "Bea", "es", "es", 0.0)
+    stt = SlowRecognizer(WhisperEngine(), delay_s=2.0)
+    engines = EngineSet(EngineMetrics(registry), recognizer=stt)
+    hub = TranslationHub(
+        PipelineSettings(early_recognition=True, interim_captions=False, recognition_slots=1),
+        EndpointSettings(),
+        engines,
+        delivery,
+        participants=lambda room_id: [ann, bea],
+        metrics=PipelineMetrics(registry),
+    )
+    stream = np.concatenate(
+        [noise(0.5, 0), trimmed(str(FIRST)), noise(0.35, 1), trimmed(str(SECOND)), noise(1.5, 2)]
+    )
+    try:
+        await stt.warm_up()
+        await speak(hub, stream)
+        await wait_for(lambda: hub.idle, timeout=90)
+        # Idle waited for the discarded decode too: nothing is left running.
+        assert stt.pending == 0 and stt.running == 0
+    finally:
+        await hub.close()
+        await engines.close()
+
+    discarded = registry.get_sample_value(
+        "callserver_early_recognitions_total", {"outcome": "discarded"}
+    )
+    assert discarded is not None and discarded >= 1
+    assert stt.most_running == 1
+    finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
+    said = set(words(str(finals[-1]["text"])))
+    assert {"young", "man"} <= said and {"selfish", "rather"} <= said, said

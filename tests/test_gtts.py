@@ -169,7 +169,7 @@ async def test_falls_back_to_espeak_when_google_fails(google: FakeGoogle) -> Non
     tts = engine(google, max_tries=2)
     service = TtsService([tts, EspeakEngine()])
     speech = await service.synthesize("Xin chào", "vi")
-    await service.close()
+    await service.aclose()
     assert speech.engine == "espeak" and speech.samples.size > 0
     assert len(google.requests) == 2
 
@@ -178,7 +178,7 @@ async def test_unreachable_endpoint_falls_back() -> None:
     tts = GttsEngine(url="http://127.0.0.1:9/unused", timeout_s=0.5, max_tries=2, backoff_s=0.01)
     service = TtsService([tts, EspeakEngine()])
     speech = await service.synthesize("hello", "en")
-    await service.close()
+    await service.aclose()
     assert speech.engine == "espeak"
 
 

@@ -45,7 +45,7 @@ async def test_idle_only_once_speech_has_become_a_dub() -> None:
     )
     frames = stream[: stream.size - stream.size % FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
     try:
-        await (await engines.stt()).load()
+        await (await engines.stt()).warm_up()
         assert hub.idle  # nothing received yet
         t0 = time.monotonic()
         for i, block in enumerate(frames):
@@ -98,7 +98,7 @@ async def test_echo_in_another_language_waits_for_the_translation(
     spoken = Utterance("u_bea", decode_audio(str(espeak["es"])), now - 4.0, now - 0.5, now)
     echo = Utterance("u_ann", decode_audio(str(espeak["en"])), now - 2.4, now - 0.4, now)
     try:
-        await (await engines.stt()).load()
+        await (await engines.stt()).warm_up()
         hub.submit("room", "p_b", spoken)
         hub.submit("room", "p_a", echo)
         await wait_for(lambda: hub.idle, timeout=90)

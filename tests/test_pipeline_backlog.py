@@ -51,7 +51,7 @@ async def test_oldest_waiting_utterance_is_dropped_past_the_bound() -> None:
     hub, engines = bounded_hub(registry, delivery, [speaker, listener])
     audio = decode_audio(str(CLIPS[1]))
     try:
-        await (await engines.stt()).load()
+        await (await engines.stt()).warm_up()
         hub.submit("room", "p_a", utterance(1, audio))
         await wait_for(lambda: hub.pending == 0, timeout=5)  # the first is being recognised
         for n in (2, 3, 4):
@@ -84,7 +84,7 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
     # Different sentences: the same words from another participant would be taken for echo.
     clips = [decode_audio(str(clip)) for clip in CLIPS]
     try:
-        await (await engines.stt()).load()
+        await (await engines.stt()).warm_up()
         hub.submit("room", "p_0", utterance(1, clips[1]))
         await wait_for(lambda: hub.pending == 0, timeout=5)
         for n in (2, 3, 4):

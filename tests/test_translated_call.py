@@ -30,6 +30,7 @@ from models.metrics import EngineMetrics
 from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY, SyntheticModel, cached_model
 from models.stt.audio import decode_audio
+from models.stt.whisper import WhisperEngine
 from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
     ANN,
@@ -107,7 +108,7 @@ async def call_server(
     )
     async with make_server_module(translate_calls=True, engines=engines) as server:
         # Loaded now, not by the first interim caption, which would then come too late.
-        await (await engines.stt()).load()
+        await (await engines.stt()).warm_up()
         yield server
 
 
@@ -258,7 +259,9 @@ async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
         # Whisper base on espeak's Spanish is rough (average log-probability near -1.2, which
         # the engine's confidence filter drops), so the raw decoder listens, and its words are
         # compared by spelling too: "supruesto yeko" for "supuesto viejo" still counts.
-        model = (await server.app[ENGINES].stt()).loaded_model()
+        stt = await server.app[ENGINES].stt()
+        assert isinstance(stt, WhisperEngine)
+        model = stt.loaded_model()
         heard = words(await asyncio.to_thread(raw_spanish, model, to_whisper(dub_audio)))
         assert heard, "Whisper heard nothing in the dub"
         like_spanish = similarity(heard, words(spanish))

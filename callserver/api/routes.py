@@ -108,7 +108,7 @@ def api_routes(
         audio_bytes, fields = await _upload(request, max_upload_bytes)
         engine = await engines.stt()
         start = time.perf_counter()
-        audio = await asyncio.to_thread(decode_audio, audio_bytes, engine.settings.max_audio_s)
+        audio = await asyncio.to_thread(decode_audio, audio_bytes, engine.max_audio_s)
         decoded = time.perf_counter()
         allowed = [c for c in fields.get("allowed", "").split(",") if c.strip()] or None
         transcript = await engine.transcribe(
@@ -154,7 +154,7 @@ def api_routes(
         if not any(t.strip() for t in texts):
             raise InvalidInput("the text is empty")
         service = await engines.translation()
-        engine_names = [e.name for e in service.service.engines_for(source, target)]
+        engine_names = service.engine_names(source, target)
         start = time.perf_counter()
         result = await service.translate_many(texts, source, target)
         elapsed = (time.perf_counter() - start) * 1000
@@ -204,7 +204,7 @@ def api_routes(
         return web.json_response(
             {
                 "stt": {"faster-whisper": sorted(WHISPER_LANGUAGES)},
-                "translation": {s.engine: s.to_dict() for s in service.service.languages()},
+                "translation": {s.engine: s.to_dict() for s in service.languages()},
                 "tts": tts_service.voices(),
             }
         )

@@ -115,6 +115,9 @@ class TranslationHub:
         # Utterances wait for recognition here, in their speaker's queue, where the backlog
         # bound can see and drop them; not inside the engine's pool, where it could not.
         self._recognition = asyncio.Semaphore(settings.recognition_slots)
+        # Early recognitions nobody will use, left to finish: their decode runs on in the
+        # engine whatever happens to the task, so they keep their slot until it ends.
+        self._abandoned: set[asyncio.Task[Transcript]] = set()
         self.translator = UtteranceTranslator(engines, delivery, metrics, self.echo_guard, on_final)
 
     @property
@@ -127,7 +130,7 @@ class TranslationHub:
         """No speech of anyone's is in the pipeline: from frames waiting for voice detection
         to the dub handed to the mixer. Only as complete as the frames received so far, which
         ``frames_received`` tells."""
-        return all(state.idle for state in self._speakers.values())
+        return not self._abandoned and all(state.idle for state in self._speakers.values())
 
     def frames_received(self, participant_id: str) -> int:
         """Frames of ``participant_id``'s voice the hub was given, in any room."""
@@ -182,6 +185,10 @@ class TranslationHub:
         self._speakers.clear()
         for state in states:
             await self._stop(state)
+        for task in list(self._abandoned):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._vad_pool.close()
 
     async def _stop(self, state: SpeakerState) -> None:
@@ -251,11 +258,19 @@ class TranslationHub:
     def _discard_early(self, state: SpeakerState) -> None:
         if state.early is not None:
             task = state.early.task
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a failure nobody needs is not an error to log
-            task.cancel()
+            # Not cancelled: that would free its recognition slot while the engine goes on
+            # decoding, and the next utterance would wait inside the engine, unseen by the
+            # backlog bound. It finishes holding the slot; its result is dropped.
+            if not task.done():
+                self._abandoned.add(task)
+            task.add_done_callback(self._forget_abandoned)
             state.early = None
             self.metrics.early_recognitions.labels("discarded").inc()
+
+    def _forget_abandoned(self, task: asyncio.Task[Transcript]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody needs is not an error to log
 
     def _take_early(self, state: SpeakerState, utterance: Utterance) -> EarlyRecognition | None:
         """The early recognition of ``utterance``, if one was started; any other is stale."""

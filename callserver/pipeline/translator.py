@@ -70,7 +70,7 @@ class UtteranceTranslator:
     ) -> None:
         """Caption speech in progress (revisable), if recognition has nothing better to do."""
         stt = await self.engines.stt()
-        if stt.pool.depth > 0:
+        if stt.pending > 0:
             return
         try:
             transcript = await stt.transcribe(audio, language=primary(speaker.spoken), live=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from models.cache import ByteCache, cache_key, decode_text, encode_text
 from models.cache.base import CorruptEntry
+from models.inflight import InFlight
+from models.mt.engine import LanguageSupport
 from models.mt.service import TranslationService
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,29 @@ class CachedTranslation:
         self.cache = cache
         #: Called with True for each text the cache answered, False for each it did not.
         self.on_lookup = on_lookup
+        self._in_flight = InFlight()
+
+    @property
+    def pending(self) -> int:
+        """Translations in progress (``Translator.pending``)."""
+        return self._in_flight.count
+
+    def engine_names(self, source: str, target: str) -> list[str]:
+        return [engine.name for engine in self.service.engines_for(source, target)]
+
+    def languages(self) -> list[LanguageSupport]:
+        return self.service.languages()
+
+    async def warm_up(self) -> None:
+        await self.service.warm_up()
+
+    def info(self) -> dict[str, Any]:
+        return self.service.info()
+
+    async def aclose(self) -> None:
+        self.service.close()
+        if self.cache is not None:
+            await self.cache.close()
 
     def _keys(self, texts: Sequence[str], src: str, tgt: str) -> list[str] | None:
         engines = self.service.engines_for(src, tgt)
@@ -47,6 +73,10 @@ class CachedTranslation:
 
     async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         """Each of ``texts`` in ``tgt``, translating only what the cache does not hold."""
+        with self._in_flight.serving():
+            return await self._translate_many(texts, src, tgt)
+
+    async def _translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         keys = self._keys(texts, src, tgt)
         if keys is None or self.cache is None:
             return await self.service.translate_many(texts, src, tgt)

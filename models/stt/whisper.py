@@ -124,6 +124,19 @@ class WhisperEngine:
         """Load the model now (in the pool) instead of on the first request."""
         await self._run("load", self._ensure_model)
 
+    async def warm_up(self) -> None:
+        """``Recognizer.warm_up``: the model loaded."""
+        await self.load()
+
+    @property
+    def pending(self) -> int:
+        """Transcriptions running or waiting in the pool."""
+        return self.pool.depth
+
+    @property
+    def max_audio_s(self) -> float:
+        return self.settings.max_audio_s
+
     def info(self) -> dict[str, Any]:
         """Model name, path, device and compute type, for health pages."""
         return {
@@ -149,6 +162,9 @@ class WhisperEngine:
     def close(self) -> None:
         """Stop the worker pool; the model is freed with the engine."""
         self.pool.close()
+
+    async def aclose(self) -> None:
+        self.close()
 
     # --- worker side ---------------------------------------------------------------------------
     def transcribe_sync(

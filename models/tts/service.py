@@ -18,6 +18,7 @@ from models.cache import ByteCache, CacheSettings, build_cache, cache_key, norma
 from models.cache.base import CorruptEntry
 from models.cache.values import decode_pcm, encode_pcm
 from models.errors import EngineError, InvalidInput, UnsupportedLanguage
+from models.inflight import InFlight
 from models.metrics import EngineMetrics
 from models.pool import InferencePool
 from models.tts.audio import resample_to_48k
@@ -51,6 +52,15 @@ class TtsService:
         self.cache = cache
         self.max_chars = max_chars
         self._metrics = metrics
+        self._in_flight = InFlight()
+
+    @property
+    def pending(self) -> int:
+        """Syntheses in progress (``Synthesizer.pending``)."""
+        return self._in_flight.count
+
+    async def warm_up(self) -> None:
+        """Nothing to load ahead: each engine readies its voice when it is built."""
 
     def supports(self, language: str) -> bool:
         """Whether any engine has a voice for ``language``."""
@@ -67,6 +77,10 @@ class TtsService:
     async def synthesize(self, text: str, language: str, voice: str | None = None) -> Speech:
         """48 kHz mono s16 speech of ``text``; raises InvalidInput, UnsupportedLanguage or the
         last engine's error when every engine failed."""
+        with self._in_flight.serving():
+            return await self._synthesize(text, language, voice)
+
+    async def _synthesize(self, text: str, language: str, voice: str | None) -> Speech:
         clean = normalize_text(text)
         if not clean:
             raise InvalidInput("text is empty")
@@ -111,7 +125,7 @@ class TtsService:
         assert failure is not None
         raise failure
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close engines and cache."""
         for engine in self.engines:
             await engine.close()

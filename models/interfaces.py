@@ -1,0 +1,102 @@
+"""What the server asks of each speech engine, whichever process runs it.
+
+The pipeline and the HTTP API hold a ``Recognizer``, a ``Translator`` and a ``Synthesizer``
+and nothing more: the in-process engines (``WhisperEngine``, ``CachedTranslation``,
+``TtsService``) implement them, and so does anything that runs them elsewhere. Each reports
+its load as ``pending`` (requests running or waiting) instead of letting callers look at its
+pool, and is released with ``aclose()``. ``tests/test_engine_contract.py`` holds every
+implementation to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the engines import this module: only their types are needed here
+    from models.mt.engine import LanguageSupport
+    from models.stt.audio import Audio
+    from models.stt.result import Transcript
+    from models.tts.speech import Speech
+
+
+class Recognizer(Protocol):
+    """Speech to text."""
+
+    @property
+    def pending(self) -> int:
+        """Requests running or waiting, counted until the work behind them has stopped."""
+        ...
+
+    @property
+    def max_audio_s(self) -> float:
+        """The longest audio accepted."""
+        ...
+
+    async def transcribe(
+        self,
+        audio: Audio,
+        language: str | None = None,
+        allowed: Sequence[str] | None = None,
+        live: bool = False,
+    ) -> Transcript:
+        """The words in 16 kHz mono float ``audio``; ``live``: an utterance of a call."""
+        ...
+
+    async def warm_up(self) -> None:
+        """Load what the first request would otherwise wait for."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """What the engine is, for /api/engines."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release models and workers; later requests fail with EngineUnavailable."""
+        ...
+
+
+class Translator(Protocol):
+    """Text from one language to another, through a chain of engines."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def engine_names(self, source: str, target: str) -> list[str]:
+        """The engines that would serve the pair, in the order they are tried."""
+        ...
+
+    def languages(self) -> list[LanguageSupport]:
+        """What each engine translates."""
+        ...
+
+    async def translate(self, text: str, source: str, target: str) -> str: ...
+
+    async def translate_many(self, texts: Sequence[str], source: str, target: str) -> list[str]:
+        """Each of ``texts`` in ``target``, in order."""
+        ...
+
+    async def warm_up(self) -> None: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Synthesizer(Protocol):
+    """Text to 48 kHz mono speech."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def voices(self) -> dict[str, dict[str, list[str]]]:
+        """Voices by engine, then language."""
+        ...
+
+    async def synthesize(self, text: str, language: str, voice: str | None = None) -> Speech: ...
+
+    async def warm_up(self) -> None: ...
+
+    def info(self) -> list[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
