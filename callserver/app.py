@@ -14,6 +14,7 @@ from aiohttp import web
 from callserver.api.routes import api_routes
 from callserver.api.stats import RequestStats
 from callserver.api.transcript import transcript_routes
+from callserver.cluster import ClusterSettings, MediaNode, default_node_id, node_url
 from callserver.engines import EngineSet
 from callserver.ice import use_host_addresses
 from callserver.media.dub import DubSettings
@@ -26,11 +27,13 @@ from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.transcript import TranscriptStore
 from callserver.settings import Settings
+from models.cache import CacheSettings
 from models.metrics import EngineMetrics
 from signaling.errors import ErrorCode, SignalingError
 from signaling.http import RoomRoutesOptions, client_address, rooms_routes
 from signaling.hub import HubLimits, SignalingHub
 from signaling.memory_rooms import MemoryRoomStore
+from signaling.redis_rooms import RedisRoomStore
 from signaling.rooms import RoomLimits, RoomStore
 from signaling.tokens import verify_token
 
@@ -69,6 +72,7 @@ def build_app(
     engines: EngineSet | None = None,
     pipeline: PipelineSettings | None = None,
     endpoint: EndpointSettings | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> web.Application:
     """Assemble the server; nothing runs until the application starts.
 
@@ -80,13 +84,20 @@ def build_app(
     use_host_addresses(settings.ice_host_addresses)
     metrics = Metrics()
     state = ServerState()
-    rooms: RoomStore = MemoryRoomStore(
-        RoomLimits(
-            default_capacity=settings.room_capacity,
-            max_capacity=settings.room_max_capacity,
-            max_rooms=settings.max_rooms,
-            empty_ttl_s=settings.room_empty_ttl_s,
-        )
+    cluster = cluster if cluster is not None else ClusterSettings()
+    limits = RoomLimits(
+        default_capacity=settings.room_capacity,
+        max_capacity=settings.room_max_capacity,
+        max_rooms=settings.max_rooms,
+        empty_ttl_s=settings.room_empty_ttl_s,
+    )
+    redis_url = CacheSettings().redis_url if cluster.enabled else None
+    if cluster.enabled and not redis_url:
+        raise ValueError("CALLSERVER_CLUSTER_ENABLED needs CALLSERVER_REDIS_URL")
+    rooms: RoomStore = (
+        RedisRoomStore(redis_url, limits, prefix=cluster.key_prefix)
+        if redis_url
+        else MemoryRoomStore(limits)
     )
     media = MediaPlane(
         MediaLimits(
@@ -131,6 +142,18 @@ def build_app(
         is_draining=lambda: state.draining,
         client_address=lambda request: client_address(request, settings.trust_forwarded_for),
     )
+    node: MediaNode | None = None
+    if redis_url:
+        node = MediaNode(
+            cluster.node_id or default_node_id(settings.port),
+            node_url(cluster, settings.public_url, settings.host, settings.port),
+            cluster,
+            redis_url,
+            rooms,
+            participants=lambda: hub.participant_count,
+            draining=lambda: state.draining,
+        )
+        hub.placement = node.placement
     media.on_peer_closed = hub.media_closed
     metrics.rooms.set_function(lambda: hub.room_count)
     metrics.participants.set_function(lambda: hub.participant_count)
@@ -169,6 +192,8 @@ def build_app(
         api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
     )
     app.add_routes(_page_routes(settings))
+    if node is not None:
+        app.cleanup_ctx.append(lambda _: node.run())
     app.cleanup_ctx.append(_room_sweeper)
     app.cleanup_ctx.append(_engines)
     app.on_shutdown.append(_close_calls)

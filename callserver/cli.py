@@ -41,7 +41,25 @@ def _settings(*, every_class: bool = False, **overrides: object) -> Settings:
             failures.append((cls, exc))
     if failures or settings is None:
         raise SystemExit(_invalid(failures))
+    problem = _cluster_problem(settings) if every_class else None
+    if problem:
+        raise SystemExit(f"callserver: invalid settings\n  CALLSERVER_CLUSTER_ENABLED: {problem}")
     return settings
+
+
+def _cluster_problem(settings: Settings) -> str | None:
+    """What keeps the distributed mode from starting, across settings classes."""
+    from callserver.cluster import ClusterSettings
+    from models.cache import CacheSettings
+
+    cluster = ClusterSettings()
+    if not cluster.enabled:
+        return None
+    if not CacheSettings().redis_url:
+        return "a cluster keeps its rooms in Redis; set CALLSERVER_REDIS_URL too"
+    if settings.port == 0 and not (cluster.node_url or settings.public_url):
+        return "other nodes send callers here: set CALLSERVER_PORT or CALLSERVER_CLUSTER_NODE_URL"
+    return None
 
 
 def _invalid(failures: list[tuple[type[BaseSettings], ValidationError | SettingsFileError]]) -> str:
@@ -109,6 +127,7 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     """Every settings class the server reads, with its title in `callserver settings`."""
+    from callserver.cluster import ClusterSettings
     from callserver.pipeline.endpoint import EndpointSettings
     from callserver.pipeline.settings import PipelineSettings
     from models.cache import CacheSettings
@@ -126,6 +145,7 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
         ("Speech synthesis", TtsSettings),
         ("Caches", CacheSettings),
         ("Model store", StoreSettings),
+        ("Distributed mode", ClusterSettings),
     ]
 
 

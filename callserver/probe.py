@@ -133,7 +133,10 @@ class ScriptedCaller:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.source = AudioSource()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[None] | None = None
         self._channel_open = asyncio.Event()
+        #: Node URLs a join was redirected to (the distributed mode), in order.
+        self.redirects: list[str] = []
 
     # --- signaling ----------------------------------------------------------------------------
 
@@ -141,40 +144,60 @@ class ScriptedCaller:
         """Open the signaling WebSocket."""
         url = self.base_url.replace("http", "ws", 1) + "/ws"
         self.ws = await self.session.ws_connect(url)
-        self._tasks.append(asyncio.create_task(self._read_ws()))
+        self._reader = asyncio.create_task(self._read_ws())
+        self._tasks.append(self._reader)
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send a protocol message (``v`` is added)."""
         assert self.ws is not None
         await self.ws.send_str(json.dumps({"v": 1, **message}))
 
-    async def expect(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-        """Wait for the next message of ``kind``; raise ``ProbeError`` on an ``error`` instead."""
+    async def expect(self, *kinds: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait for the next message of one of ``kinds``; raise ``ProbeError`` on an ``error``."""
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.inbox.get()
-                if message.get("type") == kind:
+                if message.get("type") in kinds:
                     return message
                 if message.get("type") == "error":
                     raise ProbeError(message)
 
-    async def join(self, room: str, token: str | None = None) -> dict[str, Any]:
-        """Join ``room``; returns the welcome message."""
-        if self.ws is None:
-            await self.connect()
-        await self.send(
-            {
-                "type": "join",
-                "room": room,
-                "name": self.name,
-                "spoken": self.spoken,
-                "listen": self.listen,
-                "token": token,
-            }
-        )
-        welcome = await self.expect("welcome")
-        self.participant_id = welcome["participant"]["id"]
-        return welcome
+    async def join(
+        self, room: str, token: str | None = None, max_redirects: int = 3
+    ) -> dict[str, Any]:
+        """Join ``room``, following ``redirect`` to the node that holds it; returns the welcome."""
+        for _ in range(max_redirects + 1):
+            if self.ws is None:
+                await self.connect()
+            await self.send(
+                {
+                    "type": "join",
+                    "room": room,
+                    "name": self.name,
+                    "spoken": self.spoken,
+                    "listen": self.listen,
+                    "token": token,
+                }
+            )
+            reply = await self.expect("welcome", "redirect")
+            if reply["type"] == "welcome":
+                self.participant_id = reply["participant"]["id"]
+                return reply
+            self.redirects.append(reply["url"])
+            await self._close_signaling()
+            self.base_url = str(reply["url"]).rstrip("/")
+        raise ProbeError(f"more than {max_redirects} redirects: {self.redirects}")
+
+    async def _close_signaling(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+            self.ws = None
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._tasks.remove(self._reader)
+            self._reader = None
+        self.inbox = asyncio.Queue()
 
     async def _read_ws(self) -> None:
         assert self.ws is not None
@@ -194,7 +217,7 @@ class ScriptedCaller:
         pc.on("track", self._on_track)
         await pc.setLocalDescription(await pc.createOffer())
         await self.send({"type": "offer", "sdp": pc.localDescription.sdp})
-        answer = await self.expect("answer", timeout)
+        answer = await self.expect("answer", timeout=timeout)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         async with asyncio.timeout(timeout):
             await self._channel_open.wait()

@@ -30,13 +30,20 @@ class ErrorCode(StrEnum):
     SDP_TOO_LARGE = "sdp_too_large"
     PEER_NOT_FOUND = "peer_not_found"
     DRAINING = "draining"
+    NODES_FULL = "nodes_full"
     MEDIA_FAILED = "media_failed"
     INTERNAL = "internal"
 
 
 #: Codes after which the same request may succeed later without changes.
 RETRYABLE = frozenset(
-    {ErrorCode.RATE_LIMITED, ErrorCode.ROOMS_EXHAUSTED, ErrorCode.MEDIA_FAILED, ErrorCode.INTERNAL}
+    {
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.ROOMS_EXHAUSTED,
+        ErrorCode.NODES_FULL,
+        ErrorCode.MEDIA_FAILED,
+        ErrorCode.INTERNAL,
+    }
 )
 
 

@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 
 from signaling.errors import CloseCode, ErrorCode, SignalingError
 from signaling.languages import normalize_language
+from signaling.placement import LocalPlacement, Placement
 from signaling.protocol import (
     ClientMessage,
     Join,
@@ -103,6 +104,7 @@ class SignalingHub:
         metrics: HubMetrics,
         is_draining: Callable[[], bool] = lambda: False,
         client_address: Callable[[web.Request], str] = lambda r: r.remote or "unknown",
+        placement: Placement | None = None,
     ) -> None:
         self.limits = limits
         self.rooms = rooms
@@ -111,6 +113,7 @@ class SignalingHub:
         self._is_draining = is_draining
         self._leaving = 0
         self._client_address = client_address
+        self.placement = placement if placement is not None else LocalPlacement()
         self._connections: set[ClientConnection] = set()
         self._by_participant: dict[str, ClientConnection] = {}
         # room id -> participant id -> connection, in join order: the rooms with members here.
@@ -270,6 +273,12 @@ class SignalingHub:
             if not msg.token:
                 raise SignalingError(ErrorCode.TOKEN_REQUIRED, "this server needs a join token")
             verify_token(self.limits.join_secret, msg.token, msg.room)
+        owner = await self.placement.owner(msg.room)
+        if owner is not None:
+            # Another node holds the room's calls: the client joins there (docs/protocol.md).
+            log.info("join redirected", extra={**conn.log_fields(), "node": owner.id})
+            await self._send(conn, server_message("redirect", url=owner.url, room=msg.room))
+            return
         room, participant = await self.rooms.join(msg.room, name, spoken, listen)
         if conn.ws.closed:
             # Gone while the store answered: give the place back.

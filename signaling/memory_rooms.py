@@ -123,6 +123,21 @@ class MemoryRoomStore:
             self._rooms[room_id] = room
         return room.owner
 
+    async def reassign(self, room_id: str, expected: str | None, node: str) -> str | None:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return None
+        if room.owner == expected:
+            stale = expected is not None and bool(room.participants)
+            room = dataclasses.replace(
+                room,
+                owner=node,
+                participants={} if stale else room.participants,
+                empty_since=self._clock() if stale else room.empty_since,
+            )
+            self._rooms[room_id] = room
+        return room.owner
+
     async def counts(self) -> tuple[int, int]:
         return len(self._rooms), sum(len(r.participants) for r in self._rooms.values())
 

@@ -127,6 +127,20 @@ redis.call('HSETNX', KEYS[1], 'owner', ARGV[1])
 return redis.call('HGET', KEYS[1], 'owner')
 """
 
+# KEYS: empty, room, order, people. ARGV: id, expected owner ('' for none), node, now.
+REASSIGN_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+local owner = redis.call('HGET', KEYS[2], 'owner') or ''
+if owner ~= ARGV[2] then return owner end
+redis.call('HSET', KEYS[2], 'owner', ARGV[3])
+if owner ~= '' and redis.call('ZCARD', KEYS[3]) > 0 then
+  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('HSET', KEYS[2], 'empty_since', ARGV[4])
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+end
+return ARGV[3]
+"""
+
 # KEYS: rooms, empty. ARGV: cutoff, prefix.
 SWEEP_SCRIPT = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
@@ -167,6 +181,7 @@ class RedisRoomStore:
         self._leave = self._client.register_script(LEAVE_SCRIPT)
         self._change_script = self._client.register_script(CHANGE_SCRIPT)
         self._claim = self._client.register_script(CLAIM_SCRIPT)
+        self._reassign = self._client.register_script(REASSIGN_SCRIPT)
         self._sweep = self._client.register_script(SWEEP_SCRIPT)
 
     def _room_keys(self, room_id: str) -> list[str]:
@@ -300,6 +315,13 @@ class RedisRoomStore:
     async def claim(self, room_id: str, node: str) -> str | None:
         owner = await self._claim(keys=[self._room_keys(room_id)[2]], args=[node])
         return _text(owner) if owner else None
+
+    async def reassign(self, room_id: str, expected: str | None, node: str) -> str | None:
+        _, empty, room, order, people = self._room_keys(room_id)
+        owner = await self._reassign(
+            keys=[empty, room, order, people], args=[room_id, expected or "", node, self._clock()]
+        )
+        return (_text(owner) or None) if owner is not None else None
 
     async def counts(self) -> tuple[int, int]:
         ids = [_text(i) for i in await self._client.smembers(f"{self.prefix}rooms")]

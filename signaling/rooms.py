@@ -201,6 +201,12 @@ class RoomStore(Protocol):
         an unknown room). Two nodes claiming at once get the same answer."""
         ...
 
+    async def reassign(self, room_id: str, expected: str | None, node: str) -> str | None:
+        """Give the room to ``node`` if its owner is still ``expected`` (a node found dead, or
+        None); the participants the old owner held are dropped, since their calls died with
+        it and they join again. The owner after the call; None for an unknown room."""
+        ...
+
     async def counts(self) -> tuple[int, int]:
         """(rooms, participants) in the store."""
         ...

@@ -38,7 +38,11 @@ async def speak_and_check(
     clip: Pcm16,
     timeout: float = 30.0,
 ) -> None:
-    """``speaker`` plays ``clip``; ``listener`` must receive audio whose envelope matches it."""
+    """``speaker`` plays ``clip``; ``listener`` must receive audio whose envelope matches it.
+
+    Give it about 3 s of speech: the slip allowance and the control's margin were measured
+    on such clips (a 2 s one leaves the reversed control too close).
+    """
     mark = len(listener.recording.blocks)
     speaker.play(clip)
     await wait_for(lambda: not speaker.sending, timeout=timeout)

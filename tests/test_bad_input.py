@@ -20,7 +20,7 @@ JOIN = {"type": "join", "room": "battery-room", "name": "Ann", "spoken": "en", "
 
 async def expect_error(caller: ScriptedCaller, code: str, timeout: float = 10.0) -> dict[str, Any]:
     with pytest.raises(ProbeError) as err:
-        await caller.expect("never-sent", timeout)
+        await caller.expect("never-sent", timeout=timeout)
     message = err.value.message
     assert isinstance(message, dict)
     assert message["code"] == code, message

@@ -157,6 +157,7 @@ BAD_VARIABLES = {
     "TtsSettings": "CALLSERVER_TTS_MAX_CHARS",
     "CacheSettings": "CALLSERVER_CACHE_MAX_BYTES",
     "StoreSettings": "CALLSERVER_MODELS_DOWNLOAD_TIMEOUT_S",
+    "ClusterSettings": "CALLSERVER_CLUSTER_HEARTBEAT_S",
 }
 
 

@@ -213,6 +213,28 @@ async def test_claim_gives_a_room_one_owner(make_store: StoreFactory) -> None:
     assert room is not None and room.owner == "node-a"
 
 
+async def test_reassign_moves_a_room_off_a_dead_owner_once(make_store: StoreFactory) -> None:
+    clock = Clock()
+    first = make_store(clock)
+    second = first if isinstance(first, MemoryRoomStore) else make_store(clock)
+    assert await first.reassign("unknown-room", None, "node-a") is None
+    await first.create(room_id="moving-room")
+    assert await first.reassign("moving-room", None, "node-a") == "node-a"
+    await first.join("moving-room", "Ann", "en", "es")
+    # Two nodes find node-a dead at once: one of them gets the room, both agree on which.
+    owners = await asyncio.gather(
+        first.reassign("moving-room", "node-a", "node-b"),
+        second.reassign("moving-room", "node-a", "node-c"),
+    )
+    assert owners[0] == owners[1] and owners[0] in ("node-b", "node-c")
+    # Ann's call died with node-a: her place is free for her to join again.
+    room = await second.get("moving-room")
+    assert room is not None and room.owner == owners[0]
+    assert room.participants == {} and room.empty_since == clock.now
+    # A stale view (expecting node-a still) changes nothing.
+    assert await first.reassign("moving-room", "node-a", "node-d") == owners[0]
+
+
 async def test_concurrent_joins_never_overfill_a_room(make_store: StoreFactory) -> None:
     # Two stores on one state stand for two nodes (for the in-process store, one loop's
     # interleaving): of 12 joiners racing for 3 places, exactly 3 get in.

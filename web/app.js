@@ -2,7 +2,7 @@
 
 import { PeerLink, ServerLink } from "./call.js";
 import { CaptionPanel } from "./captions.js";
-import { SignalingClient } from "./signaling.js";
+import { SignalingClient, signalingUrl } from "./signaling.js";
 
 const $ = (id) => document.getElementById(id);
 const STORAGE_KEY = "callserver.prefs";
@@ -10,6 +10,9 @@ const STORAGE_KEY = "callserver.prefs";
 // --- words ----------------------------------------------------------------------------------
 
 /** A sentence for every server error code (signaling/errors.py). */
+/** Redirects one join may follow before the page gives up (each one is a node's answer). */
+const MAX_REDIRECTS = 3;
+
 const ERROR_TEXT = {
   bad_json: "The server could not read a message from this page. Reload the page and try again.",
   bad_message: "The server did not understand a request from this page. Reload the page and try again.",
@@ -22,6 +25,7 @@ const ERROR_TEXT = {
   room_full: (ctx) =>
     ctx.capacity ? `This call is full (${ctx.capacity} people).` : "This call is full.",
   rooms_exhausted: "The server has too many calls right now. Try again in a few minutes.",
+  nodes_full: "Every call server is busy right now. Try again in a few minutes.",
   capacity_invalid: "That call size is not allowed on this server.",
   token_required: (ctx) =>
     ctx.creating
@@ -88,6 +92,10 @@ const app = {
   micMuted: false,
   cameraOff: false,
   reconnectTimer: null,
+  // The room's node when it is not the page's own server (distributed mode), and how many
+  // redirects the current join has followed.
+  nodeUrl: null,
+  redirects: 0,
   reconnectAttempt: 0,
   draining: false,
   mediaNote: null,
@@ -397,7 +405,8 @@ async function joinCall(form) {
 }
 
 async function openSignaling() {
-  const client = new SignalingClient();
+  // In the distributed mode the room's node may be another server than the page's.
+  const client = new SignalingClient(app.nodeUrl ? signalingUrl(new URL(app.nodeUrl)) : undefined);
   app.signaling = client;
   client.on("welcome", onWelcome);
   client.on("participant-joined", onParticipantJoined);
@@ -408,6 +417,7 @@ async function openSignaling() {
   client.on("p2p-answer", onPeerAnswer);
   client.on("p2p-ice", onPeerIce);
   client.on("draining", onDraining);
+  client.on("redirect", onRedirect);
   client.on("prefs", onMixApplied);
   client.on("error", onServerError);
   client.on("close", (detail) => onSignalingClosed(client, detail));
@@ -434,7 +444,32 @@ function failJoin(text) {
   showStartMessage(text);
 }
 
+/** Another node holds the room's calls: join there (docs/protocol.md, `redirect`). */
+async function onRedirect(msg) {
+  app.redirects = (app.redirects || 0) + 1;
+  const previous = app.signaling;
+  app.signaling = null;
+  if (previous) previous.close();
+  if (app.redirects > MAX_REDIRECTS) {
+    app.redirects = 0;
+    app.nodeUrl = null;
+    if (app.phase === "reconnecting") scheduleReconnect();
+    else failJoin("The call servers could not agree where this call is. Please try again.");
+    return;
+  }
+  app.nodeUrl = msg.url;
+  const ok = await openSignaling();
+  if (!ok) {
+    app.nodeUrl = null;
+    if (app.phase === "reconnecting") scheduleReconnect();
+    else failJoin("Could not reach the server holding this call. Please try again.");
+    return;
+  }
+  app.signaling.send("join", joinMessage());
+}
+
 function onWelcome(msg) {
+  app.redirects = 0;
   app.self = msg.participant;
   app.capacity = msg.room.capacity;
   app.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
@@ -582,6 +617,9 @@ function scheduleReconnect() {
       app.signaling.close();
       app.signaling = null;
     }
+    // The room's node may be what went away: ask the page's own server, which places the
+    // room again and redirects if it must.
+    app.nodeUrl = null;
     const ok = await openSignaling();
     if (app.phase !== "reconnecting") return;
     if (!ok) {

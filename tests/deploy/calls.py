@@ -52,7 +52,7 @@ async def leave_while_draining(caller: ScriptedCaller) -> str:
     """Leave the room; the server must answer `left` even to the last caller of its drain."""
     await caller.send({"type": "leave"})
     try:
-        await caller.expect("left", 10)
+        await caller.expect("left", timeout=10)
     except TimeoutError as exc:
         raise ScenarioError(f"{caller.name}: no 'left' within 10 s of leaving") from exc
     await caller.stop_media()

@@ -316,7 +316,10 @@ async def drained_rolling_update(
         old_task = old["Config"]["Labels"]["com.docker.swarm.task.id"]
         await docker("service", "update", "--force", "--detach", f"{STACK}_callserver")
         try:
-            notices = [await a.expect("draining", 60), await b.expect("draining", 60)]
+            notices = [
+                await a.expect("draining", timeout=60),
+                await b.expect("draining", timeout=60),
+            ]
         except TimeoutError:
             raise ScenarioError("no 'draining' message within 60 s of the update") from None
         drained_at = time.monotonic()
