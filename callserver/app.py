@@ -46,12 +46,17 @@ class ServerState:
 
     warming: bool = False
     draining: bool = False
+    #: Distributed mode: the cluster's Redis did not answer the last heartbeat.
+    detached: bool = False
 
     @property
     def readiness(self) -> str:
-        """``ready``, ``starting`` (engines still loading) or ``draining``, for /readyz."""
+        """``ready``, ``starting`` (engines still loading), ``draining`` or ``detached`` (the
+        cluster's Redis is unreachable: no new joins can be placed), for /readyz."""
         if self.draining:
             return "draining"
+        if self.detached:
+            return "detached"
         return "starting" if self.warming else "ready"
 
 
@@ -152,6 +157,7 @@ def build_app(
             rooms,
             participants=lambda: hub.participant_count,
             draining=lambda: state.draining,
+            on_reachable=lambda ok: setattr(state, "detached", not ok),
         )
         hub.placement = node.placement
     media.on_peer_closed = hub.media_closed

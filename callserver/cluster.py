@@ -86,6 +86,7 @@ class MediaNode:
         rooms: RoomStore,
         participants: Callable[[], int],
         draining: Callable[[], bool],
+        on_reachable: Callable[[bool], None] = lambda ok: None,
     ) -> None:
         self.node_id, self.url, self.settings = node_id, url, settings
         self.registry = RedisNodeRegistry(
@@ -96,6 +97,7 @@ class MediaNode:
         )
         self._participants = participants
         self._draining = draining
+        self._on_reachable = on_reachable
         self._cpu_mark = (time.monotonic(), time.process_time())
         #: Whether the last heartbeat reached Redis (readiness reports it).
         self.registered = False
@@ -120,13 +122,16 @@ class MediaNode:
         except Exception as exc:  # Redis unreachable: retried on the next beat
             if self.registered:
                 log.warning(
-                    "node heartbeat failed", extra={"node": self.node_id, "error": repr(exc)}
+                    "node heartbeat failed; not ready until Redis answers",
+                    extra={"node": self.node_id, "error": repr(exc)},
                 )
             self.registered = False
+            self._on_reachable(False)
             return
         if not self.registered:
             log.info("node registered", extra={"node": self.node_id, "url": self.url})
         self.registered = True
+        self._on_reachable(True)
 
     async def run(self) -> AsyncIterator[None]:
         """Heartbeats while the server runs (an aiohttp cleanup context); leaves at the end."""

@@ -17,14 +17,17 @@ replicas), not Redis Cluster.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from signaling.errors import ErrorCode, SignalingError
 from signaling.rooms import (
     Participant,
     Room,
@@ -154,6 +157,27 @@ return expired
 """
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reachable(method: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A Redis that does not answer becomes a retryable ``internal`` error for the caller
+    (never a traceback); the calls already connected do not need it and go on."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            log.warning("room store unreachable", extra={"error": repr(exc)})
+            raise SignalingError(
+                ErrorCode.INTERNAL, "room state is unreachable right now; try again shortly"
+            ) from exc
+
+    return wrapper
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -214,6 +238,7 @@ class RedisRoomStore:
             raise RuntimeError(f"room {room_id} vanished while being written")
         return room
 
+    @reachable
     async def create(self, capacity: int | None = None, room_id: str | None = None) -> Room:
         capacity = self.limits.check_capacity(capacity)
         room_id = new_room_id() if room_id is None else check_room_id(room_id)
@@ -227,6 +252,7 @@ class RedisRoomStore:
             log.info("room created", extra={"room": room_id, "capacity": capacity})
         return self._snapshot(room_id, result[1])
 
+    @reachable
     async def get(self, room_id: str) -> Room | None:
         _, _, room, order, people = self._room_keys(room_id)
         async with self._client.pipeline(transaction=True) as pipe:
@@ -240,6 +266,7 @@ class RedisRoomStore:
         ordered = [by_id[_text(i)] for i in ids if _text(i) in by_id]
         return self._room(room_id, [*(h or b"" for h in head), *ordered])
 
+    @reachable
     async def join(
         self, room_id: str, name: str, spoken: str, listen: str
     ) -> tuple[Room, Participant]:
@@ -269,6 +296,7 @@ class RedisRoomStore:
             raise room_full(int(_text(result[1])))
         return self._snapshot(room_id, result[1]), participant
 
+    @reachable
     async def leave(self, room_id: str, participant_id: str) -> Participant | None:
         _, empty, room, order, people = self._room_keys(room_id)
         record = await self._leave(
@@ -301,6 +329,7 @@ class RedisRoomStore:
             room_id, participant_id, {"dub": dub, "original_volume": original_volume}
         )
 
+    @reachable
     async def _change(
         self, room_id: str, participant_id: str, fields: dict[str, Any]
     ) -> Participant:
@@ -312,10 +341,12 @@ class RedisRoomStore:
             raise not_in_room()
         return Participant.from_record(json.loads(record))
 
+    @reachable
     async def claim(self, room_id: str, node: str) -> str | None:
         owner = await self._claim(keys=[self._room_keys(room_id)[2]], args=[node])
         return _text(owner) if owner else None
 
+    @reachable
     async def reassign(self, room_id: str, expected: str | None, node: str) -> str | None:
         _, empty, room, order, people = self._room_keys(room_id)
         owner = await self._reassign(
@@ -323,6 +354,7 @@ class RedisRoomStore:
         )
         return (_text(owner) or None) if owner is not None else None
 
+    @reachable
     async def counts(self) -> tuple[int, int]:
         ids = [_text(i) for i in await self._client.smembers(f"{self.prefix}rooms")]
         if not ids:
@@ -333,6 +365,7 @@ class RedisRoomStore:
             sizes = await pipe.execute()
         return len(ids), sum(int(size) for size in sizes)
 
+    @reachable
     async def sweep(self) -> list[str]:
         cutoff = self._clock() - self.limits.empty_ttl_s
         expired = [

@@ -28,6 +28,9 @@ from callserver.pipeline.settings import PipelineSettings
 from callserver.probe import ScriptedCaller, load_wav_48k
 from callserver.settings import Settings
 
+#: Fixtures defined beside their helpers: ``spare_redis``.
+pytest_plugins = ["tests.redis_helpers"]
+
 DATA = Path(__file__).parent / "data"
 #: The Redis tests use (started by ``make test``); a database of its own, keys under a prefix.
 REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -6,14 +6,12 @@ import asyncio
 import glob
 import logging
 import os
-import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from models.cache import (
     ByteCache,
@@ -34,6 +32,7 @@ from models.cache.keys import is_valid_key
 from models.metrics import EngineMetrics
 from models.tts import EspeakEngine, TtsService
 from tests.conftest import REDIS_URL, free_port, missing_dependency
+from tests.redis_helpers import SpareRedis
 
 
 def events(metrics: EngineMetrics, layer: str, event: str, cache: str = "tts") -> float:
@@ -364,52 +363,6 @@ async def test_a_folder_that_stays_unwritable_is_logged_once(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
         "file cache writable again"
     ]
-
-
-class SpareRedis:
-    """A redis-server of the test's own on a free port, so it can be stopped and restarted
-    (the shared one on 6379 never is)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.workdir),
-            stdout=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        client = aioredis.Redis.from_url(self.url)
-        try:
-            async with asyncio.timeout(15):  # start-up takes milliseconds; CI can be slow
-                while True:
-                    try:
-                        if await client.ping():
-                            return
-                    except (RedisError, OSError):
-                        await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    async def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            async with asyncio.timeout(15):  # redis exits in milliseconds on SIGTERM
-                await self.process.wait()
-            self.process = None
-
-
-@pytest.fixture
-async def spare_redis(tmp_path: Path) -> AsyncIterator[SpareRedis]:
-    if shutil.which("redis-server") is None:
-        missing_dependency("redis-server is not installed")
-    server = SpareRedis(tmp_path)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_redis_layer_comes_back_after_probe_interval(

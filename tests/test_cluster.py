@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -24,6 +25,7 @@ from signaling.rooms import RoomLimits
 from tests.caller_helpers import speak_and_check
 from tests.conftest import REDIS_URL, free_port, wait_for_async
 from tests.process_helpers import ServerProcess, start_server, terminate
+from tests.redis_helpers import SpareRedis
 
 #: A killed node is out after this; short, so the test does not wait long for it.
 EXPIRY_S = 1.5
@@ -59,21 +61,19 @@ async def live(prefix: str) -> list[NodeInfo]:
 
 
 async def start_node(node_id: str, prefix: str, **extra_env: str) -> ServerProcess:
-    port = free_port()
-    node = await start_server(
-        5,
-        CALLSERVER_PORT=str(port),
-        CALLSERVER_PRELOAD_ENGINES="false",
-        CALLSERVER_TRANSLATE_CALLS="false",
-        CALLSERVER_JOINS_PER_MINUTE="10000",
-        CALLSERVER_REDIS_URL=REDIS_URL,
-        CALLSERVER_CLUSTER_ENABLED="true",
-        CALLSERVER_CLUSTER_NODE_ID=node_id,
-        CALLSERVER_CLUSTER_KEY_PREFIX=prefix,
-        CALLSERVER_CLUSTER_HEARTBEAT_S="0.3",
-        CALLSERVER_CLUSTER_NODE_EXPIRY_S=str(EXPIRY_S),
-        **extra_env,
-    )
+    env = {
+        "CALLSERVER_PORT": str(free_port()),
+        "CALLSERVER_PRELOAD_ENGINES": "false",
+        "CALLSERVER_TRANSLATE_CALLS": "false",
+        "CALLSERVER_JOINS_PER_MINUTE": "10000",
+        "CALLSERVER_REDIS_URL": REDIS_URL,
+        "CALLSERVER_CLUSTER_ENABLED": "true",
+        "CALLSERVER_CLUSTER_NODE_ID": node_id,
+        "CALLSERVER_CLUSTER_KEY_PREFIX": prefix,
+        "CALLSERVER_CLUSTER_HEARTBEAT_S": "0.3",
+        "CALLSERVER_CLUSTER_NODE_EXPIRY_S": str(EXPIRY_S),
+    }
+    node = await start_server(5, **(env | extra_env))
     await node.wait_ready()
     return node
 
@@ -227,3 +227,63 @@ async def test_a_full_cluster_refuses_new_rooms_with_a_retryable_error(
             await asyncio.gather(*(c.close() for c in callers))
     finally:
         await terminate(node.proc)
+
+
+async def test_redis_stopping_mid_call_fails_readiness_keeps_the_call_and_recovers(
+    tmp_path: Path, speech: Pcm16
+) -> None:
+    redis = SpareRedis(tmp_path, persistent=True)
+    await redis.start()
+    node = await start_node("node-r", "outage:", CALLSERVER_REDIS_URL=redis.url)
+    clip = speech[: SAMPLE_RATE * 3]
+    try:
+        async with aiohttp.ClientSession() as session:
+            ann, ben, cai = (ScriptedCaller(node.url, session, name=n) for n in ("A", "B", "C"))
+            await ann.join("outage-room")
+            await ben.join("outage-room")
+            await asyncio.gather(ann.start_media(), ben.start_media())
+            await speak_and_check(ann, ben, clip)
+
+            await redis.stop()
+
+            async def status(path: str) -> tuple[int, str]:
+                async with session.get(node.url + path) as resp:
+                    return resp.status, (await resp.json()).get("status", "")
+
+            async def detached() -> bool:
+                return await status("/readyz") == (503, "detached")
+
+            await wait_for_async(detached, timeout=10)
+            assert (await status("/healthz"))[0] == 200
+            # The call in progress needs no Redis: it goes on.
+            await speak_and_check(ben, ann, clip)
+            # A new join cannot be placed: refused, retryable, in words.
+            with pytest.raises(ProbeError) as err:
+                await cai.join("outage-room-2")
+            refusal = err.value.message
+            assert isinstance(refusal, dict)
+            assert refusal["code"] == "internal" and refusal["retry"] is True
+
+            await redis.start()  # with what it held: its append-only file
+
+            async def ready() -> bool:
+                return await status("/readyz") == (200, "ready")
+
+            await wait_for_async(ready, timeout=10)
+            # The same connection joins now, and the room held through the outage is whole.
+            await cai.join("outage-room-2")
+            store = RedisRoomStore(redis.url, RoomLimits(), prefix="outage:")
+            try:
+                held = await store.get("outage-room")
+            finally:
+                await store.aclose()
+            assert held is not None and held.owner == "node-r"
+            assert [p.name for p in held.participants.values()] == ["A", "B"]
+            await speak_and_check(ann, ben, clip)
+            await asyncio.gather(ann.close(), ben.close(), cai.close())
+        code, log = await node.stop()
+        assert code == 0
+        assert "Traceback" not in log and "room store unreachable" in log
+    finally:
+        await terminate(node.proc)
+        await redis.stop()
