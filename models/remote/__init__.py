@@ -1,0 +1,1 @@
+"""Engines that run in another process: inference workers fed by Redis Streams."""
