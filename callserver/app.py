@@ -14,7 +14,13 @@ from aiohttp import web
 from callserver.api.routes import api_routes
 from callserver.api.stats import RequestStats
 from callserver.api.transcript import transcript_routes
-from callserver.cluster import ClusterSettings, MediaNode, default_node_id, node_url
+from callserver.cluster import (
+    ClusterSettings,
+    MediaNode,
+    default_node_id,
+    node_url,
+    remote_engines,
+)
 from callserver.engines import EngineSet
 from callserver.ice import use_host_addresses
 from callserver.media.dub import DubSettings
@@ -175,7 +181,11 @@ def build_app(
     app.add_routes(ops_routes(metrics, lambda: state.readiness))
     stats = RequestStats()
     if engines is None:
-        engines = EngineSet(EngineMetrics(metrics.registry))
+        engines = (
+            remote_engines(redis_url, node.node_id, cluster, EngineMetrics(metrics.registry))
+            if node is not None and redis_url and cluster.remote_engines
+            else EngineSet(EngineMetrics(metrics.registry))
+        )
     engines.on_mt_lookup = lambda hit: stats.cache_lookup("mt", hit)
     app[ENGINES] = engines
     transcripts = TranscriptStore(pipeline.transcript_max_entries)

@@ -87,6 +87,23 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from callserver.cluster import ClusterSettings
+    from callserver.worker import WorkerSettings, run_worker
+    from models.cache import CacheSettings
+
+    settings = _settings(every_class=True)
+    redis_url = CacheSettings().redis_url
+    if not redis_url:
+        raise SystemExit(
+            "callserver: invalid settings\n"
+            "  CALLSERVER_REDIS_URL: a worker takes its jobs from Redis; set it"
+        )
+    configure_logging(settings.log_level, settings.log_format)
+    prefix = ClusterSettings().key_prefix
+    return asyncio.run(run_worker(redis_url, prefix, WorkerSettings()))
+
+
 def _token(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.join_secret is None:
@@ -130,6 +147,7 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     from callserver.cluster import ClusterSettings
     from callserver.pipeline.endpoint import EndpointSettings
     from callserver.pipeline.settings import PipelineSettings
+    from callserver.worker import WorkerSettings
     from models.cache import CacheSettings
     from models.mt.settings import MtSettings
     from models.store import StoreSettings
@@ -146,6 +164,7 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
         ("Caches", CacheSettings),
         ("Model store", StoreSettings),
         ("Distributed mode", ClusterSettings),
+        ("Inference workers", WorkerSettings),
     ]
 
 
@@ -176,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (CALLSERVER_HOST)")
     serve.add_argument("--port", type=int, help="port (CALLSERVER_PORT)")
     serve.set_defaults(run=_serve)
+    worker = commands.add_parser(
+        "worker", help="run recognition, translation and synthesis for the media nodes"
+    )
+    worker.set_defaults(run=_worker)
     token = commands.add_parser("token", help="mint a join token for ROOM")
     token.add_argument("room")
     token.add_argument("--ttl", type=int, help="lifetime in seconds (CALLSERVER_TOKEN_TTL_S)")

@@ -20,7 +20,16 @@ from collections.abc import AsyncIterator, Callable
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from callserver.engines import EngineSet
 from models.env import EnvSettings
+from models.metrics import EngineMetrics
+from models.remote.engines import (
+    RemoteClient,
+    RemoteRecognizer,
+    RemoteSynthesizer,
+    RemoteTranslator,
+)
+from models.stt.settings import SttSettings
 from signaling.nodes import NodeInfo, RedisNodeRegistry
 from signaling.placement import ClusterPlacement
 from signaling.rooms import RoomStore
@@ -59,7 +68,20 @@ class ClusterSettings(EnvSettings):
         200, ge=1, description="Participants at which a node takes no new rooms."
     )
     key_prefix: str = Field(
-        "callserver:", description="Prefix of the cluster's Redis keys (rooms and nodes)."
+        "callserver:",
+        description="Prefix of the cluster's Redis keys (rooms, nodes, jobs); the same on every "
+        "node and worker.",
+    )
+    remote_engines: bool = Field(
+        False,
+        description="Send recognition, translation and synthesis to inference workers "
+        "(`callserver worker`) instead of running them in this node.",
+    )
+    job_budget_s: float = Field(
+        10.0,
+        gt=0,
+        description="A job for the workers is dropped, not done late, once it has waited this "
+        "long.",
     )
 
     @model_validator(mode="after")
@@ -153,6 +175,21 @@ class MediaNode:
                 await self.registry.remove(self.node_id)
                 log.info("node left the registry", extra={"node": self.node_id})
             await self.registry.aclose()
+
+
+def remote_engines(
+    redis_url: str, node_id: str, settings: ClusterSettings, metrics: EngineMetrics
+) -> EngineSet:
+    """An engine set whose engines run on the inference workers."""
+    client = RemoteClient(
+        redis_url, node_id, prefix=settings.key_prefix, budget_s=settings.job_budget_s
+    )
+    return EngineSet(
+        metrics,
+        recognizer=RemoteRecognizer(client, SttSettings().max_audio_s),
+        translator=RemoteTranslator(client),
+        synthesizer=RemoteSynthesizer(client),
+    )
 
 
 def node_url(settings: ClusterSettings, public_url: str | None, host: str, port: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,3 +223,41 @@ def speech_from_fields(fields: Fields) -> Speech:
         language=str(meta["language"]),
         cached=bool(meta.get("cached", False)),
     )
+
+
+def recognition_to_fields(
+    audio: npt.NDArray[np.float32],
+    language: str | None,
+    allowed: Sequence[str] | None,
+    live: bool,
+) -> dict[str, bytes]:
+    """A ``Recognizer.transcribe`` call as message fields."""
+    meta = {"language": language, "allowed": list(allowed) if allowed else None, "live": live}
+    return _encode({**meta, "rate": UTTERANCE_RATE}, float_to_pcm(audio))
+
+
+def recognition_from_fields(
+    fields: Fields,
+) -> tuple[npt.NDArray[np.float32], str | None, list[str] | None, bool]:
+    """(audio, language, allowed, live) of a recognition request."""
+    meta = _meta(fields)
+    if meta.get("rate", UTTERANCE_RATE) != UTTERANCE_RATE:
+        raise WireError(f"recognition audio must be {UTTERANCE_RATE} Hz, not {meta['rate']}")
+    language, allowed = meta.get("language"), meta.get("allowed")
+    if language is not None and not isinstance(language, str):
+        raise WireError("'language' must be a string or null")
+    if allowed is not None and not (
+        isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)
+    ):
+        raise WireError("'allowed' must be a list of strings or null")
+    return pcm_to_float(_pcm(fields)), language, allowed, bool(meta.get("live", False))
+
+
+def json_to_fields(value: dict[str, Any]) -> dict[str, bytes]:
+    """Any JSON value as the ``meta`` field (translation requests and results)."""
+    return {"meta": json.dumps(value, separators=(",", ":")).encode("utf-8")}
+
+
+def json_from_fields(fields: Fields) -> dict[str, Any]:
+    """The inverse of ``json_to_fields`` for a JSON object."""
+    return _meta(fields)

@@ -1,12 +1,10 @@
-"""One contract for every implementation of the engine interfaces (``models/interfaces.py``).
-
-Today the implementations are the in-process engines an ``EngineSet`` builds; an engine set
-that runs them elsewhere is held to the same tests by adding it to ``IMPLEMENTATIONS``.
-"""
+"""One contract for every implementation of the engine interfaces (``models/interfaces.py``):
+the in-process engines, and the same engines on an inference worker reached over Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,23 +12,55 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from callserver.cluster import ClusterSettings, remote_engines
 from callserver.engines import EngineSet
+from callserver.worker import Worker
 from models.errors import EngineUnavailable, InvalidInput, UnsupportedLanguage
 from models.metrics import EngineMetrics
+from models.remote.queue import JobQueue
 from models.stt.audio import decode_audio
-from tests.conftest import CLIPS
+from tests.conftest import CLIPS, REDIS_URL
 
-#: Each makes an engine set; "in-process" is the embedded default.
-IMPLEMENTATIONS: dict[str, Callable[[], EngineSet]] = {
-    "in-process": lambda: EngineSet(EngineMetrics(CollectorRegistry())),
+
+@contextlib.asynccontextmanager
+async def in_process(prefix: str) -> AsyncIterator[EngineSet]:
+    engines = EngineSet(EngineMetrics(CollectorRegistry()))
+    try:
+        yield engines
+    finally:
+        await engines.close()
+
+
+@contextlib.asynccontextmanager
+async def on_a_worker(prefix: str) -> AsyncIterator[EngineSet]:
+    """The node's remote engines, served by a worker (its loop in this process) over Redis."""
+    worker_engines = EngineSet(EngineMetrics(CollectorRegistry()))
+    queue = JobQueue(REDIS_URL, prefix=prefix)
+    worker = Worker(worker_engines, queue, "contract-worker", slots=1)
+    working = asyncio.create_task(worker.run())
+    settings = ClusterSettings(key_prefix=prefix, job_budget_s=60)
+    node = remote_engines(REDIS_URL, "contract-node", settings, EngineMetrics(CollectorRegistry()))
+    try:
+        yield node
+    finally:
+        await node.close()
+        worker.stop()
+        await working
+        await worker_engines.close()
+        await queue.aclose()
+
+
+#: Each implementation of the engine interfaces, as the engine set a server would hold.
+IMPLEMENTATIONS: dict[str, Callable[[str], contextlib.AbstractAsyncContextManager[EngineSet]]] = {
+    "in-process": in_process,
+    "on-a-worker": on_a_worker,
 }
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-async def engines(request: pytest.FixtureRequest) -> AsyncIterator[EngineSet]:
-    made = IMPLEMENTATIONS[request.param]()
-    yield made
-    await made.close()
+async def engines(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[EngineSet]:
+    async with IMPLEMENTATIONS[request.param](redis_prefix) as made:
+        yield made
 
 
 async def pending_while_running(pending: Callable[[], int], work: Awaitable[object]) -> int:

@@ -158,6 +158,7 @@ BAD_VARIABLES = {
     "CacheSettings": "CALLSERVER_CACHE_MAX_BYTES",
     "StoreSettings": "CALLSERVER_MODELS_DOWNLOAD_TIMEOUT_S",
     "ClusterSettings": "CALLSERVER_CLUSTER_HEARTBEAT_S",
+    "WorkerSettings": "CALLSERVER_WORKER_SLOTS",
 }
 
 

@@ -28,6 +28,22 @@ class LanguageSupport:
             "pairs": "all" if self.pairs is None else [list(pair) for pair in self.pairs],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LanguageSupport:
+        """The inverse of ``to_dict``."""
+        pairs = data["pairs"]
+        return cls(
+            engine=str(data["engine"]),
+            languages=tuple(str(code) for code in data["languages"]),
+            pairs=None if pairs == "all" else tuple((str(a), str(b)) for a, b in pairs),
+        )
+
+    def serves(self, source: str, target: str) -> bool:
+        """Whether this engine translates ``source`` into ``target``."""
+        if self.pairs is not None:
+            return (source, target) in self.pairs
+        return source != target and source in self.languages and target in self.languages
+
 
 @runtime_checkable
 class TranslationEngine(Protocol):

@@ -263,6 +263,15 @@ class JobQueue:
             approximate=True,
         )
 
+    async def publish_capabilities(self, caps: Mapping[str, str], ttl_s: float = 30.0) -> None:
+        """What a worker can do, by kind of job (JSON), for nodes to read; it lapses with the
+        workers (a worker republishes well within ``ttl_s``)."""
+        key = f"{self.prefix}capabilities"
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=dict(caps))  # type: ignore[arg-type]
+            pipe.expire(key, max(1, int(ttl_s)))
+            await pipe.execute()
+
     async def dead_letters(self, kind: str) -> list[dict[str, bytes]]:
         """What the dead-letter stream of ``kind`` holds, oldest first."""
         entries: Any = await self._client.xrange(self.dead_key(kind))
