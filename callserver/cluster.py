@@ -115,7 +115,7 @@ class MediaNode:
             redis_url, prefix=settings.key_prefix, expiry_s=settings.node_expiry_s
         )
         self.placement = ClusterPlacement(
-            node_id, rooms, self.registry, settings.node_max_participants
+            node_id, rooms, self.registry, settings.node_max_participants, draining=draining
         )
         self._participants = participants
         self._draining = draining

@@ -40,3 +40,10 @@ class EngineUnavailable(EngineError):
 
     code = "engine_unavailable"
     retryable = True
+
+
+class DeadlinePassed(EngineUnavailable):
+    """The job waited past its budget and was dropped, not done late (the caption says so)."""
+
+    code = "deadline"
+    retryable = False

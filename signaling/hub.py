@@ -261,7 +261,7 @@ class SignalingHub:
     async def _join(self, conn: ClientConnection, msg: Join) -> None:
         if conn.participant is not None:
             raise SignalingError(ErrorCode.ALREADY_JOINED, "this connection is already in a room")
-        if self._is_draining():
+        if self._is_draining() and not self.placement.can_redirect:
             raise SignalingError(ErrorCode.DRAINING, "the server is shutting down; try again later")
         if not self.join_limiter.allow(conn.address):
             raise SignalingError(ErrorCode.RATE_LIMITED, "too many join attempts; wait a minute")
@@ -279,6 +279,9 @@ class SignalingHub:
             log.info("join redirected", extra={**conn.log_fields(), "node": owner.id})
             await self._send(conn, server_message("redirect", url=owner.url, room=msg.room))
             return
+        if self._is_draining():
+            # A draining node keeps its calls but takes nobody new, not even into them.
+            raise SignalingError(ErrorCode.DRAINING, "the server is shutting down; try again later")
         room, participant = await self.rooms.join(msg.room, name, spoken, listen)
         if conn.ws.closed:
             # Gone while the store answered: give the place back.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from typing import Protocol
 
 from signaling.errors import ErrorCode, SignalingError
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 class Placement(Protocol):
     """Finds the node that holds a room, placing it if it has none."""
 
+    #: Whether joins can be sent to another node (a draining node then still redirects).
+    can_redirect: bool
+
     async def owner(self, room_id: str) -> NodeInfo | None:
         """The node that holds ``room_id``'s calls; None: this one. ``nodes_full`` (retryable)
         when the room has no live owner and every node is full or draining."""
@@ -33,12 +37,16 @@ class Placement(Protocol):
 class LocalPlacement:
     """The embedded server: every room is this process's."""
 
+    can_redirect = False
+
     async def owner(self, room_id: str) -> NodeInfo | None:
         return None
 
 
 class ClusterPlacement:
     """Rooms placed on the live nodes of a ``RedisNodeRegistry``."""
+
+    can_redirect = True
 
     def __init__(
         self,
@@ -47,8 +55,10 @@ class ClusterPlacement:
         nodes: RedisNodeRegistry,
         max_participants: int,
         choose: random.Random | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.node_id = node_id
+        self._draining = draining
         self.rooms = rooms
         self.nodes = nodes
         self.max_participants = max_participants
@@ -74,7 +84,14 @@ class ClusterPlacement:
         return node
 
     def _choose(self, live: list[NodeInfo]) -> NodeInfo:
-        open_nodes = [n for n in live if not n.draining and n.participants < self.max_participants]
+        # This node's own drain counts from its start, not from its next heartbeat.
+        open_nodes = [
+            n
+            for n in live
+            if not n.draining
+            and n.participants < self.max_participants
+            and not (n.id == self.node_id and self._draining())
+        ]
         if not open_nodes:
             raise SignalingError(
                 ErrorCode.NODES_FULL, "every media node is full or draining; try again shortly"

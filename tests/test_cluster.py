@@ -258,3 +258,67 @@ async def test_redis_stopping_mid_call_fails_readiness_keeps_the_call_and_recove
     finally:
         await terminate(node.proc)
         await redis.stop()
+
+
+async def test_a_draining_node_keeps_its_calls_takes_no_new_rooms_then_leaves(
+    redis_prefix: str, speech: Pcm16
+) -> None:
+    a, b = await asyncio.gather(
+        start_node("node-a", redis_prefix, CALLSERVER_DRAIN_TIMEOUT_S="60"),
+        start_node("node-b", redis_prefix),
+    )
+    callers: list[ScriptedCaller] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            cluster = Cluster({"node-a": a, "node-b": b}, redis_prefix, session)
+            await wait_for_async(lambda: _both_live(cluster))
+            # A call on node A (callers come to A until A is the one picked).
+            i = 0
+            while True:
+                room = f"drain-room-{i}"
+                i += 1
+                ann, ben = cluster.caller("node-a", "Ann"), cluster.caller("node-a", "Ben")
+                callers += [ann, ben]
+                await ann.join(room)
+                await ben.join(room)
+                if await cluster.owner_of(room) == "node-a":
+                    break
+            await asyncio.gather(ann.start_media(), ben.start_media())
+
+            a.proc.send_signal(signal.SIGTERM)
+            await ann.expect("draining")
+
+            async def a_draining() -> bool:
+                return any(n.id == "node-a" and n.draining for n in await live(redis_prefix))
+
+            await wait_for_async(a_draining)
+            # New rooms go to B, whichever node their callers reach: A redirects them.
+            for j in range(4):
+                newcomer = cluster.caller("node-a" if j % 2 else "node-b", "New")
+                callers.append(newcomer)
+                await newcomer.join(f"after-drain-{j}")
+                assert await cluster.owner_of(f"after-drain-{j}") == "node-b"
+                assert newcomer.base_url == b.url
+            # Nobody new joins the call A holds, even through B: it is refused, retryable
+            # later (once A has gone the room is placed again).
+            late = cluster.caller("node-b", "Late")
+            callers.append(late)
+            with pytest.raises(ProbeError) as err:
+                await late.join(room)
+            refusal = err.value.message
+            assert isinstance(refusal, dict) and refusal["code"] == "draining"
+            # The call on A goes on through the drain.
+            clip = speech[: SAMPLE_RATE * 3]
+            await speak_and_check(ann, ben, clip)
+            # Its callers leave: A ends and takes itself out of the registry at once, without
+            # waiting for its entry to expire.
+            await ann.leave()
+            await ben.leave()
+            code, log = await a.stop()
+            assert code == 0, log
+            assert [n.id for n in await live(redis_prefix)] == ["node-b"]
+            assert "node left the registry" in log
+    finally:
+        await asyncio.gather(*(c.close() for c in callers), return_exceptions=True)
+        await terminate(a.proc)
+        await terminate(b.proc)

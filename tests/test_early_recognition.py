@@ -59,25 +59,36 @@ async def speak(hub: TranslationHub, stream: Pcm16) -> None:
         await asyncio.sleep(0.02 / SPEED)
 
 
-@pytest.mark.parametrize("early", [True, False])
-async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) -> None:
-    registry = CollectorRegistry()
-    delivery = RecordingDelivery()
+def ann_to_bea(
+    registry: CollectorRegistry, delivery: RecordingDelivery, engines: EngineSet, **settings: Any
+) -> TranslationHub:
+    """A hub in which Ann speaks English to Bea, who hears Spanish; no interim captions."""
     ann = Participant("p_a", "Ann", "en", "en", 0.0)
     bea = Participant("p_b", "Bea", "es", "es", 0.0)
-    engines = EngineSet(EngineMetrics(registry))
-    hub = TranslationHub(
-        PipelineSettings(early_recognition=early, interim_captions=False),
+    return TranslationHub(
+        PipelineSettings(interim_captions=False, **settings),
         EndpointSettings(),
         engines,
         delivery,
         participants=lambda room_id: [ann, bea],
         metrics=PipelineMetrics(registry),
     )
-    # Two sentences 350 ms apart (under the 500 ms that ends an utterance), then silence.
-    stream = np.concatenate(
+
+
+def paused_sentences() -> Pcm16:
+    """Two sentences 350 ms apart (under the 500 ms that ends an utterance), then silence."""
+    return np.concatenate(
         [noise(0.5, 0), trimmed(str(FIRST)), noise(0.35, 1), trimmed(str(SECOND)), noise(1.5, 2)]
     )
+
+
+@pytest.mark.parametrize("early", [True, False])
+async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) -> None:
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, early_recognition=early)
+    stream = paused_sentences()
 
     def finals() -> list[dict[str, object]]:
         return [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
@@ -167,24 +178,12 @@ async def test_a_discarded_early_recognition_keeps_its_slot_until_its_decode_end
     # it used to free the slot at once, and the final utterance's decode ran beside it.
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
-    ann = Participant("p_a", "Ann", "en", "en", 0.0)
-    bea = Participant("p_b", "Bea", "es", "es", 0.0)
     stt = SlowRecognizer(WhisperEngine(), delay_s=2.0)
     engines = EngineSet(EngineMetrics(registry), recognizer=stt)
-    hub = TranslationHub(
-        PipelineSettings(early_recognition=True, interim_captions=False, recognition_slots=1),
-        EndpointSettings(),
-        engines,
-        delivery,
-        participants=lambda room_id: [ann, bea],
-        metrics=PipelineMetrics(registry),
-    )
-    stream = np.concatenate(
-        [noise(0.5, 0), trimmed(str(FIRST)), noise(0.35, 1), trimmed(str(SECOND)), noise(1.5, 2)]
-    )
+    hub = ann_to_bea(registry, delivery, engines, early_recognition=True, recognition_slots=1)
     try:
         await stt.warm_up()
-        await speak(hub, stream)
+        await speak(hub, paused_sentences())
         await wait_for(lambda: hub.idle, timeout=90)
         # Idle waited for the discarded decode too: nothing is left running.
         assert stt.pending == 0 and stt.running == 0

@@ -6,13 +6,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from callserver.engines import EngineSet
+from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.events import Utterance
 from callserver.pipeline.hub import TranslationHub
+from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
+from models.errors import DeadlinePassed
+from models.metrics import EngineMetrics
 from models.stt.audio import decode_audio
 from signaling.rooms import Participant
 from tests.conftest import CLIPS, wait_for
@@ -97,3 +102,53 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
         await engines.close()
     dropped = {e["utterance_id"] for _, e in delivery.events if e["type"] == "caption-dropped"}
     assert dropped == {"u_2", "u_3"}
+
+
+class LateWorkers:
+    """Fault injection: a recogniser whose every job waited past its budget on the workers."""
+
+    pending = 0
+    max_audio_s = 30.0
+
+    async def transcribe(self, audio: Any, *args: Any, **kwargs: Any) -> Any:
+        raise DeadlinePassed("the job waited past its deadline on the workers")
+
+    async def warm_up(self) -> None:
+        pass
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": "late-workers"}
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_an_utterance_past_its_deadline_is_dropped_with_a_marker() -> None:
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    ann = Participant("p_a", "Ann", "en", "en", 0.0)
+    bea = Participant("p_b", "Bea", "es", "es", 0.0)
+    engines = EngineSet(EngineMetrics(registry), recognizer=LateWorkers())
+    hub = TranslationHub(
+        PipelineSettings(interim_captions=False),
+        EndpointSettings(),
+        engines,
+        delivery,
+        participants=lambda room_id: [ann, bea],
+        metrics=PipelineMetrics(registry),
+    )
+    try:
+        hub.submit("room", "p_a", utterance(0, np.zeros(16_000, np.float32)))
+        await wait_for(lambda: hub.idle, timeout=30)
+    finally:
+        await hub.close()
+        await engines.close()
+    markers = [(pid, e) for pid, e in delivery.events if e["type"] == "caption-dropped"]
+    assert sorted(pid for pid, _ in markers) == ["p_a", "p_b"]
+    assert {e["reason"] for _, e in markers} == {"deadline"}
+    assert {e["utterance_id"] for _, e in markers} == {"u_0"}
+    assert not delivery.dubs
+    dropped = registry.get_sample_value(
+        "callserver_utterances_total", {"outcome": "dropped_deadline"}
+    )
+    assert dropped == 1

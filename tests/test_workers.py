@@ -1,7 +1,8 @@
 """Inference workers as real processes: a media node whose engines run on ``callserver worker``.
 
-A worker killed with SIGKILL while it holds an utterance loses nothing: another worker claims
-the job, and the listener gets the caption and the dub once.
+Callers who reach one room through two nodes hear each other translated by the workers; a
+worker killed with SIGKILL while it holds an utterance loses nothing: the other claims the job,
+and the listener gets the caption and the dub once.
 """
 
 from __future__ import annotations
@@ -69,44 +70,49 @@ async def workers(redis_prefix: str, tmp_path: Path) -> AsyncIterator[Workers]:
     await running.stop()
 
 
-async def test_a_worker_killed_holding_an_utterance_loses_nothing(
+async def test_callers_on_two_nodes_hear_each_other_translated_and_a_killed_worker_loses_nothing(
     workers: Workers, redis_prefix: str
 ) -> None:
-    await workers.start("doomed")
-    node = await start_node(
-        "node-w",
-        redis_prefix,
-        CALLSERVER_TRANSLATE_CALLS="true",
-        CALLSERVER_PRELOAD_ENGINES="true",  # ready once a worker has published its engines
-        CALLSERVER_CLUSTER_REMOTE_ENGINES="true",
-        CALLSERVER_CLUSTER_JOB_BUDGET_S="60",
+    # Two media nodes and two workers, separate processes, one Redis.
+    await asyncio.gather(workers.start("worker-1"), workers.start("worker-2"))
+    settings = {
+        "CALLSERVER_TRANSLATE_CALLS": "true",
+        "CALLSERVER_PRELOAD_ENGINES": "true",  # ready once a worker has published its engines
+        "CALLSERVER_CLUSTER_REMOTE_ENGINES": "true",
+        "CALLSERVER_CLUSTER_JOB_BUDGET_S": "60",
         # One recognition job per utterance, so the job the test waits for is the utterance.
-        CALLSERVER_PIPELINE_INTERIM_CAPTIONS="false",
-        CALLSERVER_PIPELINE_EARLY_RECOGNITION="false",
+        "CALLSERVER_PIPELINE_INTERIM_CAPTIONS": "false",
+        "CALLSERVER_PIPELINE_EARLY_RECOGNITION": "false",
+    }
+    nodes = await asyncio.gather(
+        start_node("node-a", redis_prefix, **settings),
+        start_node("node-b", redis_prefix, **settings),
     )
     queue = JobQueue(REDIS_URL, prefix=redis_prefix)
     try:
         async with aiohttp.ClientSession() as session:
-            ann = ScriptedCaller(node.url, session, name="Ann", spoken="en", listen="en")
-            ben = ScriptedCaller(node.url, session, name="Ben", spoken="es", listen="es")
+            ann = ScriptedCaller(nodes[0].url, session, name="Ann", spoken="en", listen="en")
+            ben = ScriptedCaller(nodes[1].url, session, name="Ben", spoken="es", listen="es")
             await ann.join("worker-room")
             await ben.join("worker-room")
+            # Through different nodes, into one call on the room's node.
+            assert ann.base_url == ben.base_url and len(ann.redirects + ben.redirects) == 1
             await asyncio.gather(ann.start_media(), ben.start_media())
             ann.play(speech_then_silence(load_wav_48k(str(CLIPS[1]))))
 
-            # The utterance's recognition is taken by the only worker: kill it mid-job.
+            # Whichever worker takes the utterance's recognition is killed holding it.
             async with asyncio.timeout(TIMEOUT):
-                while await queue.pending("stt") == 0:
+                while not (holders := await queue.holders("stt")):
                     await asyncio.sleep(0.01)
-            workers.procs["doomed"].send_signal(signal.SIGKILL)
-            await workers.procs["doomed"].wait()
-            assert await queue.pending("stt") == 1  # still held by the dead worker
-            await workers.start("rescuer")
+            (doomed,) = holders
+            workers.procs[doomed].send_signal(signal.SIGKILL)
+            await workers.procs[doomed].wait()
+            assert await queue.holders("stt") == {doomed: 1}  # still the dead worker's
 
             await wait_for(lambda: bool(latencies(ben)), TIMEOUT)
 
             async def dubbed_frames() -> float:
-                async with session.get(node.url + "/metrics") as resp:
+                async with session.get(ben.base_url + "/metrics") as resp:
                     text = await resp.text()
                 line = next(x for x in text.splitlines() if x.startswith("callserver_dub_frames"))
                 return float(line.split()[-1])
@@ -129,7 +135,8 @@ async def test_a_worker_killed_holding_an_utterance_loses_nothing(
             await asyncio.gather(ann.close(), ben.close())
     finally:
         await queue.aclose()
-        await terminate(node.proc)
+        for node in nodes:
+            await terminate(node.proc)
 
 
 async def test_a_draining_worker_finishes_what_it_holds_and_takes_nothing_new(

@@ -21,7 +21,7 @@ from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker import SpeakerPipeline, SpeechEvent
 from callserver.pipeline.transcript import TranscriptEntry
 from callserver.pipeline.translator import Delivery, UtteranceTranslator, wall
-from models.errors import EngineError
+from models.errors import DeadlinePassed, EngineError
 from models.pool import InferencePool
 from models.stt.result import Transcript
 from signaling.rooms import Participant
@@ -344,17 +344,21 @@ class TranslationHub:
                 "pending": self.pending,
             },
         )
-        speaker = self._participant(victim.room_id, victim.participant_id)
-        for p in self.participants(victim.room_id):
+        self._announce_dropped(victim, dropped.utterance_id, "backlog")
+
+    def _announce_dropped(self, state: SpeakerState, utterance_id: str, reason: str) -> None:
+        """Tell everyone in the room that an utterance will not be captioned nor dubbed."""
+        speaker = self._participant(state.room_id, state.participant_id)
+        for p in self.participants(state.room_id):
             self.translator.delivery.send_event(
-                victim.room_id,
+                state.room_id,
                 p.id,
                 {
                     "type": "caption-dropped",
-                    "utterance_id": dropped.utterance_id,
-                    "speaker": victim.participant_id,
+                    "utterance_id": utterance_id,
+                    "speaker": state.participant_id,
                     "speaker_name": speaker.name if speaker else "",
-                    "reason": "backlog",
+                    "reason": reason,
                 },
             )
 
@@ -437,6 +441,11 @@ class TranslationHub:
                 transcript=transcript,
                 others_heard=functools.partial(self._others_heard, state, utterance),
             )
+        except DeadlinePassed:
+            # The workers could not take it in time: dropped, not done late, and said so.
+            self.metrics.utterances.labels("dropped_deadline").inc()
+            log.warning("utterance dropped: deadline", extra=fields)
+            self._announce_dropped(state, utterance.utterance_id, "deadline")
         except EngineError as exc:
             self.metrics.utterances.labels("failed").inc()
             log.warning(

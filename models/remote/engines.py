@@ -24,9 +24,15 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from models.errors import EngineError, EngineUnavailable, InvalidInput, UnsupportedLanguage
+from models.errors import (
+    DeadlinePassed,
+    EngineError,
+    EngineUnavailable,
+    InvalidInput,
+    UnsupportedLanguage,
+)
 from models.mt.engine import LanguageSupport
-from models.remote.queue import ERROR, JobQueue
+from models.remote.queue import ERROR, JobQueue, new_job_id
 from models.stt.audio import Audio
 from models.stt.result import Transcript
 from models.tts.speech import Speech
@@ -45,13 +51,6 @@ log = logging.getLogger(__name__)
 _ERRORS: dict[str, type[EngineError]] = {
     cls.code: cls for cls in (EngineUnavailable, InvalidInput, UnsupportedLanguage, EngineError)
 }
-
-
-class DeadlinePassed(EngineUnavailable):
-    """The job waited past its budget and was dropped, not done late."""
-
-    code = "deadline"
-    retryable = False
 
 
 def error_fields(exc: EngineError) -> dict[str, bytes]:
@@ -135,9 +134,11 @@ class RemoteClient:
         try:
             await self._start()
             future: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
-            job_id = await self.queue.submit(kind, fields, self.node_id, budget)
+            # Waiting before it is queued, so even an answer faster than this task finds it.
+            job_id = new_job_id()
             self._waiting[job_id] = future
             try:
+                await self.queue.submit(kind, fields, self.node_id, budget, job_id=job_id)
                 # The budget, plus room for a worker that dies holding the job to be replaced.
                 answer = await asyncio.wait_for(future, budget + self.queue.claim_idle_s + 5)
             except TimeoutError as exc:

@@ -31,6 +31,10 @@ GROUP = "workers"
 ERROR = "error"
 
 
+def new_job_id() -> str:
+    return secrets.token_hex(8)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -100,10 +104,15 @@ class JobQueue:
     # --- node side ------------------------------------------------------------------------------
 
     async def submit(
-        self, kind: str, fields: Mapping[str, bytes], reply_to: str, budget_s: float
+        self,
+        kind: str,
+        fields: Mapping[str, bytes],
+        reply_to: str,
+        budget_s: float,
+        job_id: str | None = None,
     ) -> str:
-        """Queue a job; its id, which its result carries."""
-        job_id = secrets.token_hex(8)
+        """Queue a job; its id (``job_id`` or a new one), which its result carries."""
+        job_id = job_id or new_job_id()
         entry: dict[str, bytes | str] = {
             "job_id": job_id,
             "reply_to": reply_to,
@@ -276,6 +285,12 @@ class JobQueue:
         """What the dead-letter stream of ``kind`` holds, oldest first."""
         entries: Any = await self._client.xrange(self.dead_key(kind))
         return [{_text(k): bytes(v) for k, v in raw.items()} for _, raw in entries]
+
+    async def holders(self, kind: str) -> dict[str, int]:
+        """Consumers holding jobs of ``kind`` unacknowledged, with how many each."""
+        await self._ensure_group(kind)
+        summary: Any = await self._client.xpending(self.jobs_key(kind), GROUP)
+        return {_text(c["name"]): int(c["pending"]) for c in summary.get("consumers") or []}
 
     async def pending(self, kind: str) -> int:
         """Jobs delivered and not acknowledged."""
