@@ -14,6 +14,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("translate", []),
     ("tts", []),
     ("translated_call", []),
+    ("distributed_call", []),
 ]
 
 

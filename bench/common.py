@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +20,13 @@ from callserver.probe import load_wav_48k
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = sorted((ROOT / "tests" / "data").glob("*.wav"))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def p50(values: list[float]) -> float:
@@ -50,7 +60,8 @@ class ServerProcess:
     url: str
 
     @classmethod
-    async def start(cls, **env: str) -> ServerProcess:
+    async def start(cls, command: str = "serve", **env: str) -> ServerProcess:
+        """``callserver serve`` (or ``worker``, whose ``url`` is empty) with ``env``."""
         full_env = {
             **os.environ,
             "CALLSERVER_PORT": "0",
@@ -63,16 +74,28 @@ class ServerProcess:
             sys.executable,
             "-m",
             "callserver",
-            "serve",
+            command,
             stdout=asyncio.subprocess.PIPE,
             env=full_env,
         )
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        if command == "worker" and "is taking jobs" in line:
+            return cls(proc, "")
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         if match is None:
-            raise RuntimeError(f"server did not start: {line!r}")
+            raise RuntimeError(f"{command} did not start: {line!r}")
         return cls(proc, match.group(0))
+
+    async def wait_ready(self, session: Any, timeout: float = 120.0) -> None:
+        """Until /readyz answers 200 (the engines, or a worker's, are warm)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with session.get(self.url + "/readyz") as resp:
+                if resp.status == 200:
+                    return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.url} not ready after {timeout} s")
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the server has used."""

@@ -108,10 +108,15 @@ async def wait_quiet(caller: ScriptedCaller, quiet_s: float = 0.6, timeout: floa
 
 
 async def pair(
-    server: ServerProcess, session: aiohttp.ClientSession, room: str
+    server: ServerProcess,
+    session: aiohttp.ClientSession,
+    room: str,
+    b_server: ServerProcess | None = None,
 ) -> tuple[ScriptedCaller, ScriptedCaller]:
+    """A (English) and B (Spanish) in ``room``; B through ``b_server`` when given (a cluster's
+    other node: a redirect then brings B to the room's node)."""
     a = ScriptedCaller(server.url, session, name="A", spoken="en", listen="en")
-    b = ScriptedCaller(server.url, session, name="B", spoken="es", listen="es")
+    b = ScriptedCaller((b_server or server).url, session, name="B", spoken="es", listen="es")
     await a.join(room)
     await b.join(room)
     await a.start_media()
@@ -170,40 +175,49 @@ async def one_call(env: dict[str, str], utterances: int, label: str) -> None:
             print(f"| {name} | {p50(values) * 1000:.0f} | {p95(values) * 1000:.0f} |")
 
 
+async def both_talking(
+    pairs: list[tuple[ScriptedCaller, ScriptedCaller]], spanish: list[Pcm16], seconds: float
+) -> list[float]:
+    """Every pair talks in turns for ``seconds``, A in English and B in Spanish; the
+    mouth-to-ear latency of every dub heard."""
+    english = [load_wav_48k(str(c)) for c in CLIPS]
+    silence = np.zeros(int(2.0 * SAMPLE_RATE), dtype=np.int16)
+    latencies: list[float] = []
+
+    async def talk(
+        speaker: ScriptedCaller, listener: ScriptedCaller, clips: list[Pcm16], offset: float
+    ) -> None:
+        await asyncio.sleep(offset)
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            clip = np.concatenate((clips[i % len(clips)], silence))
+            latency, _ = await Talk(speaker, listener, clip).run(timeout=30)
+            if latency is not None:
+                latencies.append(latency)
+            # Turn-taking, as people do: the listener hears the dub out first.
+            await wait_quiet(listener)
+            i += 1
+
+    await asyncio.gather(
+        *(talk(a, b, english, n * 0.7) for n, (a, b) in enumerate(pairs)),
+        *(talk(b, a, spanish, n * 0.7 + 3.0) for n, (a, b) in enumerate(pairs)),
+    )
+    return latencies
+
+
 async def concurrent(
     calls: int, env: dict[str, str], spanish: list[Pcm16], seconds: float
 ) -> dict[str, float]:
     server = await ServerProcess.start(
         CALLSERVER_PRELOAD_ENGINES="true", CALLSERVER_CACHE_ENABLED="false", **env
     )
-    english = [load_wav_48k(str(c)) for c in CLIPS]
-    silence = np.zeros(int(2.0 * SAMPLE_RATE), dtype=np.int16)
-    latencies: list[float] = []
     try:
         async with aiohttp.ClientSession() as session:
             await asyncio.sleep(8.0)
             pairs = [await pair(server, session, f"bench-conc-{i:02d}") for i in range(calls)]
             before = await (await session.get(server.url + "/metrics")).text()
-
-            async def talk(
-                speaker: ScriptedCaller, listener: ScriptedCaller, clips: list[Pcm16], offset: float
-            ) -> None:
-                await asyncio.sleep(offset)
-                end = time.monotonic() + seconds
-                i = 0
-                while time.monotonic() < end:
-                    clip = np.concatenate((clips[i % len(clips)], silence))
-                    latency, _ = await Talk(speaker, listener, clip).run(timeout=30)
-                    if latency is not None:
-                        latencies.append(latency)
-                    # Turn-taking, as people do: the listener hears the dub out first.
-                    await wait_quiet(listener)
-                    i += 1
-
-            await asyncio.gather(
-                *(talk(a, b, english, n * 0.7) for n, (a, b) in enumerate(pairs)),
-                *(talk(b, a, spanish, n * 0.7 + 3.0) for n, (a, b) in enumerate(pairs)),
-            )
+            latencies = await both_talking(pairs, spanish, seconds)
             after = await (await session.get(server.url + "/metrics")).text()
             for a, b in pairs:
                 await a.close()

@@ -20,11 +20,14 @@ from signaling.rooms import ROOM_ID_PATTERN
 from signaling.tokens import mint_token
 
 
-def _settings(*, every_class: bool = False, **overrides: object) -> Settings:
+def _settings(
+    *, every_class: bool = False, media_node: bool = False, **overrides: object
+) -> Settings:
     """The server's settings, or exit with a message naming each bad variable.
 
     ``every_class`` also validates the pipeline's and engines' settings, so that a bad value
-    there stops the server at start, reported with the rest, instead of failing a call later.
+    there stops the server at start, reported with the rest, instead of failing a call later;
+    ``media_node`` also checks what a node of the distributed mode needs across classes.
     """
     failures: list[tuple[type[BaseSettings], ValidationError | SettingsFileError]] = []
     settings: Settings | None = None
@@ -41,7 +44,7 @@ def _settings(*, every_class: bool = False, **overrides: object) -> Settings:
             failures.append((cls, exc))
     if failures or settings is None:
         raise SystemExit(_invalid(failures))
-    problem = _cluster_problem(settings) if every_class else None
+    problem = _cluster_problem(settings) if media_node else None
     if problem:
         raise SystemExit(f"callserver: invalid settings\n  CALLSERVER_CLUSTER_ENABLED: {problem}")
     return settings
@@ -82,7 +85,7 @@ def _invalid(failures: list[tuple[type[BaseSettings], ValidationError | Settings
 def _serve(args: argparse.Namespace) -> int:
     from callserver.server import serve
 
-    settings = _settings(every_class=True, host=args.host, port=args.port)
+    settings = _settings(every_class=True, media_node=True, host=args.host, port=args.port)
     configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(serve(settings))
 

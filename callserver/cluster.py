@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from callserver.engines import EngineSet
@@ -84,11 +84,14 @@ class ClusterSettings(EnvSettings):
         "long.",
     )
 
-    @model_validator(mode="after")
-    def _expiry(self) -> ClusterSettings:
-        if self.node_expiry_s < 2 * self.heartbeat_s:
-            raise ValueError("node_expiry_s must be at least twice heartbeat_s")
-        return self
+    @field_validator("node_expiry_s")
+    @classmethod
+    def _expiry(cls, value: float, info: ValidationInfo) -> float:
+        # One late heartbeat must not take a live node out.
+        heartbeat = info.data.get("heartbeat_s")
+        if heartbeat is not None and value < 2 * heartbeat:
+            raise ValueError("must be at least twice CALLSERVER_CLUSTER_HEARTBEAT_S")
+        return value
 
 
 def default_node_id(port: int) -> str:

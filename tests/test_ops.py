@@ -192,3 +192,46 @@ def test_settings_table_lists_every_setting() -> None:
         "CALLSERVER_VAD_SILENCE_MS",
     ):
         assert engine_setting in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "complaint"),
+    [
+        (
+            "serve",
+            {"CALLSERVER_CLUSTER_ENABLED": "true"},
+            "  CALLSERVER_CLUSTER_ENABLED: a cluster keeps its rooms in Redis; "
+            "set CALLSERVER_REDIS_URL too",
+        ),
+        (
+            "serve",
+            {
+                "CALLSERVER_CLUSTER_ENABLED": "true",
+                "CALLSERVER_REDIS_URL": "redis://127.0.0.1:9/0",
+                "CALLSERVER_PORT": "0",
+            },
+            "  CALLSERVER_CLUSTER_ENABLED: other nodes send callers here: set CALLSERVER_PORT "
+            "or CALLSERVER_CLUSTER_NODE_URL",
+        ),
+        ("worker", {}, "  CALLSERVER_REDIS_URL: a worker takes its jobs from Redis; set it"),
+        (
+            "serve",
+            {"CALLSERVER_CLUSTER_HEARTBEAT_S": "3", "CALLSERVER_CLUSTER_NODE_EXPIRY_S": "5"},
+            "  CALLSERVER_CLUSTER_NODE_EXPIRY_S: Value error, must be at least twice "
+            "CALLSERVER_CLUSTER_HEARTBEAT_S",
+        ),
+    ],
+)
+def test_the_distributed_mode_refuses_settings_it_cannot_run_with(
+    command: str, env: dict[str, str], complaint: str
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "callserver", command],
+        capture_output=True,
+        text=True,
+        env={"PATH": "", **env},
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == ["callserver: invalid settings", complaint]
