@@ -20,7 +20,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -33,7 +32,7 @@ from models.errors import (
 )
 from models.mt.engine import LanguageSupport
 from models.remote.queue import ERROR, JobQueue, new_job_id
-from models.stt.audio import Audio
+from models.stt.audio import Audio, check_audio
 from models.stt.result import Transcript
 from models.tts.speech import Speech
 from models.wire import (
@@ -208,8 +207,9 @@ class RemoteRecognizer:
         allowed: Sequence[str] | None = None,
         live: bool = False,
     ) -> Transcript:
-        _check_audio(audio, self._max_audio_s)
-        fields = recognition_to_fields(audio, language, allowed, live)
+        # The same refusals as the in-process engine, before a job is queued for nothing.
+        samples = check_audio(audio, self._max_audio_s)
+        fields = recognition_to_fields(samples, language, allowed, live)
         answer = await self.client.call("stt", fields)
         try:
             return transcript_from_fields(answer)
@@ -300,16 +300,3 @@ class RemoteSynthesizer:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def _check_audio(audio: object, max_audio_s: float) -> None:
-    # The same refusals as the in-process engine, before a job is queued for nothing.
-    if not isinstance(audio, np.ndarray) or not np.issubdtype(audio.dtype, np.floating):
-        raise InvalidInput("audio must be a numpy array of 16 kHz mono float samples")
-    if audio.size == 0:
-        raise InvalidInput("audio is empty")
-    if audio.size / 16_000 > max_audio_s:
-        raise InvalidInput(
-            f"audio is {audio.size / 16_000:.1f} s; the limit is {max_audio_s:g} s "
-            "(CALLSERVER_STT_MAX_AUDIO_S)"
-        )

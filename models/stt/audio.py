@@ -19,6 +19,29 @@ SAMPLE_RATE = 16_000
 Audio = npt.NDArray[np.float32]
 
 
+def check_audio(audio: object, max_audio_s: float) -> Audio:
+    """``audio`` as 1-D float32 samples if a recogniser can take it, else InvalidInput."""
+    if not isinstance(audio, np.ndarray):
+        raise InvalidInput("audio must be a numpy array of 16 kHz mono samples")
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise InvalidInput(f"audio must be mono (1-D), got shape {audio.shape}")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise InvalidInput(f"audio must be float samples in [-1, 1], got {audio.dtype}")
+    if audio.size == 0:
+        raise InvalidInput("audio is empty")
+    seconds = audio.size / SAMPLE_RATE
+    if seconds > max_audio_s:
+        raise InvalidInput(
+            f"audio is {seconds:.1f} s; the limit is {max_audio_s:g} s (CALLSERVER_STT_MAX_AUDIO_S)"
+        )
+    samples = audio.astype(np.float32, copy=False)
+    if not np.isfinite(samples).all():
+        raise InvalidInput("audio contains NaN or infinite samples")
+    return samples
+
+
 def decode_audio(source: bytes | str | Path, max_seconds: float | None = None) -> Audio:
     """Decode a file path or the bytes of a file (WAV, Ogg/Opus, MP3, WebM …) to 16 kHz mono.
 

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from models.errors import EngineError, EngineUnavailable, InvalidInput, ModelMissing
+from models.errors import EngineError, EngineUnavailable, ModelMissing
 from models.metrics import EngineMetrics
 from models.pool import InferencePool
 from models.store import ModelStore
-from models.stt.audio import SAMPLE_RATE, Audio
+from models.stt.audio import SAMPLE_RATE, Audio, check_audio
 from models.stt.filters import PhantomFilter, confident
 from models.stt.languages import check_allowed, check_language, pick_language
 from models.stt.live import FRAMES_PER_SECOND, decode_live
@@ -330,26 +330,7 @@ class WhisperEngine:
 
     # --- checks and bookkeeping ----------------------------------------------------------------
     def _check_audio(self, audio: object) -> Audio:
-        if not isinstance(audio, np.ndarray):
-            raise InvalidInput("audio must be a numpy array of 16 kHz mono samples")
-        if audio.ndim == 2 and 1 in audio.shape:
-            audio = audio.reshape(-1)
-        if audio.ndim != 1:
-            raise InvalidInput(f"audio must be mono (1-D), got shape {audio.shape}")
-        if not np.issubdtype(audio.dtype, np.floating):
-            raise InvalidInput(f"audio must be float samples in [-1, 1], got {audio.dtype}")
-        if audio.size == 0:
-            raise InvalidInput("audio is empty")
-        seconds = audio.size / SAMPLE_RATE
-        if seconds > self.settings.max_audio_s:
-            raise InvalidInput(
-                f"audio is {seconds:.1f} s; the limit is {self.settings.max_audio_s:g} s "
-                "(CALLSERVER_STT_MAX_AUDIO_S)"
-            )
-        samples = audio.astype(np.float32, copy=False)
-        if not np.isfinite(samples).all():
-            raise InvalidInput("audio contains NaN or infinite samples")
-        return samples
+        return check_audio(audio, self.settings.max_audio_s)
 
     async def _run(self, operation: str, fn: Callable[..., R], *args: Any) -> R:
         started = time.perf_counter()
