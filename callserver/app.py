@@ -30,8 +30,10 @@ from callserver.ops import ops_routes
 from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.hub import TranslationHub
 from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.memory_transcript import MemoryTranscriptStore
+from callserver.pipeline.redis_transcript import RedisTranscriptStore
 from callserver.pipeline.settings import PipelineSettings
-from callserver.pipeline.transcript import TranscriptStore
+from callserver.pipeline.transcript import TranscriptStore, TranscriptUnavailable
 from callserver.settings import Settings
 from models.cache import CacheSettings
 from models.metrics import EngineMetrics
@@ -188,7 +190,17 @@ def build_app(
         )
     engines.on_mt_lookup = lambda hit: stats.cache_lookup("mt", hit)
     app[ENGINES] = engines
-    transcripts = TranscriptStore(pipeline.transcript_max_entries)
+    transcripts: TranscriptStore = (
+        RedisTranscriptStore(
+            redis_url,
+            max_entries=pipeline.transcript_max_entries,
+            ttl_s=cluster.transcript_ttl_s,
+            prefix=cluster.key_prefix,
+            on_lost=lambda reason: metrics.transcript_entries_lost.labels(reason).inc(),
+        )
+        if redis_url
+        else MemoryTranscriptStore(pipeline.transcript_max_entries)
+    )
     app[TRANSCRIPTS] = transcripts
     if settings.translate_calls:
         translation = TranslationHub(
@@ -198,12 +210,12 @@ def build_app(
             media,
             participants=hub.participants_of,
             metrics=PipelineMetrics(metrics.registry),
-            on_final=lambda room_id, entry: transcripts.for_room(room_id).add(entry),
+            on_final=transcripts.record,
         )
         media.taps.append(translation.on_frame)
         media.closed_hooks.append(translation.on_peer_closed)
         app[TRANSLATION] = translation
-    app.add_routes(transcript_routes(transcripts.get, functools.partial(_read_refusal, hub)))
+    app.add_routes(transcript_routes(transcripts.read, functools.partial(_read_refusal, hub)))
     app.add_routes(
         api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
     )
@@ -257,7 +269,12 @@ async def _room_sweeper(app: web.Application) -> AsyncIterator[None]:
                 log.warning("room sweep failed; retried next interval", extra={"error": repr(exc)})
                 expired = []
             for room_id in expired:
-                app[TRANSCRIPTS].discard(room_id)
+                try:
+                    await app[TRANSCRIPTS].discard(room_id)
+                except TranscriptUnavailable as exc:  # its expiry in the store removes it later
+                    log.warning(
+                        "transcript discard failed", extra={"room": room_id, "error": str(exc)}
+                    )
             hub.join_limiter.prune()
 
     task = asyncio.create_task(sweep())
@@ -311,4 +328,6 @@ async def _close_calls(app: web.Application) -> None:
     if TRANSLATION in app:
         await app[TRANSLATION].close()
     await app[MEDIA].close()
+    # After the pipeline has closed, so no final caption comes after the last write.
+    await app[TRANSCRIPTS].aclose()
     await app[ROOMS].aclose()

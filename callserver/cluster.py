@@ -69,8 +69,8 @@ class ClusterSettings(EnvSettings):
     )
     key_prefix: str = Field(
         "callserver:",
-        description="Prefix of the cluster's Redis keys (rooms, nodes, jobs); the same on every "
-        "node and worker.",
+        description="Prefix of the cluster's Redis keys (rooms, transcripts, nodes, jobs); the "
+        "same on every node and worker.",
     )
     remote_engines: bool = Field(
         False,
@@ -82,6 +82,13 @@ class ClusterSettings(EnvSettings):
         gt=0,
         description="A job for the workers is dropped, not done late, once it has waited this "
         "long.",
+    )
+    transcript_ttl_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A room's transcript (in Redis) is deleted when its room expires; this "
+        "bounds how long one stays after its last caption when that delete never came (a node "
+        "stopped in between). Keep it above the longest silence in a call.",
     )
 
     @field_validator("node_expiry_s")

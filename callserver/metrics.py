@@ -93,6 +93,14 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.transcript_entries_lost = Counter(
+            "callserver_transcript_entries_lost",
+            "Final captions missing from their room's transcript download, by reason "
+            "(unreachable: the transcript store did not answer; backlog: too many waited; "
+            "closed: written during shutdown; error: a failed write)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def message(self, kind: str) -> None:
         """Count one signaling message of type ``kind``."""

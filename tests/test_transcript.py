@@ -18,6 +18,7 @@ from callserver.app import TRANSCRIPTS
 from callserver.pipeline.transcript import (
     RoomTranscript,
     TranscriptEntry,
+    TranscriptSnapshot,
     entry_from_caption,
     to_json,
     to_srt,
@@ -252,11 +253,15 @@ async def client(
 ) -> AsyncIterator[Client]:
     rooms = {transcript.room_id: transcript}
 
+    async def lookup(room_id: str) -> TranscriptSnapshot | None:
+        found = rooms.get(room_id)
+        return found.snapshot() if found is not None else None
+
     def token_check(request: web.Request, room_id: str) -> str | None:
         return "token_invalid" if request.query.get("token") == "bad" else None
 
     app = web.Application()
-    app.add_routes(transcript_routes(rooms.get, token_check))
+    app.add_routes(transcript_routes(lookup, token_check))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -322,10 +327,10 @@ ROOM, OTHER_ROOM = "room-123456", "room-654321"
 async def secured(make_server: Any) -> AsyncIterator[RunningServer]:
     async with make_server(join_secret=SECRET) as server:
         # The same path a call's final captions take (the pipeline's on_final).
-        room = server.app[TRANSCRIPTS].for_room(ROOM)
-        room.add(_entry("u1", 1.25, 3.5, "Hello everyone.", es="Hola a todos."))
-        room.add(_entry("u2", 3.0, 4.0, "Hi Alice!", name="Bob", es="¡Hola Alice!"))
-        server.app[TRANSCRIPTS].for_room(OTHER_ROOM).add(_entry("v1", 0.0, 1.0, "Not yours."))
+        record = server.app[TRANSCRIPTS].record
+        record(ROOM, _entry("u1", 1.25, 3.5, "Hello everyone.", es="Hola a todos."))
+        record(ROOM, _entry("u2", 3.0, 4.0, "Hi Alice!", name="Bob", es="¡Hola Alice!"))
+        record(OTHER_ROOM, _entry("v1", 0.0, 1.0, "Not yours."))
         yield server
 
 
@@ -400,7 +405,7 @@ async def test_real_app_hides_which_rooms_exist_from_strangers(secured: RunningS
 
 async def test_real_app_without_a_join_secret_serves_anyone(make_server: Any) -> None:
     async with make_server() as server:
-        server.app[TRANSCRIPTS].for_room(ROOM).add(_entry("u1", 0.0, 1.0, "Hello."))
+        server.app[TRANSCRIPTS].record(ROOM, _entry("u1", 0.0, 1.0, "Hello."))
         status, _, body = await _get(server, f"/api/rooms/{ROOM}/transcript.srt")
         assert status == 200, body
         assert parse_srt(body)[0].lines == ["Alice: Hello."]

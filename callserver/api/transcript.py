@@ -1,4 +1,8 @@
-"""``GET /api/rooms/{room_id}/transcript.{srt,vtt,json}``: a room's captions as a download."""
+"""``GET /api/rooms/{room_id}/transcript.{srt,vtt,json}``: a room's captions as a download.
+
+In the distributed mode any node answers, since transcripts live in Redis; while Redis does
+not answer, a download is refused with 503 ``transcript_unavailable``, retryable.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from aiohttp import web
 
 from callserver.api.errors import api_error
 from callserver.pipeline.transcript import (
-    RoomTranscript,
     TranscriptEntry,
+    TranscriptSnapshot,
+    TranscriptUnavailable,
     to_json,
     to_srt,
     to_webvtt,
@@ -19,7 +24,8 @@ from callserver.pipeline.transcript import (
 
 log = logging.getLogger(__name__)
 
-TranscriptLookup = Callable[[str], RoomTranscript | None]
+#: ``lookup(room_id)``: the room's transcript or None (``TranscriptStore.read``).
+TranscriptLookup = Callable[[str], Awaitable[TranscriptSnapshot | None]]
 #: ``token_check(request, room_id)``: None lets the request read the room's transcript; else the
 #: error code (token_*) it is refused with.
 TokenCheck = Callable[[web.Request, str], str | None]
@@ -31,7 +37,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 def _render_json(
     entries: Sequence[TranscriptEntry],
     languages: Collection[str] | None,
-    transcript: RoomTranscript,
+    transcript: TranscriptSnapshot,
 ) -> str:
     return to_json(entries, languages, transcript.origin, room_id=transcript.room_id)
 
@@ -39,7 +45,7 @@ def _render_json(
 def _render_srt(
     entries: Sequence[TranscriptEntry],
     languages: Collection[str] | None,
-    transcript: RoomTranscript,
+    transcript: TranscriptSnapshot,
 ) -> str:
     return to_srt(entries, languages, transcript.origin)
 
@@ -47,13 +53,13 @@ def _render_srt(
 def _render_vtt(
     entries: Sequence[TranscriptEntry],
     languages: Collection[str] | None,
-    transcript: RoomTranscript,
+    transcript: TranscriptSnapshot,
 ) -> str:
     return to_webvtt(entries, languages, transcript.origin)
 
 
 Renderer = Callable[
-    [Sequence[TranscriptEntry], Collection[str] | None, RoomTranscript],
+    [Sequence[TranscriptEntry], Collection[str] | None, TranscriptSnapshot],
     str,
 ]
 
@@ -88,14 +94,25 @@ def transcript_routes(lookup: TranscriptLookup, token_check: TokenCheck) -> list
             refusal = token_check(request, room_id)
             if refusal is not None:
                 return api_error(403, refusal, "a valid invitation token for this room is needed")
-            transcript = lookup(room_id)
+            try:
+                transcript = await lookup(room_id)
+            except TranscriptUnavailable as exc:
+                log.warning(
+                    "transcript download failed", extra={"room": room_id, "error": str(exc)}
+                )
+                return api_error(
+                    503,
+                    "transcript_unavailable",
+                    "transcripts cannot be read right now; try again shortly",
+                    retry=True,
+                )
             if transcript is None:
                 return api_error(404, "room_not_found", "there is no transcript for this room")
             try:
                 languages = _languages(request)
             except web.HTTPBadRequest:
                 return api_error(400, "language_invalid", "'lang' must list language tags")
-            body = render(transcript.entries(), languages, transcript)
+            body = render(transcript.entries, languages, transcript)
             filename = f"transcript-{_SAFE_NAME.sub('_', room_id)[:64]}.{extension}"
             log.info(
                 "transcript download",

@@ -1,8 +1,14 @@
-"""A room's final captions, kept in memory, and their export as SRT, WebVTT and JSON.
+"""A room's final captions: the values, the store interface, and export as SRT, WebVTT, JSON.
 
 Entries carry wall-clock times (``time.time()``) because exported cues are read against a
 recording or the meeting's own clock; exporters turn them into times relative to the start
 of the room's transcript.
+
+Transcripts live in a ``TranscriptStore``: ``MemoryTranscriptStore``
+(``callserver/pipeline/memory_transcript.py``) in the embedded default, ``RedisTranscriptStore``
+(``callserver/pipeline/redis_transcript.py``) in the distributed mode, where any node serves a
+room's transcript and it outlives the node that held the call.
+``tests/test_transcript_store_contract.py`` runs one suite against both.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,53 @@ class TranscriptEntry:
     end: float = 0.0
     #: Optional per-stage durations in milliseconds (``endpoint``, ``recognize``, ...).
     stages_ms: Mapping[str, float] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, as JSON-ready values (what a shared store keeps)."""
+        return {
+            "utterance_id": self.utterance_id,
+            "speaker_id": self.speaker_id,
+            "speaker_name": self.speaker_name,
+            "language": self.language,
+            "text": self.text,
+            "translations": dict(self.translations),
+            "start": self.start,
+            "end": self.end,
+            "stages_ms": dict(self.stages_ms),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TranscriptEntry:
+        """The inverse of ``to_record``."""
+        return cls(
+            utterance_id=str(record["utterance_id"]),
+            speaker_id=str(record["speaker_id"]),
+            speaker_name=str(record["speaker_name"]),
+            language=str(record["language"]),
+            text=str(record["text"]),
+            translations={str(k): str(v) for k, v in dict(record["translations"]).items()},
+            start=float(record["start"]),
+            end=float(record["end"]),
+            stages_ms={str(k): float(v) for k, v in dict(record["stages_ms"]).items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSnapshot:
+    """A room's transcript as a store saw it: what a download renders."""
+
+    room_id: str
+    #: Wall-clock time that exported times count from.
+    origin: float
+    #: Ordered by start (overlapping utterances are allowed).
+    entries: tuple[TranscriptEntry, ...]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class TranscriptUnavailable(Exception):
+    """The store that holds transcripts did not answer (a Redis that is down); retryable."""
 
 
 def entry_from_caption(event: Mapping[str, Any]) -> TranscriptEntry:
@@ -92,6 +145,10 @@ class RoomTranscript:
     def get(self, utterance_id: str) -> TranscriptEntry | None:
         return self._index.get(utterance_id)
 
+    def snapshot(self) -> TranscriptSnapshot:
+        """The transcript now; later additions do not change it."""
+        return TranscriptSnapshot(self.room_id, self._origin, tuple(self.entries()))
+
     def add(self, entry: TranscriptEntry) -> None:
         """Add a final entry; one with a known utterance id replaces the earlier one."""
         self._origin = min(self._origin, entry.start)
@@ -134,25 +191,38 @@ class RoomTranscript:
         return True
 
 
-class TranscriptStore:
-    """Every room's transcript, created on first use and discarded with the room."""
+class TranscriptStore(Protocol):
+    """Where rooms' transcripts live. A room's transcript is created by its first entry and
+    kept, at most ``max_entries`` of them (the oldest dropped), until its room expires."""
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
-        self.max_entries = max_entries
-        self._rooms: dict[str, RoomTranscript] = {}
+    max_entries: int
 
-    def get(self, room_id: str) -> RoomTranscript | None:
-        return self._rooms.get(room_id)
+    def record(self, room_id: str, entry: TranscriptEntry) -> None:
+        """Take a final caption from the call's pipeline: never blocks and never raises, so a
+        store that does not answer cannot hold up or break a call (what cannot be written is
+        logged and counted)."""
+        ...
 
-    def for_room(self, room_id: str) -> RoomTranscript:
-        transcript = self._rooms.get(room_id)
-        if transcript is None:
-            transcript = RoomTranscript(room_id, self.max_entries)
-            self._rooms[room_id] = transcript
-        return transcript
+    async def append(self, room_id: str, entry: TranscriptEntry) -> None:
+        """Add ``entry`` (one with a known utterance id replaces the earlier one), dropping the
+        oldest past ``max_entries``; ``TranscriptUnavailable`` if the store does not answer."""
+        ...
 
-    def discard(self, room_id: str) -> None:
-        self._rooms.pop(room_id, None)
+    async def read(self, room_id: str) -> TranscriptSnapshot | None:
+        """The room's transcript, or None if it has none; ``TranscriptUnavailable``."""
+        ...
+
+    async def discard(self, room_id: str) -> None:
+        """Forget the room's transcript (its room expired); ``TranscriptUnavailable``."""
+        ...
+
+    async def flush(self) -> None:
+        """Return once every entry ``record`` took before the call is written or given up."""
+        ...
+
+    async def aclose(self) -> None:
+        """Write what ``record`` still holds (briefly) and release the store's resources."""
+        ...
 
 
 # --- export -----------------------------------------------------------------------------------
