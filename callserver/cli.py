@@ -126,6 +126,8 @@ def _healthcheck(args: argparse.Namespace) -> int:
     What container healthchecks run: the image has no curl, and the port comes from the same
     settings the server uses.
     """
+    if args.worker:
+        return _worker_healthcheck(ready=args.ready)
     settings = _settings()
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
     if ":" in host:
@@ -141,6 +143,26 @@ def _healthcheck(args: argparse.Namespace) -> int:
         return 1
     if status != 200:
         print(f"callserver: {url} answered {status}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _worker_healthcheck(*, ready: bool) -> int:
+    """A worker serves no health endpoint: its health file (CALLSERVER_WORKER_HEALTH_PATH) tells."""
+    from callserver.worker import WorkerSettings, health_problem
+
+    try:
+        path = WorkerSettings().health_path
+    except (ValidationError, SettingsFileError) as exc:
+        raise SystemExit(_invalid([(WorkerSettings, exc)])) from exc
+    if path is None:
+        print(
+            "callserver: set CALLSERVER_WORKER_HEALTH_PATH (the worker writes it)", file=sys.stderr
+        )
+        return 1
+    problem = health_problem(path, ready=ready)
+    if problem:
+        print(f"callserver: {problem}", file=sys.stderr)
         return 1
     return 0
 
@@ -210,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         "healthcheck", help="exit 0 when the local server answers /healthz (container checks)"
     )
     health.add_argument("--ready", action="store_true", help="check /readyz instead")
+    health.add_argument(
+        "--worker",
+        action="store_true",
+        help="check the local worker's health file instead (with --ready: its capabilities "
+        "reached Redis)",
+    )
     health.add_argument("--url", help="URL to check instead of the local server's")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait (3)")
     health.set_defaults(run=_healthcheck)

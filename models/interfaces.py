@@ -6,14 +6,21 @@ and nothing more: the in-process engines (``WhisperEngine``, ``CachedTranslation
 its load as ``pending`` (requests running or waiting) instead of letting callers look at its
 pool, and is released with ``aclose()``. ``tests/test_engine_contract.py`` holds every
 implementation to the same behaviour.
+
+An inference worker serves many rooms, so it may hold several requests at once: an engine that
+can run them as one batch (one encoder pass and one ``generate`` for several utterances, one
+``translate_batch`` for several pairs' sentences) also implements ``BatchRecognizer`` or
+``BatchTranslator``. Batch items are answered one by one: an item's error is its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the engines import this module: only their types are needed here
+    from models.errors import EngineError
     from models.mt.engine import LanguageSupport
     from models.stt.audio import Audio
     from models.stt.result import Transcript
@@ -100,3 +107,44 @@ class Synthesizer(Protocol):
     def info(self) -> list[dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecognitionRequest:
+    """One item of a recognition batch: ``Recognizer.transcribe``'s arguments."""
+
+    audio: Audio
+    language: str | None = None
+    allowed: Sequence[str] | None = None
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    """One item of a translation batch: ``Translator.translate_many``'s arguments."""
+
+    texts: Sequence[str]
+    source: str
+    target: str
+
+
+@runtime_checkable
+class BatchRecognizer(Protocol):
+    """A recogniser that decodes several utterances together."""
+
+    async def transcribe_batch(
+        self, requests: Sequence[RecognitionRequest]
+    ) -> list[Transcript | EngineError]:
+        """Each request's transcript, or the error it raised, in order."""
+        ...
+
+
+@runtime_checkable
+class BatchTranslator(Protocol):
+    """A translator that runs several requests, of any pairs, together."""
+
+    async def translate_batch(
+        self, requests: Sequence[TranslationRequest]
+    ) -> list[list[str] | EngineError]:
+        """Each request's translations, or the error it raised, in order."""
+        ...

@@ -167,7 +167,9 @@ async def test_declared_language(base: WhisperEngine, tiny_en: WhisperEngine) ->
     assert (result.language, result.language_probability) == ("en", 1.0)
     assert wer(["he was not an ill disposed young man"], [result.text]) == 0
     live = await base.transcribe(audio, language="en", live=True)
-    assert wer(["he was not an ill disposed young man"], [live.text]) == 0
+    # int8 kernels differ between CPUs: on an AMD EPYC (AVX2) the short window hears
+    # "ill-sposed" where an Intel CPU heard "ill disposed"; one word in eight, no more.
+    assert wer(["he was not an ill disposed young man"], [live.text]) <= 1 / 8, live.text
     with pytest.raises(UnsupportedLanguage):
         await base.transcribe(audio, language="xx")
     with pytest.raises(UnsupportedLanguage, match="English-only"):

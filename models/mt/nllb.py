@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import EngineError, EngineUnavailable, InvalidInput, ModelMissing
+from models.interfaces import TranslationRequest
 from models.metrics import EngineMetrics
 from models.mt.engine import LanguageSupport, recorded
 from models.mt.languages import NLLB_CODES, sentence_joiner, to_nllb, to_tag
@@ -144,31 +145,60 @@ class NllbTranslator:
 
     def translate_sync(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         """Blocking batch translation; call it from a worker thread, never the event loop."""
-        src_code, tgt_code = to_nllb(src), to_nllb(tgt)
-        sentences: list[list[str]] = []
-        per_text: list[int] = []
-        for text in texts:
-            parts = split_sentences(self._check_text(text))
-            per_text.append(len(parts))
-            sentences.extend(self.encode(part, src_code) for part in parts)
-        outputs = self._run_batches(sentences, tgt_code)
-        joiner = sentence_joiner(tgt_code)
-        results: list[str] = []
+        answer = self.translate_requests_sync([TranslationRequest(texts, src, tgt)])[0]
+        if isinstance(answer, EngineError):
+            raise answer
+        return answer
+
+    def translate_requests_sync(
+        self, requests: Sequence[TranslationRequest]
+    ) -> list[list[str] | EngineError]:
+        """Blocking: the sentences of every request, whatever its pair, through the same
+        ``translate_batch`` calls, each sentence with its own source tag and target prefix.
+        A request that cannot be encoded gets its error; the others are still translated."""
+        sources: list[list[str]] = []
+        targets: list[str] = []
+        counts: list[list[int] | EngineError] = []
+        for request in requests:
+            try:
+                src_code, tgt_code = to_nllb(request.source), to_nllb(request.target)
+                per_text: list[int] = []
+                encoded: list[list[str]] = []
+                for text in request.texts:
+                    parts = split_sentences(self._check_text(text))
+                    per_text.append(len(parts))
+                    encoded.extend(self.encode(part, src_code) for part in parts)
+            except EngineError as exc:
+                counts.append(exc)
+                continue
+            sources.extend(encoded)
+            targets.extend([tgt_code] * len(encoded))
+            counts.append(per_text)
+        outputs = self._run_batches(sources, targets)
+        results: list[list[str] | EngineError] = []
         index = 0
-        for count in per_text:
-            results.append(joiner.join(o for o in outputs[index : index + count] if o))
-            index += count
+        for request, item in zip(requests, counts, strict=True):
+            if isinstance(item, EngineError):
+                results.append(item)
+                continue
+            joiner = sentence_joiner(to_nllb(request.target))
+            done = []
+            for count in item:
+                done.append(joiner.join(o for o in outputs[index : index + count] if o))
+                index += count
+            results.append(done)
         return results
 
-    def _run_batches(self, sources: list[list[str]], tgt_code: str) -> list[str]:
+    def _run_batches(self, sources: list[list[str]], targets: list[str]) -> list[str]:
         s = self.settings
         outputs: list[str] = []
         for start in range(0, len(sources), s.batch_size):
             batch = sources[start : start + s.batch_size]
+            prefixes = targets[start : start + s.batch_size]
             try:
                 results = self.translator.translate_batch(
                     batch,
-                    target_prefix=[[tgt_code]] * len(batch),
+                    target_prefix=[[code] for code in prefixes],
                     beam_size=s.beam_size,
                     max_decoding_length=s.max_decoding_length,
                     min_decoding_length=s.min_decoding_length,
@@ -177,8 +207,20 @@ class NllbTranslator:
                 # Out of memory and CUDA errors come as RuntimeError; another engine or a
                 # later try may succeed.
                 raise EngineUnavailable(f"nllb failed: {exc}") from exc
-            outputs.extend(self.decode(r.hypotheses[0], tgt_code) for r in results)
+            outputs.extend(
+                self.decode(r.hypotheses[0], code)
+                for r, code in zip(results, prefixes, strict=True)
+            )
         return outputs
+
+    async def translate_batch(
+        self, requests: Sequence[TranslationRequest]
+    ) -> list[list[str] | EngineError]:
+        """``BatchTranslator``: requests of any pairs in one pool job, their sentences in the
+        same ``translate_batch`` calls; a request with bad input or an unknown language gets
+        its error, the rest are translated."""
+        with recorded(self.metrics, self.name, "translate_batch"):
+            return await self._pool.run(self.translate_requests_sync, list(requests))
 
     async def translate_many(self, texts: Sequence[str], src: str, tgt: str) -> list[str]:
         """Translate texts of one pair; sentences are batched ``batch_size`` at a time."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from models.errors import EngineError, UnsupportedLanguage
+from models.interfaces import BatchTranslator, TranslationRequest
 from models.metrics import EngineMetrics
 from models.mt.engine import LanguageSupport, TranslationEngine, WarmsUp
 from models.mt.languages import to_nllb
@@ -68,6 +70,43 @@ class TranslationService:
                 )
         assert last is not None
         raise last
+
+    async def translate_batch(
+        self, requests: Sequence[TranslationRequest]
+    ) -> list[list[str] | EngineError]:
+        """Several requests of any pairs: those whose first engine batches (NLLB) go to it in
+        one call, the others one by one; a request the batch could not serve with a retryable
+        error goes through the whole chain alone, as ``translate_many`` would."""
+        answers: list[list[str] | EngineError | None] = [None] * len(requests)
+        groups: dict[int, tuple[BatchTranslator, list[int]]] = {}
+        for i, request in enumerate(requests):
+            candidates = self.engines_for(request.source, request.target)
+            first = candidates[0] if candidates else None
+            if isinstance(first, BatchTranslator):
+                groups.setdefault(id(first), (first, []))[1].append(i)
+        for engine, indices in groups.values():
+            try:
+                done = await engine.translate_batch([requests[i] for i in indices])
+            except EngineError as exc:
+                if not exc.retryable:
+                    raise
+                continue  # each request tries the chain below
+            for i, answer in zip(indices, done, strict=True):
+                if not (isinstance(answer, EngineError) and answer.retryable):
+                    answers[i] = answer
+
+        async def alone(request: TranslationRequest) -> list[str] | EngineError:
+            try:
+                return await self.translate_many(request.texts, request.source, request.target)
+            except EngineError as exc:
+                return exc
+
+        rest = [i for i, answer in enumerate(answers) if answer is None]
+        for i, answer in zip(
+            rest, await asyncio.gather(*(alone(requests[i]) for i in rest)), strict=True
+        ):
+            answers[i] = answer
+        return [a if a is not None else EngineError("not translated") for a in answers]
 
     async def warm_up(self) -> None:
         """Start what each engine starts lazily (Apertium's pipelines), before the first call."""

@@ -168,9 +168,10 @@ class JobQueue:
         )
 
     async def take(
-        self, kind: str, consumer: str, count: int = 1, block_ms: int = 1000
+        self, kind: str, consumer: str, count: int = 1, block_ms: int | None = 1000
     ) -> list[Job]:
-        """New jobs for ``consumer``, at most ``count``, waiting up to ``block_ms`` for one."""
+        """New jobs for ``consumer``, at most ``count``, waiting up to ``block_ms`` for one
+        (``None``: only those already waiting)."""
         await self._ensure_group(kind)
         found: Any = await self._client.xreadgroup(
             GROUP, consumer, {self.jobs_key(kind): ">"}, count=count, block=block_ms
@@ -227,11 +228,16 @@ class JobQueue:
         )
         return int(pending[0]["times_delivered"]) if pending else 1
 
-    async def expired(self, job: Job) -> bool:
-        """Whether the job's age, on Redis's clock, is past its budget."""
+    async def now_ms(self) -> int:
+        """Redis's clock, in milliseconds: the clock job ages are measured on."""
         seconds, micros = await self._client.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        return now_ms - job.enqueued_ms > job.budget_ms
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def expired(self, job: Job, now_ms: int | None = None) -> bool:
+        """Whether the job's age, on Redis's clock (``now_ms`` if already read), is past its
+        budget."""
+        now = now_ms if now_ms is not None else await self.now_ms()
+        return now - job.enqueued_ms > job.budget_ms
 
     async def finish(self, job: Job, result: Mapping[str, bytes]) -> None:
         """Publish the result, then acknowledge: a crash in between repeats the job, never
@@ -297,6 +303,16 @@ class JobQueue:
         await self._ensure_group(kind)
         summary = await self._client.xpending(self.jobs_key(kind), GROUP)
         return int(summary["pending"])
+
+    async def waiting(self, kind: str) -> int:
+        """Jobs queued and not yet delivered to any worker (the group's lag)."""
+        await self._ensure_group(kind)
+        groups: Any = await self._client.xinfo_groups(self.jobs_key(kind))
+        for group in groups:
+            if _text(group.get("name", b"")) == GROUP:
+                lag = group.get("lag")
+                return int(lag) if lag is not None else 0
+        return 0
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from models.stt.audio import SAMPLE_RATE, Audio
 from models.stt.languages import pick_language
 
@@ -92,6 +94,15 @@ def looks_looped(text: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class LiveRequest:
+    """One utterance for ``decode_live_batch``: its samples and what is known of its language."""
+
+    samples: Audio
+    language: str | None = None
+    allowed: Sequence[str] | None = None
+
+
 def decode_live(
     model: Any,
     samples: Audio,
@@ -114,67 +125,166 @@ def decode_live(
     audio the model does not call silent (``no_speech_threshold`` and ``log_prob_threshold``
     as in faster-whisper).
     """
+    return decode_live_batch(
+        model,
+        [LiveRequest(samples, language, allowed)],
+        beam_size=beam_size,
+        pad_s=pad_s,
+        step_s=step_s,
+        no_speech_threshold=no_speech_threshold,
+        log_prob_threshold=log_prob_threshold,
+        min_logprob=min_logprob,
+    )[0]
+
+
+def decode_live_batch(
+    model: Any,
+    requests: Sequence[LiveRequest],
+    *,
+    beam_size: int,
+    pad_s: float,
+    step_s: float,
+    no_speech_threshold: float,
+    log_prob_threshold: float,
+    min_logprob: float,
+) -> list[LiveDecode | None]:
+    """``decode_live`` for several utterances: one encoder pass and one ``generate`` for all
+    those whose windows are the same length.
+
+    An encoder batch needs one length. Padding every utterance to the longest window would
+    batch more but change words (measured on the test clips: "ill-sposed" alone, "ill-disposed"
+    in the window of a longer utterance), so utterances are grouped by their own window and
+    each gets exactly what it would alone.
+    ``step_s`` sets how many distinct windows there are: a larger step batches more. Each
+    item gets its own prompt (languages may differ), token budget and verdict; a ``None`` item
+    goes the full-window way alone, as it would from ``decode_live``.
+    """
+    decoded: list[LiveDecode | None] = [None] * len(requests)
+    groups: dict[int, list[int]] = {}
+    for i, request in enumerate(requests):
+        frames = window_frames(request.samples.size, pad_s, step_s)
+        if frames is not None:
+            groups.setdefault(frames, []).append(i)
+    for frames, indices in groups.items():
+        group = _decode_window(
+            model,
+            [requests[i] for i in indices],
+            frames,
+            beam_size=beam_size,
+            no_speech_threshold=no_speech_threshold,
+            log_prob_threshold=log_prob_threshold,
+            min_logprob=min_logprob,
+        )
+        for i, item in zip(indices, group, strict=True):
+            decoded[i] = item
+    return decoded
+
+
+def _decode_window(
+    model: Any,
+    requests: Sequence[LiveRequest],
+    frames: int,
+    *,
+    beam_size: int,
+    no_speech_threshold: float,
+    log_prob_threshold: float,
+    min_logprob: float,
+) -> list[LiveDecode | None]:
+    """Utterances that share the encoder window ``frames``, decoded as one batch."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_suppressed_tokens
 
-    frames = window_frames(samples.size, pad_s, step_s)
-    if frames is None:
-        return None
-    features = model.feature_extractor(samples)
-    content = features.shape[-1] - 1  # the extractor appends one frame of padding
-    encoder_output = model.encode(pad_or_trim(features[:, :content], frames))
-    probability = 1.0
-    if language is None:
-        language, probability = _detect(model, encoder_output, allowed)
+    features = []
+    for request in requests:
+        item = model.feature_extractor(request.samples)
+        content = item.shape[-1] - 1  # the extractor appends one frame of padding
+        features.append(pad_or_trim(item[:, :content], frames))
+    encoder_output = model.encode(np.stack(features))
+    languages: list[tuple[str, float]] = []
+    detected: list[Any] | None = None
+    for row, request in enumerate(requests):
+        if request.language is not None:
+            languages.append((request.language, 1.0))
+            continue
+        if detected is None:
+            detected = model.model.detect_language(encoder_output)
+        languages.append(_pick(detected[row], request.allowed))
     multilingual = bool(model.model.is_multilingual)
-    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
-    prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-    seconds = samples.size / SAMPLE_RATE
-    max_new = MIN_NEW_TOKENS + math.ceil(TOKENS_PER_SECOND * seconds)
-    result = model.model.generate(
+    tokenizers = [
+        Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
+        for language, _ in languages
+    ]
+    prompts = [[*t.sot_sequence, t.no_timestamps] for t in tokenizers]
+    budgets = [
+        MIN_NEW_TOKENS + math.ceil(TOKENS_PER_SECOND * r.samples.size / SAMPLE_RATE)
+        for r in requests
+    ]
+    results = model.model.generate(
         encoder_output,
-        [prompt],
+        prompts,
         beam_size=beam_size,
-        max_length=min(model.max_length, len(prompt) + max_new),
+        max_length=min(
+            model.max_length, max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
+        ),
         return_scores=True,
         return_no_speech_prob=True,
         suppress_blank=True,
-        suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
-    )[0]
-    tokens = result.sequences_ids[0]
-    text = tokenizer.decode(tokens).strip()
-    # The score is the cumulative log-probability over length**1.0; faster-whisper's recovery.
-    avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-    decoded = LiveDecode(
-        text=text,
-        language=language,
-        language_probability=probability,
-        avg_logprob=float(avg_logprob),
-        no_speech_prob=float(result.no_speech_prob),
-        compression_ratio=compression_ratio(text),
-        window_frames=frames,
+        # The suppressed tokens (non-speech symbols, task tokens) do not depend on the language.
+        suppress_tokens=get_suppressed_tokens(tokenizers[0], (-1,)),
     )
-    silent = decoded.no_speech_prob > no_speech_threshold and avg_logprob < log_prob_threshold
-    hit_limit = len(tokens) >= max_new
-    doubtful = not silent and (looks_looped(text) or avg_logprob < min_logprob or hit_limit)
-    if doubtful:
-        log.info(
-            "short window doubtful, using the full window",
-            extra={
-                "window_frames": frames,
-                "avg_logprob": round(decoded.avg_logprob, 3),
-                "compression_ratio": round(decoded.compression_ratio, 2),
-                "tokens": len(tokens),
-            },
+    decoded: list[LiveDecode | None] = []
+    for row, result in enumerate(results):
+        tokens = result.sequences_ids[0]
+        text = tokenizers[row].decode(tokens).strip()
+        # The score is the cumulative log-probability over length**1.0; faster-whisper's
+        # recovery.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        item = LiveDecode(
+            text=text,
+            language=languages[row][0],
+            language_probability=languages[row][1],
+            avg_logprob=float(avg_logprob),
+            no_speech_prob=float(result.no_speech_prob),
+            compression_ratio=compression_ratio(text),
+            window_frames=frames,
         )
-        return None
+        hit_limit = len(tokens) >= budgets[row]
+        if _doubtful(item, hit_limit, no_speech_threshold, log_prob_threshold, min_logprob):
+            log.info(
+                "short window doubtful, using the full window",
+                extra={
+                    "window_frames": frames,
+                    "avg_logprob": round(item.avg_logprob, 3),
+                    "compression_ratio": round(item.compression_ratio, 2),
+                    "tokens": len(tokens),
+                },
+            )
+            decoded.append(None)
+        else:
+            decoded.append(item)
     return decoded
 
 
-def _detect(model: Any, encoder_output: Any, allowed: Sequence[str] | None) -> tuple[str, float]:
-    """Most probable language on ``encoder_output``, among ``allowed`` when given."""
-    ranked = model.model.detect_language(encoder_output)[0]
+def _doubtful(
+    decoded: LiveDecode,
+    hit_limit: bool,
+    no_speech_threshold: float,
+    log_prob_threshold: float,
+    min_logprob: float,
+) -> bool:
+    """A decode to redo with the full window: a loop, the token limit, or low confidence on
+    audio the model does not call silent."""
+    silent = (
+        decoded.no_speech_prob > no_speech_threshold and decoded.avg_logprob < log_prob_threshold
+    )
+    return not silent and (
+        looks_looped(decoded.text) or decoded.avg_logprob < min_logprob or hit_limit
+    )
+
+
+def _pick(ranked: Any, allowed: Sequence[str] | None) -> tuple[str, float]:
+    """Most probable language of one item's ``detect_language`` ranking, among ``allowed``."""
     probabilities = [(token[2:-2], float(p)) for token, p in ranked]  # "<|en|>" -> "en"
     if allowed:
         return pick_language(probabilities, allowed)

@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from models.errors import EngineError, EngineUnavailable, ModelMissing
+from models.interfaces import RecognitionRequest
 from models.metrics import EngineMetrics
 from models.pool import InferencePool
 from models.store import ModelStore
 from models.stt.audio import SAMPLE_RATE, Audio, check_audio
 from models.stt.filters import PhantomFilter, confident
 from models.stt.languages import check_allowed, check_language, pick_language
-from models.stt.live import FRAMES_PER_SECOND, decode_live
+from models.stt.live import FRAMES_PER_SECOND, LiveDecode, LiveRequest, decode_live_batch
 from models.stt.result import Segment, Transcript
 from models.stt.settings import SttSettings
 
@@ -101,6 +102,14 @@ class WhisperEngine:
         samples = self._check_audio(audio)
         return await self._run("transcribe", self.transcribe_sync, samples, language, allowed, live)
 
+    async def transcribe_batch(
+        self, requests: Sequence[RecognitionRequest]
+    ) -> list[Transcript | EngineError]:
+        """``BatchRecognizer``: several utterances (of any rooms and languages) in one pool job,
+        live ones through one batched short-window decode. Each item is answered on its own,
+        with its transcript or the error it alone raised."""
+        return await self._run("transcribe_batch", self.transcribe_batch_sync, list(requests))
+
     async def transcribe_many(
         self,
         audios: Sequence[Audio],
@@ -177,9 +186,54 @@ class WhisperEngine:
         """Blocking transcription; call it from a worker thread, never the event loop."""
         samples = self._check_audio(audio)
         model = self._ensure_model()
-        duration = samples.size / SAMPLE_RATE
+        language, codes = self._languages(model, language, allowed)
+        if live and self.settings.live_window:
+            short = self._decode_short(model, samples, language, codes)
+            if short is not None:
+                return short
+        return self._transcribe_full(model, samples, language, codes, live)
+
+    def transcribe_batch_sync(
+        self, requests: Sequence[RecognitionRequest]
+    ) -> list[Transcript | EngineError]:
+        """Blocking ``transcribe_batch``; call it from a worker thread, never the event loop.
+
+        Live utterances that fit a short window are decoded together (``decode_live_batch``);
+        the others, and any whose batched decode looks doubtful, one at a time as
+        ``transcribe_sync`` would. An item's error is its own: the rest are still answered.
+        """
+        model = self._ensure_model()
+        results: list[Transcript | EngineError | None] = [None] * len(requests)
+        prepared: list[tuple[int, Audio, str | None, tuple[str, ...] | None]] = []
+        for i, request in enumerate(requests):
+            try:
+                samples = self._check_audio(request.audio)
+                language, codes = self._languages(model, request.language, request.allowed)
+            except EngineError as exc:
+                results[i] = exc
+                continue
+            prepared.append((i, samples, language, codes))
+        batched = [p for p in prepared if requests[p[0]].live and self.settings.live_window]
+        if batched:
+            decodes = self._decode_live_batch(model, [LiveRequest(*p[1:]) for p in batched])
+            for (i, samples, _, _), decoded in zip(batched, decodes, strict=True):
+                if decoded is not None:
+                    results[i] = self._short_transcript(samples, decoded)
+        for i, samples, language, codes in prepared:
+            if results[i] is None:
+                try:
+                    results[i] = self._transcribe_full(
+                        model, samples, language, codes, requests[i].live
+                    )
+                except EngineError as exc:
+                    results[i] = exc
+        return [r if r is not None else EngineError("not transcribed") for r in results]
+
+    def _languages(
+        self, model: Any, language: str | None, allowed: Sequence[str] | None
+    ) -> tuple[str | None, tuple[str, ...] | None]:
+        """The language to decode in (None: detect it) and the codes detection may pick."""
         multilingual = bool(model.model.is_multilingual)
-        probability = 1.0
         codes: tuple[str, ...] | None = None
         if language is not None:
             language = check_language(language, multilingual)
@@ -189,10 +243,19 @@ class WhisperEngine:
                 language = codes[0]
         elif not multilingual:
             language = "en"
-        if live and self.settings.live_window:
-            short = self._decode_short(model, samples, language, codes)
-            if short is not None:
-                return short
+        return language, codes
+
+    def _transcribe_full(
+        self,
+        model: Any,
+        samples: Audio,
+        language: str | None,
+        codes: tuple[str, ...] | None,
+        live: bool,
+    ) -> Transcript:
+        """faster-whisper's own ``transcribe`` over Whisper's 30 s window, filtered."""
+        duration = samples.size / SAMPLE_RATE
+        probability = 1.0
         if language is None and codes is not None:
             speech = self._speech_only(samples)
             if speech.size == 0:
@@ -232,6 +295,17 @@ class WhisperEngine:
         text = " ".join(s.text for s in kept).strip()
         return Transcript(text, language, probability, tuple(kept), duration)
 
+    def _live_options(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "beam_size": settings.live_beam_size,
+            "pad_s": settings.live_window_pad_s,
+            "step_s": settings.live_window_step_s,
+            "no_speech_threshold": settings.no_speech_threshold,
+            "log_prob_threshold": settings.log_prob_threshold,
+            "min_logprob": settings.live_window_min_logprob,
+        }
+
     def _decode_short(
         self,
         model: Any,
@@ -240,24 +314,20 @@ class WhisperEngine:
         allowed: Sequence[str] | None,
     ) -> Transcript | None:
         """The live short-window decode as a Transcript, or None to use the full window."""
-        settings = self.settings
+        decoded = self._decode_live_batch(model, [LiveRequest(samples, language, allowed)])[0]
+        return None if decoded is None else self._short_transcript(samples, decoded)
+
+    def _decode_live_batch(
+        self, model: Any, requests: Sequence[LiveRequest]
+    ) -> list[LiveDecode | None]:
         try:
-            decoded = decode_live(
-                model,
-                samples,
-                language,
-                allowed,
-                beam_size=settings.live_beam_size,
-                pad_s=settings.live_window_pad_s,
-                step_s=settings.live_window_step_s,
-                no_speech_threshold=settings.no_speech_threshold,
-                log_prob_threshold=settings.log_prob_threshold,
-                min_logprob=settings.live_window_min_logprob,
-            )
+            return decode_live_batch(model, requests, **self._live_options())
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"speech recognition failed: {exc}") from exc
-        if decoded is None:
-            return None
+
+    def _short_transcript(self, samples: Audio, decoded: LiveDecode) -> Transcript:
+        """A short-window decode as a Transcript, through the same filters as the full path."""
+        settings = self.settings
         duration = samples.size / SAMPLE_RATE
         segment = Segment(0.0, duration, decoded.text, decoded.avg_logprob, decoded.no_speech_prob)
         kept = self._phantoms.apply(
