@@ -200,6 +200,20 @@ async def _run(server: RunningServer, playwright: Playwright, tmp_path: Path) ->
         await expect(dropped).to_have_count(1)
         await expect(dropped).to_contain_text("Alice")
         await expect(dropped.locator(".caption-dropped")).to_have_text("… skipped to catch up")
+        # One whose engines were unreachable says so, in words.
+        send(
+            {
+                "type": "caption-dropped",
+                "utterance_id": "u_cd35",
+                "speaker": "p_x",
+                "speaker_name": "Alice",
+                "reason": "unavailable",
+            }
+        )
+        await expect(dropped).to_have_count(2)
+        await expect(dropped.nth(1).locator(".caption-dropped")).to_have_text(
+            "… not translated: translation is overloaded or unreachable for now"
+        )
         await _shot(page, "2-final-latency-dropped")
 
         # Captions off hides the panel (the page keeps them); on again shows them.
@@ -209,7 +223,7 @@ async def _run(server: RunningServer, playwright: Playwright, tmp_path: Path) ->
         await expect(page.locator("#captions-button")).to_have_attribute("aria-pressed", "false")
         await page.locator("#captions-button").click()
         await expect(panel).to_be_visible()
-        await expect(item).to_have_count(3)
+        await expect(item).to_have_count(4)
 
         # Joining sent this listener's mix; the toggles send it again.
 

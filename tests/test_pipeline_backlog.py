@@ -16,7 +16,7 @@ from callserver.pipeline.events import Utterance
 from callserver.pipeline.hub import TranslationHub
 from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
-from models.errors import DeadlinePassed
+from models.errors import DeadlinePassed, EngineError, EngineUnavailable
 from models.metrics import EngineMetrics
 from models.stt.audio import decode_audio
 from signaling.rooms import Participant
@@ -104,14 +104,17 @@ async def test_bound_holds_across_speakers_not_just_within_one() -> None:
     assert dropped == {"u_2", "u_3"}
 
 
-class LateWorkers:
-    """Fault injection: a recogniser whose every job waited past its budget on the workers."""
+class FailingRecognizer:
+    """Fault injection: a recogniser whose every job fails with ``error``."""
 
     pending = 0
     max_audio_s = 30.0
 
+    def __init__(self, error: EngineError) -> None:
+        self.error = error
+
     async def transcribe(self, audio: Any, *args: Any, **kwargs: Any) -> Any:
-        raise DeadlinePassed("the job waited past its deadline on the workers")
+        raise self.error
 
     async def warm_up(self) -> None:
         pass
@@ -123,12 +126,25 @@ class LateWorkers:
         pass
 
 
-async def test_an_utterance_past_its_deadline_is_dropped_with_a_marker() -> None:
+@pytest.mark.parametrize(
+    ("error", "reason", "outcome"),
+    [
+        (
+            DeadlinePassed("the job waited past its deadline on the workers"),
+            "deadline",
+            "dropped_deadline",
+        ),
+        (EngineUnavailable("the job queue is unreachable"), "unavailable", "failed"),
+    ],
+)
+async def test_an_utterance_the_engines_cannot_take_is_dropped_with_a_marker(
+    error: EngineError, reason: str, outcome: str
+) -> None:
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     ann = Participant("p_a", "Ann", "en", "en", 0.0)
     bea = Participant("p_b", "Bea", "es", "es", 0.0)
-    engines = EngineSet(EngineMetrics(registry), recognizer=LateWorkers())
+    engines = EngineSet(EngineMetrics(registry), recognizer=FailingRecognizer(error))
     hub = TranslationHub(
         PipelineSettings(interim_captions=False),
         EndpointSettings(),
@@ -145,10 +161,7 @@ async def test_an_utterance_past_its_deadline_is_dropped_with_a_marker() -> None
         await engines.close()
     markers = [(pid, e) for pid, e in delivery.events if e["type"] == "caption-dropped"]
     assert sorted(pid for pid, _ in markers) == ["p_a", "p_b"]
-    assert {e["reason"] for _, e in markers} == {"deadline"}
+    assert {e["reason"] for _, e in markers} == {reason}
     assert {e["utterance_id"] for _, e in markers} == {"u_0"}
     assert not delivery.dubs
-    dropped = registry.get_sample_value(
-        "callserver_utterances_total", {"outcome": "dropped_deadline"}
-    )
-    assert dropped == 1
+    assert registry.get_sample_value("callserver_utterances_total", {"outcome": outcome}) == 1

@@ -6,6 +6,14 @@ const MAX_ITEMS = 60;
 // reader has scrolled back on purpose and is left there.
 const STICKY_PX = 48;
 
+// What a `caption-dropped` event's reason means to the listener (docs/protocol.md).
+const DROPPED_TEXT = {
+  backlog: "… skipped to catch up",
+  catch_up: "… skipped to catch up",
+  deadline: "… not translated: the translation service was too busy",
+  unavailable: "… not translated: translation is overloaded or unreachable for now",
+};
+
 const STAGE_LABELS = {
   endpoint: "End of speech detected",
   recognize: "Speech recognition",
@@ -145,7 +153,8 @@ export class CaptionPanel {
       item.node.classList.add("dropped");
       item.node.classList.remove("interim");
       if (!item.node.querySelector(".caption-dropped")) {
-        item.node.append(el("p", "caption-dropped", "… skipped to catch up"));
+        const why = DROPPED_TEXT[event.reason] || DROPPED_TEXT.backlog;
+        item.node.append(el("p", "caption-dropped", why));
       }
     });
   }

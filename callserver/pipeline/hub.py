@@ -451,6 +451,10 @@ class TranslationHub:
             log.warning(
                 "utterance failed", extra={**fields, "error": exc.message, "retry": exc.retryable}
             )
+            if exc.retryable:
+                # The engines are away for now (the job queue unreachable, a pool overloaded):
+                # listeners are told in words rather than left with silence.
+                self._announce_dropped(state, utterance.utterance_id, "unavailable")
         except Exception:
             self.metrics.utterances.labels("failed").inc()
             log.exception("utterance failed", extra=fields)
