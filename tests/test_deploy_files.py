@@ -11,8 +11,19 @@ variables at their defaults, paths made absolute), plus the raw text for names i
 - every service runs as a non-root uid that the file sets (exceptions listed, with reasons);
 - every long-running service has a healthcheck (and, in compose, a restart policy);
 - images are overridable variables, host networking, files mounted exist, secrets files
-  named by ``*_FILE`` variables are mounted, one callserver replica;
-- Traefik (Swarm) mounts the shipped dynamic.yaml where the shipped traefik.yaml reads it.
+  named by ``*_FILE`` variables are mounted, one callserver replica per service (or one per
+  machine);
+- Traefik (Swarm) mounts the shipped dynamic.yaml where the shipped traefik.yaml reads it;
+- the distributed mode's files (deploy/compose.cluster.yaml, an overlay rendered on top of
+  compose.yaml, and deploy/swarm/cluster.yaml): every media node has its own URL and port,
+  nodes and workers share one Redis and key prefix, nodes run no models, workers publish no
+  port and are checked by their health file, the cluster's Redis persists and never evicts
+  rooms, and the commented GPU blocks are valid once uncommented; compose.yaml alone stays
+  the single process;
+- worker metrics on host networking: no fixed port (scaled workers would collide on it), the
+  operator's CALLSERVER_WORKER_METRICS_PORT passed through to the workers alone; Prometheus
+  scrapes only what serves metrics by default, and its commented worker job is valid and
+  names the port the compose file's instructions use.
 """
 
 from __future__ import annotations
@@ -34,11 +45,22 @@ from tests.conftest import missing_dependency
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-COMPOSE_FILES = [DEPLOY / "compose.yaml"]
+COMPOSE_BASE = DEPLOY / "compose.yaml"
+#: Overlays: rendered as ``-f compose.yaml -f OVERLAY``, as docs/deploy.md runs them.
+COMPOSE_OVERLAYS = [DEPLOY / "compose.cluster.yaml"]
+COMPOSE_FILES = [COMPOSE_BASE, *COMPOSE_OVERLAYS]
 STACK_FILES = sorted([*DEPLOY.glob("swarm/*.yaml"), *DEPLOY.glob("swarm/*.yml")])
 FILES = [*COMPOSE_FILES, *STACK_FILES]
 TRAEFIK_STATIC = DEPLOY / "traefik" / "traefik.yaml"
 TRAEFIK_DYNAMIC = DEPLOY / "traefik" / "dynamic.yaml"
+#: The distributed mode's files (each rendered as the tests above render it).
+CLUSTER_FILES = [DEPLOY / "compose.cluster.yaml", DEPLOY / "swarm" / "cluster.yaml"]
+#: Redis eviction policies that never evict a key without a time to live (rooms, job streams).
+SAFE_EVICTION = {"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
+WORKER_HEALTHCHECK = ["CMD", "callserver", "healthcheck", "--worker"]
+PROMETHEUS_DIR = DEPLOY / "prometheus"
+#: The worker's metrics settings, which host-networked files must leave to the operator.
+WORKER_METRICS = ("CALLSERVER_WORKER_METRICS_PORT", "CALLSERVER_WORKER_METRICS_HOST")
 
 #: Seconds callserver's stop grace must exceed its drain timeout by: after the drain the
 #: process still closes peer connections and exits.
@@ -73,20 +95,29 @@ def clean_env(home: str) -> dict[str, str]:
 
 
 @functools.cache
-def rendered(path: Path) -> dict[str, Any]:
-    """The file as the real tool loads it (fails the test when the tool rejects it)."""
+def rendered(path: Path, given: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """The file as the real tool loads it (fails the test when the tool rejects it), with
+    only the variables ``given`` set in its environment."""
     with tempfile.TemporaryDirectory() as home:
         if path in COMPOSE_FILES:
             if shutil.which("docker-compose") is None:
                 missing_dependency("docker-compose not installed (make test installs it)")
-            command = ["docker-compose", "-f", str(path), "config"]
+            command = ["docker-compose"]
+            for layer in layers(path):
+                command += ["-f", str(layer)]
+            command.append("config")
         else:
             docker = shutil.which("docker")
             if docker is None or stack_config_missing(docker):
                 missing_dependency("a docker CLI with `docker stack config` (Docker 23 or later)")
             command = ["docker", "stack", "config", "-c", str(path)]
         result = subprocess.run(
-            command, capture_output=True, text=True, env=clean_env(home), timeout=60, check=False
+            command,
+            capture_output=True,
+            text=True,
+            env={**clean_env(home), **dict(given)},
+            timeout=60,
+            check=False,
         )
     assert result.returncode == 0, f"{' '.join(command)} rejects {path}:\n{result.stderr}"
     loaded: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -101,10 +132,21 @@ def stack_config_missing(docker: str) -> bool:
     return probe.returncode != 0
 
 
+def layers(path: Path) -> list[Path]:
+    """The files the tool is given for ``path``: an overlay comes after compose.yaml."""
+    return [COMPOSE_BASE, path] if path in COMPOSE_OVERLAYS else [path]
+
+
 @functools.cache
 def raw(path: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
-    return loaded
+    """The file as written (an overlay's services laid over compose.yaml's, key by key)."""
+    merged: dict[str, Any] = {}
+    for layer in layers(path):
+        loaded: dict[str, Any] = yaml.safe_load(layer.read_text())
+        for name, service in (loaded.pop("services", None) or {}).items():
+            merged.setdefault("services", {}).setdefault(name, {}).update(service)
+        merged.update(loaded)
+    return merged
 
 
 @functools.cache
@@ -120,8 +162,8 @@ def settings() -> dict[str, str]:
     return table
 
 
-def services(path: Path) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = rendered(path)["services"]
+def services(path: Path, given: tuple[tuple[str, str], ...] = ()) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = rendered(path, given)["services"]
     return found
 
 
@@ -141,6 +183,34 @@ def runs_callserver(path: Path, name: str) -> bool:
 
 def long_running(name: str) -> bool:
     return name not in ONE_SHOT
+
+
+def is_worker(service: dict[str, Any]) -> bool:
+    """An inference worker (`callserver worker`): the image's entry point with ``worker``."""
+    return list(service.get("command") or []) == ["worker"]
+
+
+def media_nodes(path: Path) -> dict[str, dict[str, Any]]:
+    """The services that run `callserver serve` (the image's default command)."""
+    return {
+        name: service
+        for name, service in services(path).items()
+        if runs_callserver(path, name) and long_running(name) and not is_worker(service)
+    }
+
+
+def workers(path: Path) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in services(path).items()
+        if runs_callserver(path, name) and is_worker(service)
+    }
+
+
+def command_text(service: dict[str, Any]) -> str:
+    """A service's command as one string (a list of arguments, or a shell script)."""
+    command = service.get("command") or []
+    return " ".join(command) if isinstance(command, list) else str(command)
 
 
 def seconds(duration: str | int | float) -> float:
@@ -178,6 +248,8 @@ files = pytest.mark.parametrize("path", FILES, ids=file_id)
 def test_the_files_exist() -> None:
     assert (DEPLOY / "compose.yaml").is_file()
     assert STACK_FILES, "no Swarm stack file in deploy/swarm/"
+    for path in CLUSTER_FILES:
+        assert path.is_file() and path in FILES, path
 
 
 @files
@@ -261,6 +333,10 @@ def test_every_long_running_service_has_a_healthcheck(path: Path) -> None:
         test = check.get("test")
         if not test or test in (["NONE"], "NONE") or check.get("disable"):
             problems.append(f"{name}: no healthcheck")
+        elif runs_callserver(path, name) and is_worker(service):
+            # A worker has no HTTP port: the image's check (GET /healthz) would always fail.
+            if test != WORKER_HEALTHCHECK:
+                problems.append(f"{name}: healthcheck {test}, not {WORKER_HEALTHCHECK}")
         elif runs_callserver(path, name) and test != ["CMD", "callserver", "healthcheck"]:
             problems.append(f"{name}: healthcheck {test}, not `callserver healthcheck`")
     assert not problems, "\n".join(problems)
@@ -340,12 +416,18 @@ def test_secret_files_named_by_variables_are_mounted(path: Path) -> None:
 
 
 @files
-def test_one_callserver_replica(path: Path) -> None:
-    # Rooms, calls and their media live in one process until the distributed mode exists.
-    for name, service in services(path).items():
-        if runs_callserver(path, name) and long_running(name):
-            replicas = (service.get("deploy") or {}).get("replicas", 1)
-            assert replicas == 1, f"{name}: {replicas} replicas"
+def test_one_callserver_replica_per_service_or_per_machine(path: Path) -> None:
+    # Host networking: a media node holds its port (8080) on the machine, so a service runs
+    # one (each compose node has a port of its own) or one per machine (Swarm's global mode).
+    nodes = media_nodes(path)
+    assert nodes, f"no media node in {path}"
+    for name, service in nodes.items():
+        deploy = service.get("deploy") or {}
+        if deploy.get("mode") == "global":
+            assert "replicas" not in deploy, name
+            continue
+        replicas = deploy.get("replicas", 1)
+        assert replicas == 1, f"{name}: {replicas} replicas on one port"
 
 
 def test_swarm_traefik_uses_the_shipped_routing() -> None:
@@ -384,3 +466,256 @@ def test_swarm_traefik_uses_the_shipped_routing() -> None:
                     f"{path}: {name} reads its static configuration from {target}, which is "
                     f"not the shipped {TRAEFIK_STATIC}"
                 )
+
+
+# ---- the distributed mode ----------------------------------------------------------------------
+
+cluster_files = pytest.mark.parametrize("path", CLUSTER_FILES, ids=file_id)
+
+
+def redis_command(path: Path) -> str:
+    found = [
+        command_text(service)
+        for name, service in services(path).items()
+        if "redis-server" in command_text(service)
+    ]
+    assert len(found) == 1, f"{path}: expected one Redis, found {len(found)}"
+    return found[0]
+
+
+def redis_option(command: str, name: str) -> str | None:
+    """An option's value from ``--name value`` arguments or a generated ``name value`` line."""
+    match = re.search(rf"(?:--|\"|^|\s){re.escape(name)}\s+\"?([^\s\"]+)", command, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+@cluster_files
+def test_every_media_node_has_its_own_url_and_port(path: Path) -> None:
+    # Joins for a node's rooms are redirected to its CALLSERVER_CLUSTER_NODE_URL: two nodes
+    # with one URL would send callers of one room to different processes.
+    nodes = media_nodes(path)
+    urls: dict[str, str] = {}
+    ports: dict[str, str] = {}
+    for name, service in nodes.items():
+        env = environment(service)
+        assert str(env.get("CALLSERVER_CLUSTER_ENABLED")).lower() == "true", name
+        url = str(env.get("CALLSERVER_CLUSTER_NODE_URL") or "")
+        assert url.startswith(("http://", "https://")), f"{name}: node URL {url!r}"
+        port = str(env.get("CALLSERVER_PORT") or settings()["CALLSERVER_PORT"])
+        if (service.get("deploy") or {}).get("mode") == "global":
+            # One task per machine: the URL must differ per machine, by a Swarm template.
+            assert "{{.Node.Hostname}}" in url or "{{.Node.ID}}" in url, f"{name}: {url}"
+        else:
+            explicit = re.match(r"https?://[^/]+:(\d+)", url)
+            if explicit:
+                assert explicit.group(1) == port, f"{name}: URL {url} but port {port}"
+        assert url not in urls.values(), f"{name} and {urls} share the URL {url}"
+        assert port not in ports.values(), f"{name} and {ports} share port {port}"
+        urls[name], ports[name] = url, port
+    if path in COMPOSE_FILES:
+        assert len(nodes) >= 2, f"{path}: {sorted(nodes)}"
+
+
+@cluster_files
+def test_nodes_and_workers_share_one_redis_and_key_prefix(path: Path) -> None:
+    nodes, found = media_nodes(path), workers(path)
+    assert nodes and found, f"{path}: nodes {sorted(nodes)}, workers {sorted(found)}"
+    seen = set()
+    for name, service in {**nodes, **found}.items():
+        env = environment(service)
+        redis = env.get("CALLSERVER_REDIS_URL") or env.get("CALLSERVER_REDIS_URL_FILE")
+        assert redis, f"{name}: no CALLSERVER_REDIS_URL(_FILE)"
+        prefix = env.get("CALLSERVER_CLUSTER_KEY_PREFIX")
+        assert prefix, f"{name}: set CALLSERVER_CLUSTER_KEY_PREFIX explicitly"
+        seen.add((redis, prefix))
+    assert len(seen) == 1, f"{path}: nodes and workers disagree on Redis or prefix: {seen}"
+    for name, service in nodes.items():
+        # The models are on the workers: a node that loaded them too would need a worker's
+        # memory and CPU.
+        env = environment(service)
+        assert str(env.get("CALLSERVER_CLUSTER_REMOTE_ENGINES")).lower() == "true", name
+
+
+@cluster_files
+def test_workers_publish_no_port_and_can_be_scaled(path: Path) -> None:
+    for name, service in workers(path).items():
+        assert not service.get("ports"), f"{name} publishes ports"
+        env = environment(service)
+        health = str(env.get("CALLSERVER_WORKER_HEALTH_PATH") or "")
+        assert health.startswith("/tmp/"), f"{name}: health file {health!r} (tmp is writable)"
+        assert service["healthcheck"]["test"] == WORKER_HEALTHCHECK, name
+        assert "CALLSERVER_PORT" not in env, f"{name}: a worker listens on nothing"
+        # Scaled copies on one machine must not share a named volume (their file caches).
+        named = [m for m in mounts(service) if m["type"] == "volume" and m["source"]]
+        assert not named, f"{name}: named volumes {named}"
+        deploy = service.get("deploy") or {}
+        assert deploy.get("mode", "replicated") == "replicated", name
+
+
+@cluster_files
+def test_the_cluster_redis_persists_and_evicts_no_room(path: Path) -> None:
+    command = redis_command(path)
+    assert redis_option(command, "appendonly") == "yes", command
+    policy = redis_option(command, "maxmemory-policy")
+    assert policy in SAFE_EVICTION, f"maxmemory-policy {policy}: would evict rooms"
+    folder = redis_option(command, "dir")
+    assert folder, "no --dir: the append-only file goes to the working folder"
+    (service,) = [s for s in services(path).values() if command_text(s) == command]
+    volumes = [m for m in mounts(service) if m["target"] == folder and m["type"] == "volume"]
+    assert volumes, f"Redis writes {folder}, but no named volume is mounted there"
+    assert seconds(service.get("stop_grace_period", "10s")) >= 10, "time to flush the AOF"
+
+
+def test_compose_without_the_overlay_is_the_single_process() -> None:
+    # The embedded default must not change when the cluster overlay exists.
+    assert not workers(COMPOSE_BASE)
+    assert list(media_nodes(COMPOSE_BASE)) == ["callserver"]
+    env = environment(media_nodes(COMPOSE_BASE)["callserver"])
+    assert not any(name.startswith("CALLSERVER_CLUSTER_") for name in env), env
+    assert redis_option(redis_command(COMPOSE_BASE), "maxmemory-policy") == "allkeys-lru"
+
+
+def test_swarm_cluster_traefik_runs_beside_every_media_node() -> None:
+    # Each node's Traefik sends its names to 127.0.0.1:8080: it must run wherever a node does.
+    path = DEPLOY / "swarm" / "cluster.yaml"
+    stack = services(path)
+    (node,) = media_nodes(path).values()
+    assert node["deploy"]["mode"] == "global"
+    assert stack["traefik"]["deploy"]["mode"] == "global"
+    assert (
+        stack["traefik"]["deploy"]["placement"]["constraints"]
+        == node["deploy"]["placement"]["constraints"]
+    )
+    assert yaml.safe_load(TRAEFIK_DYNAMIC.read_text())["http"]["services"]["callserver"][
+        "loadBalancer"
+    ]["servers"] == [{"url": "http://127.0.0.1:8080"}]
+
+
+def uncommented(text: str, marker: str) -> str:
+    """``text`` with the commented block that starts at the line ``# <marker>`` uncommented."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == f"# {marker}"]
+    assert len(starts) == 1, f"one commented `{marker}` block expected"
+    start = starts[0]
+    prefix = lines[start][: lines[start].index("#")] + "# "
+    end = start
+    while end < len(lines) and lines[end].startswith(prefix):
+        lines[end] = lines[end][: len(prefix) - 2] + lines[end][len(prefix) :]
+        end += 1
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "marker", "service"),
+    [
+        (DEPLOY / "compose.cluster.yaml", "deploy:", "worker"),
+        (DEPLOY / "swarm" / "cluster.yaml", "generic_resources:", "worker"),
+    ],
+    ids=["compose", "swarm"],
+)
+def test_the_commented_gpu_reservation_is_valid(path: Path, marker: str, service: str) -> None:
+    # A comment nobody renders rots: uncommented, the block must load and ask for a GPU.
+    with tempfile.TemporaryDirectory() as home:
+        copy = Path(home) / path.name
+        copy.write_text(uncommented(path.read_text(), marker))
+        if path in COMPOSE_FILES:
+            if shutil.which("docker-compose") is None:
+                missing_dependency("docker-compose not installed (make test installs it)")
+            command = ["docker-compose", "-f", str(COMPOSE_BASE), "-f", str(copy), "config"]
+        else:
+            docker = shutil.which("docker")
+            if docker is None or stack_config_missing(docker):
+                missing_dependency("a docker CLI with `docker stack config` (Docker 23 or later)")
+            # Configs name files relative to the stack file: keep it beside the original's.
+            copy = path.parent / f".{path.stem}.gpu-check.yaml"
+            copy.write_text(uncommented(path.read_text(), marker))
+            command = ["docker", "stack", "config", "-c", str(copy)]
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, env=clean_env(home), timeout=60
+            )
+        finally:
+            if copy.parent == path.parent:
+                copy.unlink()
+    assert result.returncode == 0, result.stderr
+    reservations = yaml.safe_load(result.stdout)["services"][service]["deploy"]["resources"][
+        "reservations"
+    ]
+    assert "nvidia" in str(reservations).lower(), reservations
+
+
+# ---- worker metrics on host networking ---------------------------------------------------------
+
+
+@cluster_files
+def test_host_networked_workers_serve_metrics_only_on_a_port_the_operator_gives(
+    path: Path,
+) -> None:
+    # Every copy of a scaled worker shares the host's ports: with a port in the file, all but
+    # the first would exit at start (address in use) and restart forever.
+    for name, service in workers(path).items():
+        env = environment(service)
+        assert "CALLSERVER_WORKER_METRICS_PORT" in env, f"{name}: document the metrics port"
+        for key in WORKER_METRICS:
+            assert env.get(key) is None, f"{name}: {key}={env.get(key)!r} set by the file"
+    # A pass-through: the value in the shell that runs compose reaches the workers alone.
+    given = services(path, (("CALLSERVER_WORKER_METRICS_PORT", "9464"),))
+    found = workers(path)
+    for name, service in given.items():
+        value = environment(service).get("CALLSERVER_WORKER_METRICS_PORT")
+        assert value == ("9464" if name in found else None), f"{name}: {value!r}"
+
+
+def test_swarm_workers_with_a_metrics_port_can_be_held_to_one_per_machine() -> None:
+    # The commented placement the file names for a metrics port must load and say so.
+    path = DEPLOY / "swarm" / "cluster.yaml"
+    assert "max_replicas_per_node" in path.read_text()
+    copy = path.parent / f".{path.stem}.metrics-check.yaml"
+    copy.write_text(uncommented(path.read_text(), "max_replicas_per_node: 1"))
+    try:
+        (worker,) = workers(copy).values()
+    finally:
+        copy.unlink()
+    assert worker["deploy"]["placement"]["max_replicas_per_node"] == 1
+
+
+def scrape_targets(config: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+        for job in config["scrape_configs"]
+    }
+
+
+def test_prometheus_scrapes_only_what_serves_metrics_by_default() -> None:
+    # A target nothing serves is down for good (e.g. a worker without a metrics port): the
+    # shipped jobs are callserver's port and Prometheus's own, as compose.yaml runs them.
+    compose = services(COMPOSE_BASE)
+    port = environment(compose["callserver"]).get("CALLSERVER_PORT")
+    listen = [a for a in compose["prometheus"]["command"] if a.startswith("--web.listen-address")]
+    served = {f"127.0.0.1:{port}", listen[0].split("=", 1)[1]}
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    for job, targets in scrape_targets(config).items():
+        assert set(targets) <= served, f"job {job}: {targets}, but only {served} serve metrics"
+
+
+@pytest.mark.needs("promtool")
+def test_the_commented_worker_scrape_job_is_valid_and_names_the_documented_port() -> None:
+    text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(PROMETHEUS_DIR / "alerts.yml", folder)
+        copy = Path(folder) / "prometheus.yml"
+        copy.write_text(uncommented(text, "- job_name: callserver-worker"))
+        check = subprocess.run(
+            ["promtool", "check", "config", str(copy)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        targets = scrape_targets(yaml.safe_load(copy.read_text()))["callserver-worker"]
+    # The port the compose file tells operators to start the worker with.
+    documented = re.findall(
+        r"CALLSERVER_WORKER_METRICS_PORT=(\d+)", (DEPLOY / "compose.cluster.yaml").read_text()
+    )
+    assert documented and targets == [f"127.0.0.1:{documented[0]}"], (documented, targets)

@@ -2,7 +2,12 @@
 
 Each kustomization (the base and every overlay) is rendered once; the tests read the objects
 the cluster would get: probes, security context, resources, the drain timing, the
-PodDisruptionBudget and Service selectors, and the CALLSERVER_* settings they set.
+PodDisruptionBudget and Service selectors, and the CALLSERVER_* settings they set. The
+distributed mode's overlay (overlays/cluster) is checked for what makes a cluster work: every
+media pod has its own URL, Service and Ingress host, nodes and workers share one Redis and key
+prefix, workers are probed through their health file and serve metrics on their own pod
+address (annotated for scraping), Redis persists and evicts no room, and the optional GPU patch
+renders.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import functools
 import io
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +28,16 @@ import pytest
 import yaml
 
 from callserver.cli import main, settings_classes
+from callserver.cluster import ClusterSettings
 from callserver.settings import Settings
 
 KUBERNETES = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
-TARGETS = ["base", "overlays/dev", "overlays/production"]
+TARGETS = ["base", "overlays/dev", "overlays/production", "overlays/cluster"]
+CLUSTER = "overlays/cluster"
+#: The label the StatefulSet controller puts on each of its pods (not in the template).
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+#: Redis eviction policies that never evict a key without a time to live (rooms, job streams).
+SAFE_EVICTION = {"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
 NAMESPACE = "callserver"
 UID = 10001
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
@@ -40,8 +53,9 @@ Obj = dict[str, Any]
 @functools.cache
 def render(target: str) -> tuple[Obj, ...]:
     """The objects `kubectl kustomize` renders for one kustomization (warnings tolerated)."""
+    folder = Path(target) if Path(target).is_absolute() else KUBERNETES / target
     result = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES / target)],
+        ["kubectl", "kustomize", str(folder)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -166,9 +180,15 @@ def test_callserver_pod_drains_within_its_grace_period(target: str) -> None:
     objects = render(target)
     workload, template, container = callserver_workload(objects)
     pod = template["spec"]
-    # One replica until the distributed mode; the old pod drains before the new one starts.
-    assert workload["spec"].get("replicas") == 1
-    assert workload["spec"].get("strategy", {}).get("type") == "Recreate"
+    if workload["kind"] == "StatefulSet":
+        # Media nodes: one pod at a time is replaced (it drains; the others take new rooms).
+        assert workload["spec"]["replicas"] >= 2
+        assert workload["spec"].get("updateStrategy", {}).get("type") == "RollingUpdate"
+        assert "partition" not in workload["spec"]["updateStrategy"].get("rollingUpdate", {})
+    else:
+        # One process: the old pod drains before the new one starts.
+        assert workload["spec"].get("replicas") == 1
+        assert workload["spec"].get("strategy", {}).get("type") == "Recreate"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     startup = container["startupProbe"]
@@ -226,7 +246,19 @@ def test_services_and_ingresses_reach_pods(target: str) -> None:
     objects = render(target)
     services = {obj["metadata"]["name"]: obj for obj in of_kind(objects, "Service")}
     assert "callserver" in services
-    templates = [template for _, template in pod_specs(objects)]
+    templates = []
+    for workload, template in pod_specs(objects):
+        templates.append(template)
+        if workload["kind"] == "StatefulSet":
+            # Each pod carries its own name as a label, which per-pod Services select.
+            for ordinal in range(workload["spec"]["replicas"]):
+                labels = {
+                    **template["metadata"]["labels"],
+                    POD_NAME_LABEL: f"{workload['metadata']['name']}-{ordinal}",
+                }
+                templates.append(
+                    {**template, "metadata": {**template["metadata"], "labels": labels}}
+                )
     for name, service in services.items():
         selected = [
             template
@@ -303,7 +335,7 @@ def test_rendered_settings_start_the_server(
     """The settings classes accept the pod's environment, secret files included."""
     objects = render(target)
     assert not of_kind(objects, "Secret"), "a placeholder Secret would overwrite the real one"
-    _, template, container = callserver_workload(objects)
+    workload, template, container = callserver_workload(objects)
     volumes = {volume["name"]: volume for volume in template["spec"].get("volumes", [])}
     secret_mounts = {
         mount["mountPath"]: volumes[mount["name"]]["secret"]["secretName"]
@@ -312,12 +344,19 @@ def test_rendered_settings_start_the_server(
     }
     for name in [name for name in os.environ if name.startswith("CALLSERVER_")]:
         monkeypatch.delenv(name)
+    downward = {"status.hostIP": NODE_IP, "metadata.name": f"{workload['metadata']['name']}-0"}
+    seen: dict[str, str] = {}
     for name, entry in environment(objects, container).items():
         if "value" in entry:
-            value = entry["value"]
+            # $(NAME) is the kubelet's reference to a variable defined before this one.
+            value = re.sub(
+                r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: seen[m.group(1)], entry["value"]
+            )
         else:
-            assert entry["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP", name
-            value = NODE_IP
+            path = entry["valueFrom"]["fieldRef"]["fieldPath"]
+            assert path in downward, f"{name}: {path}"
+            value = downward[path]
+        seen[name] = value
         if name.endswith("_FILE"):
             folder, _, key = value.rpartition("/")
             assert folder in secret_mounts, f"{name}={value} is not in a mounted Secret"
@@ -335,9 +374,14 @@ def test_rendered_settings_start_the_server(
     files = {name for name in os.environ if name.endswith("_FILE")}
     assert (server.join_secret is not None) == ("CALLSERVER_JOIN_SECRET_FILE" in files)
     assert (server.turn_credential is not None) == ("CALLSERVER_TURN_CREDENTIAL_FILE" in files)
-    if target == "overlays/production":
+    if target in ("overlays/production", CLUSTER):
         assert server.join_secret is not None and server.turn_credential is not None
         assert server.turn_urls and server.public_url and server.trust_forwarded_for
+    cluster = ClusterSettings()
+    assert cluster.enabled == (target == CLUSTER)
+    if target == CLUSTER:
+        assert cluster.remote_engines
+        assert cluster.node_url == f"https://{downward['metadata.name']}.calls.example.org"
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -348,7 +392,12 @@ def test_data_volume_and_image_per_overlay(target: str) -> None:
     mounted = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
     data = mounted["/data"]
     claims = {obj["metadata"]["name"] for obj in of_kind(objects, "PersistentVolumeClaim")}
-    if target == "overlays/production":
+    if target == CLUSTER:
+        # A media node loads no model (the workers do): nothing on /data is worth a volume.
+        assert "emptyDir" in volumes[data]
+        assert {claim for claim in claims if "redis" in claim}, "the cluster's Redis persists"
+        assert container["image"] != "callserver:latest", "pins a released tag"
+    elif target == "overlays/production":
         # Models and cache survive restarts; the claim is part of the overlay.
         assert volumes[data]["persistentVolumeClaim"]["claimName"] in claims
         assert "emptyDir" not in volumes[data]
@@ -358,3 +407,163 @@ def test_data_volume_and_image_per_overlay(target: str) -> None:
     assert "emptyDir" in volumes[mounted["/tmp"]]
     # No registry is assumed: a side-loaded image must not be pulled again.
     assert container.get("imagePullPolicy") == "IfNotPresent"
+
+
+# ---- the distributed mode (overlays/cluster) ---------------------------------------------------
+
+
+def workload_named(objects: tuple[Obj, ...], kind: str, name: str) -> Obj:
+    found = [obj for obj in of_kind(objects, kind) if obj["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def worker_container(objects: tuple[Obj, ...]) -> tuple[Obj, Obj]:
+    found = [
+        (workload, container)
+        for workload, template in pod_specs(objects)
+        for container in template["spec"]["containers"]
+        if container.get("args") == ["worker"]
+    ]
+    assert len(found) == 1, f"expected one worker container, found {len(found)}"
+    return found[0]
+
+
+def value(objects: tuple[Obj, ...], container: Obj, name: str) -> str | None:
+    entry = environment(objects, container).get(name)
+    return None if entry is None else entry.get("value")
+
+
+def test_cluster_every_media_pod_has_its_own_url_service_and_host() -> None:
+    objects = render(CLUSTER)
+    workload, template, container = callserver_workload(objects)
+    assert workload["kind"] == "StatefulSet"
+    env = environment(objects, container)
+    assert env["CALLSERVER_CLUSTER_ENABLED"]["value"] == "true"
+    assert env["CALLSERVER_CLUSTER_REMOTE_ENGINES"]["value"] == "true"
+    # The URL is built from the pod's own name (the downward API), defined before it.
+    names = list(env)
+    pod_name = [
+        key
+        for key, entry in env.items()
+        if entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
+    ]
+    assert len(pod_name) == 1, pod_name
+    url = env["CALLSERVER_CLUSTER_NODE_URL"]["value"]
+    assert f"$({pod_name[0]})" in url
+    assert names.index(pod_name[0]) < names.index("CALLSERVER_CLUSTER_NODE_URL")
+    services = {obj["metadata"]["name"]: obj for obj in of_kind(objects, "Service")}
+    hosts = {
+        rule["host"]: rule["http"]["paths"][0]["backend"]["service"]["name"]
+        for ingress in of_kind(objects, "Ingress")
+        for rule in ingress["spec"]["rules"]
+    }
+    urls = set()
+    for ordinal in range(workload["spec"]["replicas"]):
+        pod = f"{workload['metadata']['name']}-{ordinal}"
+        pod_url = url.replace(f"$({pod_name[0]})", pod)
+        urls.add(pod_url)
+        host = re.sub(r"^https?://", "", pod_url).split("/")[0]
+        assert host in hosts, f"{pod}: no Ingress host {host}"
+        service = services[hosts[host]]
+        assert service["spec"]["selector"].get(POD_NAME_LABEL) == pod, service["metadata"]
+        # The pod keeps its calls while it drains (not ready): its own host must still reach it.
+        assert service["spec"].get("publishNotReadyAddresses") is True
+    assert len(urls) == workload["spec"]["replicas"] >= 2
+    # And one machine per pod: host networking (port 8080) on machines labelled as media nodes.
+    assert template["spec"]["nodeSelector"] == {"callserver.media": "true"}
+    anti = template["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == (
+        "kubernetes.io/hostname"
+    )
+
+
+def test_cluster_nodes_and_workers_share_redis_and_prefix() -> None:
+    objects = render(CLUSTER)
+    _, _, node = callserver_workload(objects)
+    worker, container = worker_container(objects)
+    for name in ("CALLSERVER_REDIS_URL", "CALLSERVER_CLUSTER_KEY_PREFIX"):
+        assert value(objects, node, name), name
+        assert value(objects, node, name) == value(objects, container, name), name
+    assert value(objects, node, "CALLSERVER_CLUSTER_KEY_PREFIX") == "callserver:"
+    assert worker["kind"] == "Deployment"
+    # Rolling: a new worker is ready (models loaded, capabilities in Redis) before one stops.
+    rolling = worker["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] == 0 and rolling["maxSurge"] >= 1
+
+
+def test_cluster_workers_take_no_requests_and_are_probed_through_their_health_file() -> None:
+    objects = render(CLUSTER)
+    worker, container = worker_container(objects)
+    # Its metrics are its one port (scraped pod by pod); nothing is routed to it.
+    assert [port["name"] for port in container.get("ports", [])] == ["metrics"]
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    for service in of_kind(objects, "Service"):
+        assert not labels_match(service["spec"].get("selector", {}), labels), service["metadata"]
+    health = value(objects, container, "CALLSERVER_WORKER_HEALTH_PATH")
+    assert health and health.startswith("/tmp/")
+    assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}
+    probe = ["callserver", "healthcheck", "--worker"]
+    assert container["livenessProbe"]["exec"]["command"] == probe
+    assert container["startupProbe"]["exec"]["command"] == probe
+    assert container["readinessProbe"]["exec"]["command"] == [*probe, "--ready"]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "model load"
+    slots = value(objects, container, "CALLSERVER_WORKER_SLOTS")
+    assert slots and value(objects, container, "CALLSERVER_STT_WORKERS") == slots
+
+
+def test_cluster_workers_serve_metrics_on_their_own_pod_address() -> None:
+    objects = render(CLUSTER)
+    worker, container = worker_container(objects)
+    template = worker["spec"]["template"]
+    # A network namespace per pod: every replica binds the same port without colliding
+    # (host networking would make all but one worker per machine fail at start).
+    assert not template["spec"].get("hostNetwork"), "workers must keep their own namespace"
+    (port,) = [p for p in container["ports"] if p["name"] == "metrics"]
+    assert value(objects, container, "CALLSERVER_WORKER_METRICS_PORT") == str(port["containerPort"])
+    # The pod's address, not loopback: Prometheus scrapes from another pod.
+    assert value(objects, container, "CALLSERVER_WORKER_METRICS_HOST") == "0.0.0.0"
+    annotations = template["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true"
+    assert annotations.get("prometheus.io/path") == "/metrics"
+    assert annotations.get("prometheus.io/port") == str(port["containerPort"])
+
+
+def test_cluster_redis_persists_and_evicts_no_room() -> None:
+    objects = render(CLUSTER)
+    redis = workload_named(objects, "Deployment", "redis")
+    pod = redis["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    options = dict(zip(args[1::2], args[2::2], strict=False))
+    assert options.get("--appendonly") == "yes", args
+    assert options.get("--maxmemory-policy") in SAFE_EVICTION, args
+    folder = options.get("--dir")
+    assert folder, "no --dir: the append-only file goes to the working folder"
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    claim = volumes[mounts[folder]].get("persistentVolumeClaim", {}).get("claimName")
+    assert claim in {obj["metadata"]["name"] for obj in of_kind(objects, "PersistentVolumeClaim")}
+    assert "emptyDir" not in volumes[mounts[folder]]
+    assert redis["spec"]["strategy"]["type"] == "Recreate", "one pod on a ReadWriteOnce claim"
+    # The base stays a cache: the cluster's settings are the overlay's alone.
+    base = workload_named(render("base"), "Deployment", "redis")
+    assert "allkeys-lru" in base["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_cluster_gpu_patch_gives_each_worker_a_gpu() -> None:
+    # The patch is commented out in the kustomization: render the overlay with it here.
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(KUBERNETES / CLUSTER / "worker-gpu.yaml", folder)
+        Path(folder, "kustomization.yaml").write_text(
+            f"bases:\n  - {os.path.relpath(KUBERNETES / CLUSTER, folder)}\n"
+            "patchesStrategicMerge:\n  - worker-gpu.yaml\n"
+        )
+        objects = render(folder)
+    _, container = worker_container(objects)
+    limits = container["resources"]["limits"]
+    assert str(limits.get("nvidia.com/gpu")) == "1", limits
+    # The patch adds the GPU; the CPU and memory of the worker stay.
+    assert "cpu" in limits and "memory" in limits
+    assert "--worker" in container["livenessProbe"]["exec"]["command"]

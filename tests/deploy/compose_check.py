@@ -86,10 +86,18 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.Com
 
 
 async def compose(
-    env: dict[str, str], *args: str, check: bool = True, timeout: float = 120.0
+    env: dict[str, str],
+    *args: str,
+    check: bool = True,
+    timeout: float = 120.0,
+    project: str = PROJECT,
+    files: tuple[Path, ...] = (COMPOSE_FILE,),
 ) -> str:
     """``docker-compose -p PROJECT -f deploy/compose.yaml ARGS`` in a thread; its stdout."""
-    argv = ["docker-compose", "--ansi", "never", "-p", PROJECT, "-f", str(COMPOSE_FILE), *args]
+    argv = ["docker-compose", "--ansi", "never", "-p", project]
+    for file in files:
+        argv += ["-f", str(file)]
+    argv += args
     try:
         proc = await asyncio.to_thread(_run, argv, env, timeout)
     except subprocess.TimeoutExpired:
@@ -101,17 +109,17 @@ async def compose(
     return proc.stdout.strip()
 
 
-async def containers(service: str) -> list[str]:
+async def containers(service: str, project: str = PROJECT) -> list[str]:
     out = await docker(
         "ps", "-aq", "--no-trunc",
-        "--filter", f"label=com.docker.compose.project={PROJECT}",
+        "--filter", f"label=com.docker.compose.project={project}",
         "--filter", f"label=com.docker.compose.service={service}",
     )  # fmt: skip
     return out.split()
 
 
-async def one_container(service: str) -> str:
-    ids = await containers(service)
+async def one_container(service: str, project: str = PROJECT) -> str:
+    ids = await containers(service, project)
     if len(ids) != 1:
         raise ScenarioError(f"compose service {service}: {len(ids)} containers, not 1")
     return ids[0]

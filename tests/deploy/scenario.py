@@ -15,7 +15,10 @@ scripts/test-deploy.sh builds the images, then runs ``python -m tests.deploy.sce
    0 by itself (not killed, no "drain timeout"), the new task becomes healthy, Traefik routes
    to it and a new call works, and the update completes (no rollback);
 4. everything it created is removed (containers, stack, secrets, configs, volumes, the swarm);
-5. deploy/compose.yaml with Debian's docker-compose, then `down -v` (tests/deploy/compose_check.py).
+5. deploy/compose.yaml with Debian's docker-compose, then `down -v` (tests/deploy/compose_check.py);
+6. the distributed mode: compose.yaml + compose.cluster.yaml with two media nodes and one
+   worker, a call joined through both nodes and recognised on the worker, then `down -v`
+   (tests/deploy/cluster_check.py).
 
 Every wait is bounded; each step prints one line. Talks to loopback only (host networking).
 """
@@ -45,6 +48,7 @@ from tests.deploy.calls import (
     loud_seconds,
     open_call,
 )
+from tests.deploy.cluster_check import cluster_deployment
 from tests.deploy.compose_check import compose_deployment
 from tests.deploy.engine import (
     Cleanup,
@@ -450,6 +454,11 @@ async def scenario(args: argparse.Namespace) -> int:
                 if not await cleanup.run():
                     raise ScenarioError("the cleanup before the compose step failed")
                 await compose_deployment(session, images, cleanup)
+            if not args.skip_cluster:
+                # The overlay binds compose.yaml's ports and names its volumes.
+                if not await cleanup.run():
+                    raise ScenarioError("the cleanup before the cluster step failed")
+                await cluster_deployment(session, images, cleanup)
     except Exception as exc:  # every failure is reported, then everything is removed
         failed = exc
         step(f"FAILED: {type(exc).__name__}: {exc}")
@@ -474,6 +483,9 @@ def main() -> int:
     parser.add_argument("--base-image", default="local/bookworm-py", help="a root shell image")
     parser.add_argument("--skip-swarm", action="store_true", help="only the root-owned volume part")
     parser.add_argument("--skip-compose", action="store_true", help="no deploy/compose.yaml step")
+    parser.add_argument(
+        "--skip-cluster", action="store_true", help="no compose.cluster.yaml (distributed) step"
+    )
     return asyncio.run(scenario(parser.parse_args()))
 
 
