@@ -67,8 +67,9 @@ class WorkerSettings(EnvSettings):
         ge=1,
         le=64,
         description="Recognition or translation jobs (of any rooms) run together as one batch "
-        "by each slot. Measured on a 2-core CPU, 4 gave the most utterances per second "
-        "(docs/benchmarks.md); a GPU takes more.",
+        "by each slot. On a 2-core CPU a burst of utterances went 1.28x faster at 4 than one "
+        "at a time, 1.37x at 8 with a longer median wait (docs/benchmarks.md); a GPU takes "
+        "more.",
     )
     batch_window_ms: float = Field(
         0.0,
