@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import secrets
+import sys
 import time
 from typing import Any
 
@@ -41,20 +42,25 @@ from models.wire import recognition_to_fields, transcript_from_fields
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
-async def burst(
-    audios: list[Audio], batch: int, step_s: float, device: str
-) -> tuple[float, list[float], list[str]]:
-    """(seconds until every answer, per-utterance queue-to-answer seconds, texts)."""
-    prefix = f"bench-batching-{secrets.token_hex(4)}:"
+async def warm_engines(audios: list[Audio], step_s: float, device: str) -> EngineSet:
+    """The worker's engines for one window step, loaded and past their first-call costs."""
     os.environ["CALLSERVER_STT_LIVE_WINDOW_STEP_S"] = str(step_s)
     os.environ["CALLSERVER_STT_DEVICE"] = device
     engines = EngineSet(EngineMetrics(CollectorRegistry()))
+    await engines.warm_up()
+    stt = await engines.stt()
+    await stt.transcribe(audios[0], "en", None, True)
+    return engines
+
+
+async def burst(
+    engines: EngineSet, audios: list[Audio], batch: int
+) -> tuple[float, list[float], list[str]]:
+    """(seconds until every answer, per-utterance queue-to-answer seconds, texts)."""
+    prefix = f"bench-batching-{secrets.token_hex(4)}:"
     worker_queue = JobQueue(REDIS_URL, prefix=prefix)
     node_queue = JobQueue(REDIS_URL, prefix=prefix)
     worker = Worker(engines, worker_queue, "bench-worker", batch_size=batch)
-    await engines.warm_up()
-    stt = await engines.stt()
-    await stt.transcribe(audios[0], "en", None, True)  # first-call allocations, not measured
     submitted: dict[str, float] = {}
     started = time.perf_counter()
     for audio in audios:
@@ -74,7 +80,6 @@ async def burst(
     elapsed = time.perf_counter() - started
     worker.stop()
     await working
-    await engines.close()
     for queue in (worker_queue, node_queue):
         client: Any = queue._client  # the bench removes its own keys
         keys = [key async for key in client.scan_iter(f"{prefix}*")]
@@ -107,22 +112,23 @@ async def measure(runs: int, batches: list[int], steps: list[float], device: str
     audios = [audio for _, audio in items]
     rows: dict[str, dict[str, list[float]]] = {}
     texts: dict[str, list[str]] = {}
-    configs = [(b, s) for s in steps for b in batches]
     for run in range(runs):
-        order = configs if run % 2 == 0 else configs[::-1]
         for step in steps:
             ours, raw = await one_at_a_time(audios, step, device)
             for name, seconds in (("engine alone", ours), ("faster-whisper", raw)):
                 row = rows.setdefault(f"{name}, step {step:g} s", {"rate": [], "lat": []})
                 row["rate"].append(len(audios) / seconds)
-        for batch, step in order:
-            elapsed, latencies, said = await burst(audios, batch, step, device)
-            row = rows.setdefault(
-                f"worker, batch {batch}, step {step:g} s", {"rate": [], "lat": []}
-            )
-            row["rate"].append(len(audios) / elapsed)
-            row["lat"].extend(latencies)
-            texts.setdefault(f"{batch}/{step}", said)
+            engines = await warm_engines(audios, step, device)
+            for batch in batches if run % 2 == 0 else batches[::-1]:
+                elapsed, latencies, said = await burst(engines, audios, batch)
+                name = f"worker, batch {batch}, step {step:g} s"
+                row = rows.setdefault(name, {"rate": [], "lat": []})
+                row["rate"].append(len(audios) / elapsed)
+                row["lat"].extend(latencies)
+                texts.setdefault(f"{batch}/{step}", said)
+                # Progress, so a run cut short by a time limit still says what it measured.
+                print(f"{name}: {len(audios) / elapsed:.2f} utterances/s", file=sys.stderr)
+            await engines.close()
     return {
         "rows": rows,
         "texts": texts,

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import statistics
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from models.pool import InferencePool
 from models.stt import SttSettings, WhisperEngine, decode_audio
 from models.stt.audio import Audio
 from models.stt.score import wer
+from models.tts.audio import wav_bytes
 from models.tts.piper_engine import PiperEngine, installed_voices
 
 SENTENCES = [
@@ -70,13 +69,7 @@ async def corpus() -> list[tuple[str, Audio]]:
     items: list[tuple[str, Audio]] = []
     for text in SENTENCES:
         speech = await piper.synthesize(text, "en")
-        buffer = io.BytesIO()
-        with wave.open(buffer, "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(speech.sample_rate)
-            out.writeframes(speech.samples.astype("<i2").tobytes())
-        items.append((text, decode_audio(buffer.getvalue())))
+        items.append((text, decode_audio(wav_bytes(speech))))
     await piper.close()
     for clip in CLIPS:
         items.append((Path(clip).with_suffix(".txt").read_text("utf-8"), decode_audio(clip)))

@@ -72,12 +72,13 @@ fi
 
 # --- 2. batch throughput ------------------------------------------------------------------------
 log "bench.batching on $device"
+# A step that fails or runs out of time is reported and the next one still runs.
 timeout 120 "$python" -m bench.batching --runs 1 --batch 1 4 8 16 32 --step 1 5 --device "$device" \
-  | tee "$out/batching.md"
+  2>&1 | tee "$out/batching.md" || log "bench.batching failed or timed out (exit $?)"
 
 # --- 3. calls -----------------------------------------------------------------------------------
 log "bench.distributed_call at 8 and 32 calls"
 CALLSERVER_STT_DEVICE=$device CALLSERVER_MT_DEVICE=$device CALLSERVER_WORKER_BATCH_SIZE=16 CALLSERVER_WORKER_SLOTS=2 \
   timeout 200 "$python" -m bench.distributed_call --calls 8 32 --seconds 20 \
-  | tee "$out/distributed_call.md"
+  2>&1 | tee "$out/distributed_call.md" || log "bench.distributed_call failed or timed out (exit $?)"
 log "done in $(($(date +%s) - start)) s"

@@ -10,11 +10,9 @@ as one batch, answers each with its own text, and its /metrics shows the batch.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import re
 import sys
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from models.mt.synthetic import TINY, SyntheticModel, cached_model
 from models.remote.queue import JobQueue
 from models.stt import SttSettings, WhisperEngine, decode_audio
 from models.stt.audio import Audio
+from models.tts.audio import wav_bytes
 from models.tts.speech import Speech
 from models.wire import recognition_to_fields, transcript_from_fields
 from tests.conftest import REDIS_URL, free_port
@@ -54,13 +53,7 @@ SPANISH = "Buenos días, ¿cómo estás?"
 
 
 def to_16k(speech: Speech) -> Audio:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(speech.sample_rate)
-        out.writeframes(speech.samples.astype("<i2").tobytes())
-    return decode_audio(buffer.getvalue())
+    return decode_audio(wav_bytes(speech))
 
 
 async def speak() -> list[RecognitionRequest]:

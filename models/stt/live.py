@@ -103,40 +103,6 @@ class LiveRequest:
     allowed: Sequence[str] | None = None
 
 
-def decode_live(
-    model: Any,
-    samples: Audio,
-    language: str | None,
-    allowed: Sequence[str] | None,
-    *,
-    beam_size: int,
-    pad_s: float,
-    step_s: float,
-    no_speech_threshold: float,
-    log_prob_threshold: float,
-    min_logprob: float,
-) -> LiveDecode | None:
-    """Transcribe one utterance with a short encoder window; blocking, for a worker thread.
-
-    ``model`` is a loaded ``faster_whisper.WhisperModel``. With ``language`` None the language
-    is detected on the same encoder output, restricted to ``allowed`` when given. Returns
-    ``None`` when the utterance is too long for a short window or the decode looks doubtful:
-    a loop, the token limit reached, or an average log-probability below ``min_logprob`` on
-    audio the model does not call silent (``no_speech_threshold`` and ``log_prob_threshold``
-    as in faster-whisper).
-    """
-    return decode_live_batch(
-        model,
-        [LiveRequest(samples, language, allowed)],
-        beam_size=beam_size,
-        pad_s=pad_s,
-        step_s=step_s,
-        no_speech_threshold=no_speech_threshold,
-        log_prob_threshold=log_prob_threshold,
-        min_logprob=min_logprob,
-    )[0]
-
-
 def decode_live_batch(
     model: Any,
     requests: Sequence[LiveRequest],
@@ -148,16 +114,22 @@ def decode_live_batch(
     log_prob_threshold: float,
     min_logprob: float,
 ) -> list[LiveDecode | None]:
-    """``decode_live`` for several utterances: one encoder pass and one ``generate`` for all
-    those whose windows are the same length.
+    """Transcribe utterances with short encoder windows; blocking, for a worker thread.
+
+    ``model`` is a loaded ``faster_whisper.WhisperModel``. An utterance whose ``language`` is
+    None has it detected on the same encoder output, restricted to its ``allowed`` when given.
+    An item is ``None`` when the utterance is too long for a short window or its decode looks
+    doubtful: a loop, the token limit reached, or an average log-probability below
+    ``min_logprob`` on audio the model does not call silent (``no_speech_threshold`` and
+    ``log_prob_threshold`` as in faster-whisper). Utterances whose windows are the same length
+    share one encoder pass and one ``generate``.
 
     An encoder batch needs one length. Padding every utterance to the longest window would
     batch more but change words (measured on the test clips: "ill-sposed" alone, "ill-disposed"
     in the window of a longer utterance), so utterances are grouped by their own window and
     each gets exactly what it would alone.
     ``step_s`` sets how many distinct windows there are: a larger step batches more. Each
-    item gets its own prompt (languages may differ), token budget and verdict; a ``None`` item
-    goes the full-window way alone, as it would from ``decode_live``.
+    item gets its own prompt (languages may differ), token budget and verdict.
     """
     decoded: list[LiveDecode | None] = [None] * len(requests)
     groups: dict[int, list[int]] = {}
