@@ -24,6 +24,7 @@ from callserver.cluster import (
 from callserver.engines import EngineSet
 from callserver.ice import use_host_addresses
 from callserver.media.dub import DubSettings
+from callserver.media.offer_check import OfferLimits
 from callserver.media.plane import MediaLimits, MediaPlane
 from callserver.metrics import Metrics
 from callserver.ops import ops_routes
@@ -115,6 +116,10 @@ def build_app(
     media = MediaPlane(
         MediaLimits(
             sdp_max_bytes=settings.sdp_max_bytes,
+            offer=OfferLimits(
+                max_media_sections=settings.sdp_max_media_sections,
+                max_candidates=settings.sdp_max_candidates,
+            ),
             connect_timeout_s=settings.pc_connect_timeout_s,
             close_timeout_s=settings.pc_close_timeout_s,
             mixer_max_queue_frames=settings.mixer_max_queue_frames,
@@ -147,6 +152,7 @@ def build_app(
                 if settings.join_secret
                 else None
             ),
+            join_token=settings.join_token_options(),
             ice_servers=settings.ice_servers(),
         ),
         rooms,
@@ -169,6 +175,7 @@ def build_app(
         )
         hub.placement = node.placement
     media.on_peer_closed = hub.media_closed
+    media.on_peer_failure = lambda where, error: metrics.peer_failures.labels(where, error).inc()
     metrics.rooms.set_function(lambda: hub.room_count)
     metrics.participants.set_function(lambda: hub.participant_count)
     metrics.peer_connections.set_function(lambda: media.peer_count)
@@ -232,6 +239,7 @@ def _room_routes_options(settings: Settings) -> RoomRoutesOptions:
     return RoomRoutesOptions(
         join_secret=settings.join_secret.get_secret_value() if settings.join_secret else None,
         token_ttl_s=settings.token_ttl_s,
+        join_token=settings.join_token_options(),
         public_url=settings.public_url,
         trust_forwarded_for=settings.trust_forwarded_for,
         ice_servers=settings.ice_servers(),
@@ -317,7 +325,7 @@ def _read_refusal(hub: SignalingHub, request: web.Request, room_id: str) -> str 
     if not token:
         return ErrorCode.TOKEN_REQUIRED.value
     try:
-        verify_token(secret, token, room_id)
+        verify_token(secret, token, room_id, hub.limits.join_token)
     except SignalingError as exc:
         return exc.code.value
     return None

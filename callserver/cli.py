@@ -116,7 +116,8 @@ def _token(args: argparse.Namespace) -> int:
         print("callserver: room ids are 6-64 letters, digits, '-' or '_'", file=sys.stderr)
         return 2
     secret = settings.join_secret.get_secret_value().encode("utf-8")
-    print(mint_token(secret, args.room, args.ttl or settings.token_ttl_s))
+    ttl_s = args.ttl or settings.token_ttl_s
+    print(mint_token(secret, args.room, ttl_s, options=settings.join_token_options()))
     return 0
 
 

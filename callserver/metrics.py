@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
@@ -49,6 +50,14 @@ class _MixerCollector(Collector):
         ]
 
 
+def _loop_tasks() -> float:
+    """Tasks of the running loop: /metrics is rendered in the server's loop thread."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # rendered outside the loop (a test's registry dump)
+        return 0.0
+
+
 class Metrics:
     """Every metric the server exposes at /metrics."""
 
@@ -62,6 +71,12 @@ class Metrics:
             "1 while the server takes new calls; 0 while its engines warm up and while it drains",
             registry=self.registry,
         )
+        self.event_loop_tasks = Gauge(
+            "callserver_event_loop_tasks",
+            "asyncio tasks alive in the server's event loop (a count that only grows is a leak)",
+            registry=self.registry,
+        )
+        self.event_loop_tasks.set_function(_loop_tasks)
         self.rooms = Gauge(
             "callserver_rooms", "Rooms with participants on this server", registry=self.registry
         )
@@ -91,6 +106,13 @@ class Metrics:
             "callserver_peer_connection_states",
             "Peer connection state changes, by new state",
             ["state"],
+            registry=self.registry,
+        )
+        self.peer_failures = Counter(
+            "callserver_peer_connection_failures",
+            "Failures inside peer connections that no request saw, by where (task: a background "
+            "task of aiortc or the server; close: closing the connection) and exception type",
+            ["where", "error"],
             registry=self.registry,
         )
         self.transcript_entries_lost = Counter(

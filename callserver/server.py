@@ -12,6 +12,7 @@ from aiohttp import web
 from callserver import loop_errors
 from callserver.app import HUB, STATE, build_app
 from callserver.folders import check_folders, written_folders
+from callserver.http_guard import start_http
 from callserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,7 @@ async def serve(settings: Settings) -> int:
     """Serve until a stop signal; return the process exit status."""
     await asyncio.to_thread(check_folders, written_folders())
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    runner = await start_http(app, settings.host, settings.port, settings.http_header_timeout_s)
     for address in runner.addresses:
         host, port = address[0], address[1]
         shown = f"[{host}]" if ":" in host else host

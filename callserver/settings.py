@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from models.env import EnvSettings, split_list
+from signaling.tokens import TokenOptions
 
 WEB_DIR_DEFAULT = Path(__file__).resolve().parent.parent / "web"
 
@@ -27,6 +28,14 @@ class Settings(EnvSettings):
     # --- network -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a request's headers, counted from connecting "
+        "(or, on a kept-alive connection, from the request's first byte); a slower one is "
+        "answered 408 and closed.",
+    )
     public_url: str | None = Field(
         None,
         description="Base URL users reach the server at, used in join links. "
@@ -69,10 +78,28 @@ class Settings(EnvSettings):
     )
     join_secret: SecretStr | None = Field(
         None,
-        description="When set, joining needs an HMAC-signed token for the room "
-        "(mint one with `callserver token ROOM`).",
+        description="When set, joining needs a join token for the room: a JWT signed with this "
+        "secret (HS256; at least 32 bytes), minted by `callserver token ROOM` or any JWT "
+        "library (docs/protocol.md).",
     )
     token_ttl_s: int = Field(3600, gt=0, description="Default lifetime of minted join tokens.")
+    join_token_leeway_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Seconds of clock difference allowed when checking a join token's exp, "
+        "nbf and iat.",
+    )
+    join_token_issuer: str | None = Field(
+        None,
+        description="When set, join tokens must carry this `iss`, and minted ones do. "
+        "Default: `iss` is not checked.",
+    )
+    join_token_audience: str | None = Field(
+        None,
+        description="When set, join tokens must name this in `aud`, and minted ones do. "
+        "Default: a token with an `aud` is refused.",
+    )
     joins_per_minute: int = Field(
         30, ge=1, description="Join attempts allowed per client address per minute."
     )
@@ -80,9 +107,24 @@ class Settings(EnvSettings):
 
     # --- signaling limits -------------------------------------------------------------------
     ws_max_message_bytes: int = Field(
-        64 * 1024, ge=1024, description="Largest WebSocket message accepted; larger closes 1009."
+        64 * 1024,
+        ge=1024,
+        description="Largest WebSocket message accepted, counted after inflating a compressed "
+        "one; larger closes 1009.",
     )
     sdp_max_bytes: int = Field(32 * 1024, ge=512, description="Largest SDP accepted in a message.")
+    sdp_max_media_sections: int = Field(
+        8,
+        ge=2,
+        le=64,
+        description="Most media sections (m= lines) in an offer to the server; the page sends two.",
+    )
+    sdp_max_candidates: int = Field(
+        64,
+        ge=1,
+        le=1000,
+        description="Most ICE candidates in an offer to the server; each one is probed.",
+    )
     ice_candidate_max_bytes: int = Field(
         2048, ge=128, description="Largest relayed ICE candidate string."
     )
@@ -218,3 +260,11 @@ class Settings(EnvSettings):
                 turn["credential"] = self.turn_credential.get_secret_value()
             servers.append(turn)
         return servers
+
+    def join_token_options(self) -> TokenOptions:
+        """How join tokens are checked and minted, beyond the secret."""
+        return TokenOptions(
+            leeway_s=self.join_token_leeway_s,
+            issuer=self.join_token_issuer,
+            audience=self.join_token_audience,
+        )

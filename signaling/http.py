@@ -13,7 +13,7 @@ from signaling.errors import ErrorCode, SignalingError
 from signaling.languages import LANGUAGES
 from signaling.protocol import PROTOCOL_VERSION
 from signaling.rooms import ROOM_ID_PATTERN, RoomStore
-from signaling.tokens import mint_token
+from signaling.tokens import TokenOptions, mint_token
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class RoomRoutesOptions:
     #: Holders of the join secret create rooms and mint tokens; None lets anyone join.
     join_secret: str | None = None
     token_ttl_s: int = 3600
+    join_token: TokenOptions = field(default_factory=TokenOptions)
     #: The URL users reach the server at, for join links; None derives it from the request.
     public_url: str | None = None
     #: Whether X-Forwarded-For / X-Forwarded-Proto come from a proxy that is trusted.
@@ -114,7 +115,9 @@ def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.Abstr
         join_url = f"{base_url(request, options)}/?room={room.id}"
         result: dict[str, Any] = {"id": room.id, "capacity": room.capacity, "join_url": join_url}
         if secret is not None:
-            token = mint_token(secret.encode("utf-8"), room.id, options.token_ttl_s)
+            token = mint_token(
+                secret.encode("utf-8"), room.id, options.token_ttl_s, options=options.join_token
+            )
             result["token"] = token
             result["join_url"] = f"{join_url}&token={token}"
         return web.json_response(result, status=201)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,6 +13,7 @@ from aiohttp import WSMsgType, web
 
 from signaling.errors import CloseCode, ErrorCode, SignalingError
 from signaling.languages import normalize_language
+from signaling.names import check_name
 from signaling.placement import LocalPlacement, Placement
 from signaling.protocol import (
     ClientMessage,
@@ -31,7 +31,7 @@ from signaling.protocol import (
 )
 from signaling.ratelimit import SlidingWindowLimiter, TokenBucket
 from signaling.rooms import Participant, RoomStore, check_room_id
-from signaling.tokens import verify_token
+from signaling.tokens import TokenOptions, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class HubLimits:
     messages_per_second: float = 50.0
     max_protocol_errors: int = 20
     join_secret: bytes | None = None
+    join_token: TokenOptions = field(default_factory=TokenOptions)
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -272,7 +273,7 @@ class SignalingHub:
         if self.limits.join_secret is not None:
             if not msg.token:
                 raise SignalingError(ErrorCode.TOKEN_REQUIRED, "this server needs a join token")
-            verify_token(self.limits.join_secret, msg.token, msg.room)
+            verify_token(self.limits.join_secret, msg.token, msg.room, self.limits.join_token)
         owner = await self.placement.owner(msg.room)
         if owner is not None:
             # Another node holds the room's calls: the client joins there (docs/protocol.md).
@@ -427,20 +428,11 @@ class SignalingHub:
     # --- validation ---------------------------------------------------------------------------
 
     def _check_name(self, raw: str) -> str:
-        name = unicodedata.normalize("NFC", raw).strip()
-        if not name:
-            raise SignalingError(ErrorCode.NAME_INVALID, "the display name is empty")
-        if len(name) > self.limits.name_max_length:
-            raise SignalingError(
-                ErrorCode.NAME_INVALID,
-                f"the display name is longer than {self.limits.name_max_length} characters",
-            )
-        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
-            raise SignalingError(ErrorCode.NAME_INVALID, "the display name has control characters")
-        return name
+        return check_name(raw, self.limits.name_max_length)
 
     def _check_sdp(self, sdp: str) -> None:
-        if len(sdp.encode("utf-8")) > self.limits.sdp_max_bytes:
+        # surrogatepass: JSON can carry a lone surrogate, which plain UTF-8 cannot encode.
+        if len(sdp.encode("utf-8", "surrogatepass")) > self.limits.sdp_max_bytes:
             raise SignalingError(
                 ErrorCode.SDP_TOO_LARGE,
                 f"SDP is larger than the limit of {self.limits.sdp_max_bytes} bytes",

@@ -29,7 +29,8 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "zh": ("Chinese", "中文"),
 }
 
-_TAG = re.compile(r"^(?P<primary>[A-Za-z]{2,3})(?:-[A-Za-z0-9]{2,8}){0,3}$")
+# \Z, not $: "$" also matches before a final newline ("pt-BR\n").
+_TAG = re.compile(r"^(?P<primary>[A-Za-z]{2,3})(?:-[A-Za-z0-9]{2,8}){0,3}\Z")
 
 
 def normalize_language(tag: str) -> str:

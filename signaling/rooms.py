@@ -17,7 +17,10 @@ from typing import Any, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
 
-ROOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+#: Room ids, as the page's check writes them too (web/names.js).
+ROOM_ID_CHARS = "[A-Za-z0-9_-]{6,64}"
+# \Z, not $: "$" also matches before a final newline, and callers use ``match``.
+ROOM_ID_PATTERN = re.compile(rf"^{ROOM_ID_CHARS}\Z")
 
 
 def new_room_id() -> str:

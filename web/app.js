@@ -2,6 +2,7 @@
 
 import { PeerLink, ServerLink } from "./call.js";
 import { CaptionPanel } from "./captions.js";
+import { ROOM_ID, checkName } from "./names.js";
 import { SignalingClient, signalingUrl } from "./signaling.js";
 
 const $ = (id) => document.getElementById(id);
@@ -272,24 +273,30 @@ function errorContext(extra = {}) {
 }
 
 function readForm() {
-  const name = $("name-input").value.normalize("NFC").trim();
+  const nameMax = app.config ? app.config.name_max_length : 64;
+  const { name, problem } = checkName($("name-input").value, nameMax);
   const spoken = $("spoken-select").value;
   const listen = $("listen-select").value;
-  return { name, spoken, listen };
+  return { name, nameProblem: problem, spoken, listen };
 }
 
 async function onStartSubmit(event) {
   event.preventDefault();
   if (app.phase !== "start") return;
-  const form = readForm();
+  const { nameProblem, ...form } = readForm();
   const nameMax = app.config ? app.config.name_max_length : 64;
-  if (!form.name) {
+  if (nameProblem === "empty") {
     showStartMessage("Please enter your name so others know who you are.");
     $("name-input").focus();
     return;
   }
-  if (form.name.length > nameMax) {
+  if (nameProblem === "long") {
     showStartMessage(`Please use a shorter name (at most ${nameMax} characters).`);
+    return;
+  }
+  if (nameProblem) {
+    showStartMessage(errorText("name_invalid", errorContext()));
+    $("name-input").focus();
     return;
   }
   savePrefs(form);
@@ -1153,7 +1160,7 @@ async function init() {
   });
 
   if (app.roomId) {
-    if (!/^[A-Za-z0-9_-]{6,64}$/.test(app.roomId)) {
+    if (!ROOM_ID.test(app.roomId)) {
       showStartMessage(errorText("room_id_invalid"));
       $("join-button").disabled = true;
     } else {

@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from callserver.media import decoding
 from callserver.media.frames import PcmFrame
 from callserver.media.mixer import RoomMixer
+from callserver.media.peer_tasks import FailureCounter, PeerScope
 from callserver.media.processors import DecodeToMono, Rechunk
 from callserver.media.tracks import PacedAudioTrack
 from signaling.errors import ErrorCode, SignalingError
@@ -48,13 +49,16 @@ class ParticipantPeer:
         on_closed: Callable[[ParticipantPeer, str], None],
         on_state: Callable[[str], None] | None = None,
         taps: list[FrameTap] | None = None,
+        count_failure: FailureCounter | None = None,
     ) -> None:
         self.room_id = room_id
         self.participant_id = participant_id
+        self._scope = PeerScope(room_id, participant_id, count_failure)
         # An explicit server list: aiortc's default is Google's STUN server, which an offline or
         # self-hosted deployment must not depend on (and which stalls gathering when unreachable).
         ice_servers = [RTCIceServer(urls=list(stun_urls))] if stun_urls else []
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        with self._scope.active():
+            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self.track = PacedAudioTrack(lambda: mixer.pull(participant_id))
         self.channel: RTCDataChannel | None = None
         self.closed = False
@@ -69,25 +73,32 @@ class ParticipantPeer:
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
-        self._spawn(self._connect_deadline(connect_timeout_s))
+        with self._scope.active():
+            self._spawn(self._connect_deadline(connect_timeout_s))
 
     @property
     def connected(self) -> bool:
         return self.pc.connectionState == "connected"
 
     async def answer(self, offer_sdp: str) -> str:
-        """Apply the participant's offer and return the server's answer SDP."""
+        """Apply the participant's offer (checked by ``offer_check``) and return the answer SDP."""
         if self.closed:
             raise SignalingError(ErrorCode.MEDIA_FAILED, "the media connection is closed")
+        with self._scope.active():
+            return await self._answer(offer_sdp)
+
+    async def _answer(self, offer_sdp: str) -> str:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # aiortc raises many types for bad SDP; all mean the same here
-            raise SignalingError(
-                ErrorCode.SDP_INVALID, f"the offer could not be applied: {_short(exc)}"
-            ) from exc
+            raise self._refused("apply", exc) from exc
         transceivers = self.pc.getTransceivers()
         if not any(t.kind == "audio" for t in transceivers):
-            raise SignalingError(ErrorCode.SDP_INVALID, "the offer has no audio section")
+            raise SignalingError(
+                ErrorCode.SDP_INVALID,
+                "The offer has no audio section, so the server cannot hear you or send you the "
+                "call.",
+            )
         for transceiver in transceivers:
             if transceiver.kind != "audio":
                 # Video travels browser to browser; refusing it here saves decoding it for nobody.
@@ -98,10 +109,29 @@ class ParticipantPeer:
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
         except Exception as exc:
-            raise SignalingError(
-                ErrorCode.SDP_INVALID, f"no answer fits the offer: {_short(exc)}"
-            ) from exc
+            raise self._refused("answer", exc) from exc
         return self.pc.localDescription.sdp
+
+    def _refused(self, stage: str, exc: Exception) -> SignalingError:
+        # The exception's text is for operators; the participant gets a sentence.
+        log.warning(
+            "offer refused by aiortc",
+            extra={
+                **self._log,
+                "stage": stage,
+                "error_type": type(exc).__name__,
+                "error": _short(exc),
+            },
+        )
+        if stage == "apply":
+            return SignalingError(
+                ErrorCode.SDP_INVALID,
+                "The server could not apply the offer; it may come from a browser this server "
+                "does not support.",
+            )
+        return SignalingError(
+            ErrorCode.SDP_INVALID, "The server could not find an answer that fits the offer."
+        )
 
     def send_event(self, event: dict[str, Any]) -> bool:
         """Send a JSON event on the data channel; False when the channel is not open."""
@@ -110,7 +140,9 @@ class ParticipantPeer:
         # in a background task. Only send while the whole connection is up.
         if channel is None or channel.readyState != "open" or not self.connected:
             return False
-        channel.send(json.dumps(event, separators=(",", ":")))
+        with self._scope.active():
+            # The send may start aiortc's flush task, which belongs to this connection.
+            channel.send(json.dumps(event, separators=(",", ":")))
         return True
 
     async def close(self, reason: str = "closed") -> None:
@@ -124,11 +156,14 @@ class ParticipantPeer:
             if task is not current:
                 task.cancel()
         try:
-            await asyncio.wait_for(self.pc.close(), self._close_timeout_s)
+            with self._scope.active():
+                await asyncio.wait_for(self.pc.close(), self._close_timeout_s)
         except TimeoutError:
             log.warning("peer connection close timed out", extra=self._log)
-        except Exception:
-            log.exception("peer connection close failed", extra=self._log)
+        except Exception as exc:
+            # aiortc's close trips over a connection its offer left half set up; nothing is
+            # left to release, so this is a note, not a traceback.
+            self._scope.failed("close", exc)
         log.info("peer connection closed", extra={**self._log, "reason": reason})
         self._on_closed(self, reason)
 

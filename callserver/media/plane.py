@@ -10,7 +10,9 @@ from typing import Any
 
 from callserver.media.dub import DubClip, DubSettings
 from callserver.media.mixer import MixStats, RoomMixer
+from callserver.media.offer_check import OfferLimits, check_offer
 from callserver.media.peer import FrameTap, ParticipantPeer
+from callserver.media.peer_tasks import FailureCounter
 from signaling.errors import ErrorCode, SignalingError
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class MediaLimits:
     """The media plane's settings."""
 
     sdp_max_bytes: int = 32 * 1024
+    offer: OfferLimits = field(default_factory=OfferLimits)
     connect_timeout_s: float = 30.0
     close_timeout_s: float = 5.0
     mixer_max_queue_frames: int = 10
@@ -53,6 +56,8 @@ class MediaPlane:
         self.limits = limits
         self.stats = MixStats()
         self.on_peer_closed: PeerClosedCallback | None = None
+        #: Counts failures of peer connections' background tasks and closes (a metric).
+        self.on_peer_failure: FailureCounter | None = None
         self.taps: list[FrameTap] = []
         #: Called with (room id, participant id) whenever a peer connection is gone, for any
         #: reason, so per-participant work elsewhere (translation) can stop.
@@ -75,13 +80,14 @@ class MediaPlane:
 
     async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
         """Answer a participant's offer, creating their peer connection on the first one."""
-        if len(offer_sdp.encode("utf-8")) > self.limits.sdp_max_bytes:
+        # surrogatepass: a lone surrogate from JSON is the offer check's to refuse, not a crash.
+        if len(offer_sdp.encode("utf-8", "surrogatepass")) > self.limits.sdp_max_bytes:
             raise SignalingError(
                 ErrorCode.SDP_TOO_LARGE,
                 f"SDP is larger than the limit of {self.limits.sdp_max_bytes} bytes",
             )
-        if "m=" not in offer_sdp or not offer_sdp.lstrip().startswith("v="):
-            raise SignalingError(ErrorCode.SDP_INVALID, "the offer is not SDP")
+        # Before any peer exists: an offer aiortc would choke on never creates a connection.
+        check_offer(offer_sdp, self.limits.offer)
         room = self._rooms.get(room_id)
         if room is None:
             room = RoomMedia(
@@ -106,6 +112,7 @@ class MediaPlane:
                 on_closed=self._peer_closed,
                 on_state=self._on_peer_state,
                 taps=self.taps,
+                count_failure=self.on_peer_failure,
             )
             room.peers[participant_id] = peer
             room.mixer.add(participant_id)
