@@ -325,7 +325,8 @@ class SignalingHub:
         assert conn.participant is not None
         if isinstance(msg, PeerIce):
             if msg.candidate is not None:
-                size = len(msg.candidate.candidate.encode("utf-8"))
+                # surrogatepass, as for SDP: a lone surrogate from JSON is relayed, not a crash.
+                size = len(msg.candidate.candidate.encode("utf-8", "surrogatepass"))
                 if size > self.limits.ice_candidate_max_bytes:
                     raise SignalingError(ErrorCode.BAD_MESSAGE, "ICE candidate is too long")
             payload: dict[str, Any] = {

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ from callserver.settings import Settings
 
 #: Fixtures defined beside their helpers: ``spare_redis``.
 pytest_plugins = ["tests.redis_helpers"]
+
+# Hypothesis keeps its caches (examples, constants read from our source) in .hypothesis/ under
+# the working directory; they go beside the system's temporary files, not into the repository.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY",
+    str(Path(tempfile.gettempdir()) / f"callserver-hypothesis-{os.getuid()}"),
+)
 
 DATA = Path(__file__).parent / "data"
 #: The Redis tests use (started by ``make test``); a database of its own, keys under a prefix.
