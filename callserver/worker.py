@@ -208,10 +208,6 @@ class Worker:
         self.metrics.dead_letters.labels(kind).inc(self.queue.stats.dead - dead)
         return jobs
 
-    async def handle(self, job: Job) -> None:
-        """Run one job (a batch of one)."""
-        await self.handle_batch(job.kind, [job])
-
     async def handle_batch(self, kind: str, jobs: list[Job]) -> None:
         """Run jobs of one kind together; acknowledge each with its answer unless another
         worker should retry it. A job past its deadline is answered ``deadline``, not run."""

@@ -158,7 +158,8 @@ class NllbTranslator:
         A request that cannot be encoded gets its error; the others are still translated."""
         sources: list[list[str]] = []
         targets: list[str] = []
-        counts: list[list[int] | EngineError] = []
+        #: Per request: its sentence count per text and its target code, or its error.
+        counts: list[tuple[list[int], str] | EngineError] = []
         for request in requests:
             try:
                 src_code, tgt_code = to_nllb(request.source), to_nllb(request.target)
@@ -173,17 +174,18 @@ class NllbTranslator:
                 continue
             sources.extend(encoded)
             targets.extend([tgt_code] * len(encoded))
-            counts.append(per_text)
+            counts.append((per_text, tgt_code))
         outputs = self._run_batches(sources, targets)
         results: list[list[str] | EngineError] = []
         index = 0
-        for request, item in zip(requests, counts, strict=True):
+        for item in counts:
             if isinstance(item, EngineError):
                 results.append(item)
                 continue
-            joiner = sentence_joiner(to_nllb(request.target))
+            per_text, tgt_code = item
+            joiner = sentence_joiner(tgt_code)
             done = []
-            for count in item:
+            for count in per_text:
                 done.append(joiner.join(o for o in outputs[index : index + count] if o))
                 index += count
             results.append(done)
