@@ -120,7 +120,6 @@ async def test_a_recognition_batch_gives_each_utterance_the_text_it_gets_alone(
 ) -> None:
     singles = await alone(whisper, utterances)
     assert "meeting" in singles[1] and all(singles), singles
-    assert len({r.audio.size for r in utterances}) == len(utterances)
     bad = RecognitionRequest(np.zeros((2, 16000), dtype=np.float32), "en")
     unknown = RecognitionRequest(utterances[0].audio, "xx")
     model = whisper.loaded_model()
