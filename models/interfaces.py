@@ -46,8 +46,11 @@ class Recognizer(Protocol):
         language: str | None = None,
         allowed: Sequence[str] | None = None,
         live: bool = False,
+        draft: bool = False,
     ) -> Transcript:
-        """The words in 16 kHz mono float ``audio``; ``live``: an utterance of a call."""
+        """The words in 16 kHz mono float ``audio``; ``live``: an utterance of a call;
+        ``draft``: speech still going on, for a revisable caption, wanted only if cheap (an
+        engine may give empty text rather than spend more on it)."""
         ...
 
     async def warm_up(self) -> None:
@@ -117,6 +120,7 @@ class RecognitionRequest:
     language: str | None = None
     allowed: Sequence[str] | None = None
     live: bool = False
+    draft: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.interfaces import RecognitionRequest
 from models.stt.result import Segment, Transcript
 from models.tts.speech import Speech
 
@@ -230,16 +231,20 @@ def recognition_to_fields(
     language: str | None,
     allowed: Sequence[str] | None,
     live: bool,
+    draft: bool = False,
 ) -> dict[str, bytes]:
     """A ``Recognizer.transcribe`` call as message fields."""
-    meta = {"language": language, "allowed": list(allowed) if allowed else None, "live": live}
+    meta = {
+        "language": language,
+        "allowed": list(allowed) if allowed else None,
+        "live": live,
+        "draft": draft,
+    }
     return _encode({**meta, "rate": UTTERANCE_RATE}, float_to_pcm(audio))
 
 
-def recognition_from_fields(
-    fields: Fields,
-) -> tuple[npt.NDArray[np.float32], str | None, list[str] | None, bool]:
-    """(audio, language, allowed, live) of a recognition request."""
+def recognition_from_fields(fields: Fields) -> RecognitionRequest:
+    """The ``Recognizer.transcribe`` arguments of a recognition request."""
     meta = _meta(fields)
     if meta.get("rate", UTTERANCE_RATE) != UTTERANCE_RATE:
         raise WireError(f"recognition audio must be {UTTERANCE_RATE} Hz, not {meta['rate']}")
@@ -250,7 +255,13 @@ def recognition_from_fields(
         isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)
     ):
         raise WireError("'allowed' must be a list of strings or null")
-    return pcm_to_float(_pcm(fields)), language, allowed, bool(meta.get("live", False))
+    return RecognitionRequest(
+        pcm_to_float(_pcm(fields)),
+        language,
+        allowed,
+        live=bool(meta.get("live", False)),
+        draft=bool(meta.get("draft", False)),
+    )
 
 
 def json_to_fields(value: dict[str, Any]) -> dict[str, bytes]:

@@ -141,13 +141,13 @@ class SlowRecognizer:
     def max_audio_s(self) -> float:
         return self.real.max_audio_s
 
-    def _decode(self, audio: Audio, language: str | None, live: bool) -> Transcript:
+    def _decode(self, audio: Audio, language: str | None, live: bool, draft: bool) -> Transcript:
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
             time.sleep(self.delay_s)
-            return self.real.transcribe_sync(audio, language, None, live)
+            return self.real.transcribe_sync(audio, language, None, live, draft)
         finally:
             with self._lock:
                 self.running -= 1
@@ -158,8 +158,9 @@ class SlowRecognizer:
         language: str | None = None,
         allowed: Sequence[str] | None = None,
         live: bool = False,
+        draft: bool = False,
     ) -> Transcript:
-        return await self.pool.run(self._decode, audio, language, live)
+        return await self.pool.run(self._decode, audio, language, live, draft)
 
     async def warm_up(self) -> None:
         await self.real.warm_up()

@@ -284,9 +284,12 @@ async def test_live_utterances_decode_in_a_short_window(
     assert "xin chào" in detected.text.lower()
     english = await base.transcribe(clips[1][0], allowed=["en", "vi"], live=True)
     assert english.language == "en" and english.language_probability > 0.5
+    # A draft that decodes confidently is the same short-window decode.
+    draft = await base.transcribe(clips[1][0], language="en", live=True, draft=True)
+    assert (draft.text, draft.window_s) == (results[1].text, results[1].window_s)
 
 
-async def test_doubtful_or_long_live_utterances_use_the_full_window(
+async def test_doubtful_or_long_live_utterances_use_the_full_window_drafts_do_not(
     store: ModelStore, clips: list[tuple[Audio, str]]
 ) -> None:
     audio, ref = clips[1]
@@ -298,6 +301,13 @@ async def test_doubtful_or_long_live_utterances_use_the_full_window(
         for engine in (strict, padded):
             result = await engine.transcribe(audio, language="en", live=True)
             assert result.window_s == 30.0 and wer([ref], [result.text]) == 0
+        # A draft (an interim caption) is not worth the full window: a doubtful short decode
+        # gives no text, so the recognition worker is free again at once.
+        draft = await strict.transcribe(audio, language="en", live=True, draft=True)
+        assert (draft.text, draft.window_s) == ("", np.ceil(audio.size / SR + 4.0)), draft
+        # Unless the short window is no shorter: then the full window costs nothing more.
+        draft = await padded.transcribe(audio, language="en", live=True, draft=True)
+        assert draft.window_s == 30.0 and wer([ref], [draft.text]) == 0
     finally:
         strict.close()
         padded.close()

@@ -15,6 +15,8 @@ from models.wire import (
     WireUtterance,
     float_to_pcm,
     pcm_to_float,
+    recognition_from_fields,
+    recognition_to_fields,
     speech_from_fields,
     speech_to_fields,
     transcript_from_fields,
@@ -62,6 +64,17 @@ def test_transcript_round_trip() -> None:
         window_s=4.0,
     )
     assert transcript_from_fields(transcript_to_fields(transcript)) == transcript
+
+
+def test_recognition_request_round_trip_keeps_every_argument() -> None:
+    audio = np.linspace(-0.5, 0.5, UTTERANCE_RATE, dtype=np.float32)
+    for live, draft in ((False, False), (True, False), (True, True)):
+        fields = recognition_to_fields(audio, "vi", ["vi", "en"], live, draft)
+        got = recognition_from_fields(fields)
+        assert (got.language, got.allowed, got.live, got.draft) == ("vi", ["vi", "en"], live, draft)
+        assert np.abs(np.asarray(got.audio) - audio).max() <= 0.5 / 32767 + 1e-7
+    detect = recognition_from_fields(recognition_to_fields(audio, None, None, True))
+    assert (detect.language, detect.allowed, detect.draft) == (None, None, False)
 
 
 def test_speech_round_trip_is_exact() -> None:

@@ -73,7 +73,9 @@ class UtteranceTranslator:
         if stt.pending > 0:
             return
         try:
-            transcript = await stt.transcribe(audio, language=primary(speaker.spoken), live=True)
+            transcript = await stt.transcribe(
+                audio, language=primary(speaker.spoken), live=True, draft=True
+            )
         except EngineError:
             return
         if is_final() or not transcript.text:

@@ -42,8 +42,7 @@ def _unreadable(exc: WireError) -> EngineError:
 
 def recognition_request(job: Job) -> RecognitionRequest:
     """The ``transcribe`` arguments a recognition job carries (WireError when unreadable)."""
-    audio, language, allowed, live = recognition_from_fields(job.fields)
-    return RecognitionRequest(audio, language, allowed, live)
+    return recognition_from_fields(job.fields)
 
 
 def translation_request(job: Job) -> TranslationRequest:
@@ -74,7 +73,7 @@ class JobRunner:
                 jobs,
                 recognition_request,
                 stt.transcribe_batch if isinstance(stt, BatchRecognizer) else None,
-                lambda r: stt.transcribe(r.audio, r.language, r.allowed, r.live),
+                lambda r: stt.transcribe(r.audio, r.language, r.allowed, r.live, r.draft),
                 transcript_to_fields,
             )
         if kind == "mt":

@@ -19,7 +19,13 @@ from models.store import ModelStore
 from models.stt.audio import SAMPLE_RATE, Audio, check_audio
 from models.stt.filters import PhantomFilter, confident
 from models.stt.languages import check_allowed, check_language, pick_language
-from models.stt.live import FRAMES_PER_SECOND, LiveDecode, LiveRequest, decode_live_batch
+from models.stt.live import (
+    FRAMES_PER_SECOND,
+    LiveDecode,
+    LiveRequest,
+    decode_live_batch,
+    window_frames,
+)
 from models.stt.result import Segment, Transcript
 from models.stt.settings import SttSettings
 
@@ -92,15 +98,20 @@ class WhisperEngine:
         language: str | None = None,
         allowed: Sequence[str] | None = None,
         live: bool = False,
+        draft: bool = False,
     ) -> Transcript:
         """Text spoken in ``audio``: in ``language`` if given, else the detected language,
         restricted to ``allowed`` when that is given. Silence and noise give empty text.
 
         ``live``: an utterance a call's voice detection already cut out, wanted fast: decoded
         with ``live_beam_size``, no second voice-detection pass and no timestamps.
+        ``draft``: live speech still going on, for a revisable caption: the short window only,
+        and empty text where its decode is doubtful.
         """
         samples = self._check_audio(audio)
-        return await self._run("transcribe", self.transcribe_sync, samples, language, allowed, live)
+        return await self._run(
+            "transcribe", self.transcribe_sync, samples, language, allowed, live, draft
+        )
 
     async def transcribe_batch(
         self, requests: Sequence[RecognitionRequest]
@@ -182,16 +193,14 @@ class WhisperEngine:
         language: str | None = None,
         allowed: Sequence[str] | None = None,
         live: bool = False,
+        draft: bool = False,
     ) -> Transcript:
         """Blocking transcription; call it from a worker thread, never the event loop."""
-        samples = self._check_audio(audio)
-        model = self._ensure_model()
-        language, codes = self._languages(model, language, allowed)
-        if live and self.settings.live_window:
-            short = self._decode_short(model, samples, language, codes)
-            if short is not None:
-                return short
-        return self._transcribe_full(model, samples, language, codes, live)
+        request = RecognitionRequest(audio, language, allowed, live, draft)
+        result = self.transcribe_batch_sync([request])[0]
+        if isinstance(result, EngineError):
+            raise result
+        return result
 
     def transcribe_batch_sync(
         self, requests: Sequence[RecognitionRequest]
@@ -213,18 +222,19 @@ class WhisperEngine:
                 results[i] = exc
                 continue
             prepared.append((i, samples, language, codes))
-        batched = [p for p in prepared if requests[p[0]].live and self.settings.live_window]
+        live = [requests[i].live or requests[i].draft for i in range(len(requests))]
+        batched = [p for p in prepared if live[p[0]] and self.settings.live_window]
         if batched:
             decodes = self._decode_live_batch(model, [LiveRequest(*p[1:]) for p in batched])
-            for (i, samples, _, _), decoded in zip(batched, decodes, strict=True):
+            for (i, samples, language, _), decoded in zip(batched, decodes, strict=True):
                 if decoded is not None:
                     results[i] = self._short_transcript(samples, decoded)
+                elif requests[i].draft:
+                    results[i] = self._no_draft(samples, language)
         for i, samples, language, codes in prepared:
             if results[i] is None:
                 try:
-                    results[i] = self._transcribe_full(
-                        model, samples, language, codes, requests[i].live
-                    )
+                    results[i] = self._transcribe_full(model, samples, language, codes, live[i])
                 except EngineError as exc:
                     results[i] = exc
         return [r if r is not None else EngineError("not transcribed") for r in results]
@@ -306,17 +316,6 @@ class WhisperEngine:
             "min_logprob": settings.live_window_min_logprob,
         }
 
-    def _decode_short(
-        self,
-        model: Any,
-        samples: Audio,
-        language: str | None,
-        allowed: Sequence[str] | None,
-    ) -> Transcript | None:
-        """The live short-window decode as a Transcript, or None to use the full window."""
-        decoded = self._decode_live_batch(model, [LiveRequest(samples, language, allowed)])[0]
-        return None if decoded is None else self._short_transcript(samples, decoded)
-
     def _decode_live_batch(
         self, model: Any, requests: Sequence[LiveRequest]
     ) -> list[LiveDecode | None]:
@@ -324,6 +323,20 @@ class WhisperEngine:
             return decode_live_batch(model, requests, **self._live_options())
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"speech recognition failed: {exc}") from exc
+
+    def _no_draft(self, samples: Audio, language: str | None) -> Transcript | None:
+        """A draft whose short decode was doubtful: no text (None: the audio is too long for
+        a short window, and the full one costs no more). A revisable caption is not worth the
+        full 30 s window, which on a CPU costs several times the short one and holds a
+        recognition worker that the speaker's final utterance may be waiting for."""
+        settings = self.settings
+        frames = window_frames(
+            samples.size, settings.live_window_pad_s, settings.live_window_step_s
+        )
+        if frames is None:
+            return None
+        duration = samples.size / SAMPLE_RATE
+        return Transcript("", language or "", 0.0, (), duration, frames / FRAMES_PER_SECOND)
 
     def _short_transcript(self, samples: Audio, decoded: LiveDecode) -> Transcript:
         """A short-window decode as a Transcript, through the same filters as the full path."""
