@@ -8,6 +8,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -28,10 +29,12 @@ from callserver.media.offer_check import OfferLimits
 from callserver.media.plane import MediaLimits, MediaPlane
 from callserver.metrics import Metrics
 from callserver.ops import ops_routes
+from callserver.pairs import language_pairs
 from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.hub import TranslationHub
 from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.memory_transcript import MemoryTranscriptStore
+from callserver.pipeline.pair_notices import PairNotices
 from callserver.pipeline.redis_transcript import RedisTranscriptStore
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.transcript import TranscriptStore, TranscriptUnavailable
@@ -39,7 +42,7 @@ from callserver.settings import Settings
 from models.cache import CacheSettings
 from models.metrics import EngineMetrics
 from signaling.errors import ErrorCode, SignalingError
-from signaling.http import RoomRoutesOptions, client_address, rooms_routes
+from signaling.http import PairsProvider, RoomRoutesOptions, client_address, rooms_routes
 from signaling.hub import HubLimits, SignalingHub
 from signaling.memory_rooms import MemoryRoomStore
 from signaling.redis_rooms import RedisRoomStore
@@ -73,6 +76,7 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINES = web.AppKey("engines", EngineSet)
 TRANSCRIPTS = web.AppKey("transcripts", TranscriptStore)
 TRANSLATION = web.AppKey("translation", TranslationHub)
+NOTICES = web.AppKey("notices", PairNotices)
 METRICS = web.AppKey("metrics", Metrics)
 ROOMS = web.AppKey("rooms", RoomStore)
 MEDIA = web.AppKey("media", MediaPlane)
@@ -186,7 +190,11 @@ def build_app(
     app[SETTINGS], app[METRICS], app[ROOMS] = settings, metrics, rooms
     app[MEDIA], app[HUB], app[STATE] = media, hub, state
     app.add_routes([web.get("/ws", hub.handle)])
-    app.add_routes(rooms_routes(rooms, _room_routes_options(settings)))
+
+    async def pairs() -> dict[str, Any]:
+        return await language_pairs(app[ENGINES])  # the engines are chosen further down
+
+    app.add_routes(rooms_routes(rooms, _room_routes_options(settings, pairs)))
     app.add_routes(ops_routes(metrics, lambda: state.readiness))
     stats = RequestStats()
     if engines is None:
@@ -222,6 +230,10 @@ def build_app(
         media.taps.append(translation.on_frame)
         media.closed_hooks.append(translation.on_peer_closed)
         app[TRANSLATION] = translation
+        notices = PairNotices(engines, media, hub.participants_of)
+        hub.room_hooks.append(notices.refresh)
+        media.ready_hooks.append(notices.on_ready)
+        app[NOTICES] = notices
     app.add_routes(transcript_routes(transcripts.read, functools.partial(_read_refusal, hub)))
     app.add_routes(
         api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
@@ -235,7 +247,7 @@ def build_app(
     return app
 
 
-def _room_routes_options(settings: Settings) -> RoomRoutesOptions:
+def _room_routes_options(settings: Settings, pairs: PairsProvider) -> RoomRoutesOptions:
     return RoomRoutesOptions(
         join_secret=settings.join_secret.get_secret_value() if settings.join_secret else None,
         token_ttl_s=settings.token_ttl_s,
@@ -244,6 +256,7 @@ def _room_routes_options(settings: Settings) -> RoomRoutesOptions:
         trust_forwarded_for=settings.trust_forwarded_for,
         ice_servers=settings.ice_servers(),
         name_max_length=settings.name_max_length,
+        pairs=pairs,
     )
 
 
@@ -334,6 +347,7 @@ def _read_refusal(hub: SignalingHub, request: web.Request, room_id: str) -> str 
 async def _close_calls(app: web.Application) -> None:
     await app[HUB].close_all()
     if TRANSLATION in app:
+        await app[NOTICES].close()
         await app[TRANSLATION].close()
     await app[MEDIA].close()
     # After the pipeline has closed, so no final caption comes after the last write.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,11 @@ from signaling.languages import LANGUAGES
 from signaling.protocol import PROTOCOL_VERSION
 from signaling.rooms import ROOM_ID_PATTERN, RoomStore
 from signaling.tokens import TokenOptions, mint_token
+
+log = logging.getLogger(__name__)
+
+#: What listeners of each language get from speakers of each other (see callserver.pairs).
+PairsProvider = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class RoomRoutesOptions:
     trust_forwarded_for: bool = False
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     name_max_length: int = 64
+    #: The language-pair matrix for the page's pickers; None leaves it out of the config.
+    pairs: PairsProvider | None = None
 
 
 _STATUS = {
@@ -134,6 +143,12 @@ def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.Abstr
         )
 
     async def config(request: web.Request) -> web.Response:
+        pairs: Mapping[str, Any] | None = None
+        if options.pairs is not None:
+            try:
+                pairs = await options.pairs()
+            except Exception as exc:  # the page still works without it: it just marks nothing
+                log.warning("language pairs unavailable", extra={"error": repr(exc)})
         return web.json_response(
             {
                 "protocol": PROTOCOL_VERSION,
@@ -146,6 +161,7 @@ def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.Abstr
                 "room_max_capacity": rooms.limits.max_capacity,
                 "name_max_length": options.name_max_length,
                 "token_required": secret is not None,
+                "pairs": pairs,
             }
         )
 

@@ -121,6 +121,9 @@ class SignalingHub:
         self._members: dict[str, dict[str, ClientConnection]] = {}
         self.join_limiter = SlidingWindowLimiter(limits.joins_per_minute, 60.0)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Called with a room id after someone joins it, leaves it or changes languages, in
+        #: the background (what listeners are told of their language pairs).
+        self.room_hooks: list[Callable[[str], Awaitable[None]]] = []
 
     @property
     def connection_count(self) -> int:
@@ -306,6 +309,7 @@ class SignalingHub:
             server_message("participant-joined", participant=participant.to_wire()),
             exclude=participant.id,
         )
+        self._room_changed(room.id)
 
     async def _offer(self, conn: ClientConnection, msg: Offer) -> None:
         assert conn.participant is not None
@@ -359,6 +363,7 @@ class SignalingHub:
         await self._broadcast(
             conn.room_id, server_message("participant-updated", participant=participant.to_wire())
         )
+        self._room_changed(conn.room_id)
 
     async def _prefs(self, conn: ClientConnection, msg: Prefs) -> None:
         participant = conn.participant
@@ -423,6 +428,7 @@ class SignalingHub:
                 room_id,
                 server_message("participant-left", participant_id=participant.id, reason=reason),
             )
+            self._room_changed(room_id)
         finally:
             self._leaving -= 1
 
@@ -486,6 +492,16 @@ class SignalingHub:
         for pid, target in list(self._members.get(room_id, {}).items()):
             if pid != exclude:
                 await self._send(target, message)
+
+    def _room_changed(self, room_id: str) -> None:
+        for hook in self.room_hooks:
+            self._spawn(self._run_hook(hook, room_id))
+
+    async def _run_hook(self, hook: Callable[[str], Awaitable[None]], room_id: str) -> None:
+        try:
+            await hook(room_id)
+        except Exception:  # a hook's failure is its own: the room and the call go on
+            log.exception("room hook failed", extra={"room": room_id})
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -16,10 +16,12 @@ from callserver.api.errors import api_error, engine_error_response
 from callserver.api.openapi import openapi_document
 from callserver.api.stats import RequestStats
 from callserver.engines import EngineSet
+from callserver.pairs import pair_matrix
 from models.errors import EngineError, InvalidInput
 from models.stt.audio import decode_audio
 from models.stt.languages import WHISPER_LANGUAGES
 from models.tts.audio import mp3_bytes, wav_bytes
+from signaling.languages import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,7 @@ def api_routes(
                 "stt": {"faster-whisper": sorted(WHISPER_LANGUAGES)},
                 "translation": {s.engine: s.to_dict() for s in service.languages()},
                 "tts": tts_service.voices(),
+                "pairs": pair_matrix(service, tts_service, LANGUAGES),
             }
         )
 

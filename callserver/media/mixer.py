@@ -115,6 +115,8 @@ class RoomMixer:
         self._queues: dict[str, dict[str, SpeakerQueue]] = {}
         # listener id -> that listener's dubs
         self._dubs: dict[str, DubPlayer] = {}
+        # listener id -> speakers whose voice that listener gets no dub of: never lowered
+        self._plain: dict[str, frozenset[str]] = {}
 
     @property
     def participants(self) -> list[str]:
@@ -133,6 +135,7 @@ class RoomMixer:
     def remove(self, participant: str) -> None:
         """Forget ``participant`` as listener and as speaker."""
         self._queues.pop(participant, None)
+        self._plain.pop(participant, None)
         player = self._dubs.pop(participant, None)
         if player is not None:
             player.close()
@@ -171,6 +174,13 @@ class RoomMixer:
         if player is not None:
             player.set_prefs(dub_enabled=dub_enabled, original_volume=original_volume)
 
+    def set_plain_speakers(self, listener: str, speakers: frozenset[str]) -> None:
+        """Speakers ``listener`` gets no dub of (same language, or a pair with no voice): their
+        voice is all the listener hears of them, so neither the listener's original-voice
+        volume nor the duck under other speakers' dubs lowers it."""
+        if listener in self._queues:
+            self._plain[listener] = speakers
+
     def dub_player(self, listener: str) -> DubPlayer | None:
         """``listener``'s dub player (backlog, counters), if the listener is here."""
         return self._dubs.get(listener)
@@ -185,6 +195,8 @@ class RoomMixer:
         if queues is None:
             return silence()
         acc: np.ndarray | None = None
+        plain_acc: np.ndarray | None = None
+        plain = self._plain.get(listener, frozenset())
         for speaker, queue in queues.items():
             samples, underrun, dropped = queue.pull()
             self.stats.dropped_frames += dropped
@@ -194,22 +206,31 @@ class RoomMixer:
                     self._on_underrun(listener, speaker)
             if samples is None:
                 continue
-            if acc is None:
-                acc = samples.astype(np.int32)
+            if speaker in plain:
+                plain_acc = _add(plain_acc, samples)
             else:
-                acc += samples
+                acc = _add(acc, samples)
         player = self._dubs[listener]
         dub, gain = player.next_frame(self._clock() if now is None else now)
         self.stats.dub_frames += dub is not None
         self.stats.ducked_frames += player.ducking
-        if acc is None:
-            return silence() if dub is None else dub
-        if not isinstance(gain, float) or gain != 1.0:
+        if acc is not None and (not isinstance(gain, float) or gain != 1.0):
             acc = np.rint(acc * gain).astype(np.int32)
-        if dub is not None:
-            acc += dub
+        for part in (plain_acc, dub):
+            if part is not None:
+                acc = _add(acc, part)
+        if acc is None:
+            return silence()
         mixed: Pcm16 = np.clip(acc, -32768, 32767).astype(np.int16)
         return mixed
 
     def _new_queue(self) -> SpeakerQueue:
         return SpeakerQueue(self.max_queue_frames, self.prebuffer_frames)
+
+
+def _add(acc: np.ndarray | None, samples: np.ndarray) -> np.ndarray:
+    """``acc + samples`` in int32 (a copy of ``samples`` when there is nothing yet)."""
+    if acc is None:
+        return samples.astype(np.int32)
+    acc += samples
+    return acc

@@ -50,6 +50,7 @@ class ParticipantPeer:
         on_state: Callable[[str], None] | None = None,
         taps: list[FrameTap] | None = None,
         count_failure: FailureCounter | None = None,
+        on_ready: Callable[[ParticipantPeer], None] | None = None,
     ) -> None:
         self.room_id = room_id
         self.participant_id = participant_id
@@ -67,6 +68,7 @@ class ParticipantPeer:
         self._close_timeout_s = close_timeout_s
         self._on_closed = on_closed
         self._on_state = on_state
+        self._on_ready = on_ready
         self._taps = taps or []
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = {"room": room_id, "participant": participant_id}
@@ -175,9 +177,14 @@ class ParticipantPeer:
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         self.channel = channel
-        channel.on("open", lambda: self.send_event({"type": "media-ready"}))
+        channel.on("open", self._channel_open)
         if channel.readyState == "open":
-            self.send_event({"type": "media-ready"})
+            self._channel_open()
+
+    def _channel_open(self) -> None:
+        self.send_event({"type": "media-ready"})
+        if self._on_ready is not None:
+            self._on_ready(self)
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState

@@ -62,6 +62,9 @@ class MediaPlane:
         #: Called with (room id, participant id) whenever a peer connection is gone, for any
         #: reason, so per-participant work elsewhere (translation) can stop.
         self.closed_hooks: list[Callable[[str, str], Awaitable[None]]] = []
+        #: Called with (room id, participant id) when a participant's data channel opens, so
+        #: events meant for them before it could carry them (notices) can be sent again.
+        self.ready_hooks: list[Callable[[str, str], None]] = []
         self._on_peer_state = on_peer_state
         self._rooms: dict[str, RoomMedia] = {}
         self._hook_tasks: set[asyncio.Future[None]] = set()
@@ -113,6 +116,7 @@ class MediaPlane:
                 on_state=self._on_peer_state,
                 taps=self.taps,
                 count_failure=self.on_peer_failure,
+                on_ready=self._peer_ready,
             )
             room.peers[participant_id] = peer
             room.mixer.add(participant_id)
@@ -154,6 +158,12 @@ class MediaPlane:
                 participant_id, dub_enabled=dub, original_volume=original_volume
             )
 
+    def set_plain_speakers(self, room_id: str, listener_id: str, speakers: frozenset[str]) -> None:
+        """Speakers the listener gets no dub of, heard at full volume (see ``RoomMixer``)."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.mixer.set_plain_speakers(listener_id, speakers)
+
     async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None:
         """Close and forget a participant's peer connection (leave, disconnect)."""
         peer = self.peer(room_id, participant_id)
@@ -167,6 +177,13 @@ class MediaPlane:
         if self._hook_tasks:
             await asyncio.gather(*self._hook_tasks, return_exceptions=True)
         self._rooms.clear()
+
+    def _peer_ready(self, peer: ParticipantPeer) -> None:
+        for hook in self.ready_hooks:
+            try:
+                hook(peer.room_id, peer.participant_id)
+            except Exception:  # aiortc's event callback must not see it; the call goes on
+                log.exception("ready hook failed", extra={"room": peer.room_id})
 
     def _peer_closed(self, peer: ParticipantPeer, reason: str) -> None:
         room = self._rooms.get(peer.room_id)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from callserver.engines import EngineSet
 from callserver.media.dub import DubClip
+from callserver.pairs import voice_engine
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.events import Float32, StageTimes, Utterance
 from callserver.pipeline.latency import PipelineMetrics, stages_ms
@@ -148,8 +149,13 @@ class UtteranceTranslator:
 
         announce(translations, caption_stages)
         targets: dict[str, list[Participant]] = {}
+        service = await self.engines.translation()
         for listener in others:
-            if primary(listener.listen) != primary(speaker.spoken):
+            # A pair no engine serves gets the original caption (sent above) and a notice
+            # (pair_notices), not an error per utterance.
+            if primary(listener.listen) != primary(speaker.spoken) and service.engine_names(
+                speaker.spoken, listener.listen
+            ):
                 targets.setdefault(listener.listen, []).append(listener)
         results = await asyncio.gather(
             *(
@@ -215,6 +221,8 @@ class UtteranceTranslator:
         if not translated.strip() or not listeners:
             return
         tts = await self.engines.tts()
+        if voice_engine(tts.voices(), language) is None:
+            return  # captions only: the listeners were told (pair_notices)
         speech = await tts.synthesize(translated, language)
         times.first_audio[language] = time.monotonic()
         self.metrics.stage.labels("synthesize").observe(
