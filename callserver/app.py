@@ -192,7 +192,8 @@ def build_app(
     app.add_routes([web.get("/ws", hub.handle)])
 
     async def pairs() -> dict[str, Any]:
-        return await language_pairs(app[ENGINES])  # the engines are chosen further down
+        # The engines are chosen further down.
+        return await language_pairs(app[ENGINES], pipeline.whisper_translate)
 
     app.add_routes(rooms_routes(rooms, _room_routes_options(settings, pairs)))
     app.add_routes(ops_routes(metrics, lambda: state.readiness))
@@ -230,13 +231,19 @@ def build_app(
         media.taps.append(translation.on_frame)
         media.closed_hooks.append(translation.on_peer_closed)
         app[TRANSLATION] = translation
-        notices = PairNotices(engines, media, hub.participants_of)
+        notices = PairNotices(engines, media, hub.participants_of, pipeline.whisper_translate)
         hub.room_hooks.append(notices.refresh)
         media.ready_hooks.append(notices.on_ready)
         app[NOTICES] = notices
     app.add_routes(transcript_routes(transcripts.read, functools.partial(_read_refusal, hub)))
     app.add_routes(
-        api_routes(engines, stats, settings.api_max_upload_bytes, settings.api_max_texts)
+        api_routes(
+            engines,
+            stats,
+            settings.api_max_upload_bytes,
+            settings.api_max_texts,
+            pipeline.whisper_translate,
+        )
     )
     app.add_routes(_page_routes(settings))
     if node is not None:

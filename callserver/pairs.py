@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # callserver.engines builds every engine: only its type is ne
 
 Gives = Literal["same", "voice", "captions", "original"]
 
+#: The name the matrix gives Whisper's own translation into English (``to_english``).
+WHISPER_TRANSLATE = "whisper"
+
 #: What each ``Gives`` means, in words, for the page's notices and the API's readers.
 GIVES_TEXT: dict[str, str] = {
     "same": "same language",
@@ -75,11 +78,20 @@ def voice_engine(voices: Voices, language: str) -> str | None:
     return None
 
 
-def pair_support(translator: Translator, voices: Voices, spoken: str, heard: str) -> PairSupport:
-    """What ``heard`` listeners get from ``spoken`` speakers with these engines."""
+def pair_support(
+    translator: Translator,
+    voices: Voices,
+    spoken: str,
+    heard: str,
+    whisper_translate: bool = False,
+) -> PairSupport:
+    """What ``heard`` listeners get from ``spoken`` speakers with these engines;
+    ``whisper_translate``: Whisper translates into English what no engine serves."""
     if primary(spoken) == primary(heard):
         return PairSupport(spoken, heard, "same")
     engines = tuple(translator.engine_names(spoken, heard))
+    if not engines and whisper_translate and primary(heard) == "en":
+        engines = (WHISPER_TRANSLATE,)
     if not engines:
         return PairSupport(spoken, heard, "original")
     voice = voice_engine(voices, heard)
@@ -87,20 +99,26 @@ def pair_support(translator: Translator, voices: Voices, spoken: str, heard: str
 
 
 def pair_matrix(
-    translator: Translator, synthesizer: Synthesizer, languages: Iterable[str]
+    translator: Translator,
+    synthesizer: Synthesizer,
+    languages: Iterable[str],
+    whisper_translate: bool = False,
 ) -> dict[str, dict[str, dict[str, object]]]:
     """``matrix[spoken][heard]``: every pair of ``languages``, as ``PairSupport.to_dict``."""
     codes = sorted(set(languages))
     voices = synthesizer.voices()
     return {
         spoken: {
-            heard: pair_support(translator, voices, spoken, heard).to_dict() for heard in codes
+            heard: pair_support(translator, voices, spoken, heard, whisper_translate).to_dict()
+            for heard in codes
         }
         for spoken in codes
     }
 
 
-async def language_pairs(engines: EngineSet) -> dict[str, dict[str, dict[str, object]]]:
+async def language_pairs(
+    engines: EngineSet, whisper_translate: bool = False
+) -> dict[str, dict[str, dict[str, object]]]:
     """The matrix of every language the page offers, with the engines as they are now."""
     translator, synthesizer = await engines.translation(), await engines.tts()
-    return pair_matrix(translator, synthesizer, LANGUAGES)
+    return pair_matrix(translator, synthesizer, LANGUAGES, whisper_translate)

@@ -47,10 +47,12 @@ class Recognizer(Protocol):
         allowed: Sequence[str] | None = None,
         live: bool = False,
         draft: bool = False,
+        to_english: bool = False,
     ) -> Transcript:
         """The words in 16 kHz mono float ``audio``; ``live``: an utterance of a call;
         ``draft``: speech still going on, for a revisable caption, wanted only if cheap (an
-        engine may give empty text rather than spend more on it)."""
+        engine may give empty text rather than spend more on it); ``to_english``: the words
+        translated into English by the recogniser itself (Whisper's translate task)."""
         ...
 
     async def warm_up(self) -> None:
@@ -121,6 +123,7 @@ class RecognitionRequest:
     allowed: Sequence[str] | None = None
     live: bool = False
     draft: bool = False
+    to_english: bool = False
 
 
 @dataclass(frozen=True)

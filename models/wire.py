@@ -232,6 +232,7 @@ def recognition_to_fields(
     allowed: Sequence[str] | None,
     live: bool,
     draft: bool = False,
+    to_english: bool = False,
 ) -> dict[str, bytes]:
     """A ``Recognizer.transcribe`` call as message fields."""
     meta = {
@@ -239,6 +240,7 @@ def recognition_to_fields(
         "allowed": list(allowed) if allowed else None,
         "live": live,
         "draft": draft,
+        "to_english": to_english,
     }
     return _encode({**meta, "rate": UTTERANCE_RATE}, float_to_pcm(audio))
 
@@ -261,6 +263,7 @@ def recognition_from_fields(fields: Fields) -> RecognitionRequest:
         allowed,
         live=bool(meta.get("live", False)),
         draft=bool(meta.get("draft", False)),
+        to_english=bool(meta.get("to_english", False)),
     )
 
 

@@ -159,6 +159,7 @@ class SlowRecognizer:
         allowed: Sequence[str] | None = None,
         live: bool = False,
         draft: bool = False,
+        to_english: bool = False,
     ) -> Transcript:
         return await self.pool.run(self._decode, audio, language, live, draft)
 

@@ -102,9 +102,14 @@ async def _upload(request: web.Request, limit: int) -> tuple[bytes, dict[str, st
 
 
 def api_routes(
-    engines: EngineSet, stats: RequestStats, max_upload_bytes: int, max_texts: int
+    engines: EngineSet,
+    stats: RequestStats,
+    max_upload_bytes: int,
+    max_texts: int,
+    whisper_translate: bool = False,
 ) -> list[web.AbstractRouteDef]:
-    """Every speech API route, bound to ``engines``."""
+    """Every speech API route, bound to ``engines``; ``whisper_translate`` as the pipeline's
+    (for the pair matrix)."""
 
     async def stt(request: web.Request) -> web.Response:
         audio_bytes, fields = await _upload(request, max_upload_bytes)
@@ -208,7 +213,7 @@ def api_routes(
                 "stt": {"faster-whisper": sorted(WHISPER_LANGUAGES)},
                 "translation": {s.engine: s.to_dict() for s in service.languages()},
                 "tts": tts_service.voices(),
-                "pairs": pair_matrix(service, tts_service, LANGUAGES),
+                "pairs": pair_matrix(service, tts_service, LANGUAGES, whisper_translate),
             }
         )
 

@@ -118,7 +118,9 @@ class TranslationHub:
         # Early recognitions nobody will use, left to finish: their decode runs on in the
         # engine whatever happens to the task, so they keep their slot until it ends.
         self._abandoned: set[asyncio.Task[Transcript]] = set()
-        self.translator = UtteranceTranslator(engines, delivery, metrics, self.echo_guard, on_final)
+        self.translator = UtteranceTranslator(
+            engines, delivery, metrics, self.echo_guard, on_final, settings.whisper_translate
+        )
 
     @property
     def pending(self) -> int:

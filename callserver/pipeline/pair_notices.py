@@ -76,8 +76,10 @@ class PairNotices:
         engines: EngineSet,
         delivery: NoticeDelivery,
         participants: Callable[[str], list[Participant]],
+        whisper_translate: bool = False,
     ) -> None:
         self.engines = engines
+        self.whisper_translate = whisper_translate
         self.delivery = delivery
         self.participants = participants
         # (room, listener) -> speaker -> what the listener was told and still stands
@@ -98,7 +100,13 @@ class PairNotices:
                 supports = {
                     speaker.id: (
                         speaker,
-                        pair_support(translator, voices, speaker.spoken, listener.listen),
+                        pair_support(
+                            translator,
+                            voices,
+                            speaker.spoken,
+                            listener.listen,
+                            self.whisper_translate,
+                        ),
                     )
                     for speaker in present
                     if speaker.id != listener.id

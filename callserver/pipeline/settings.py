@@ -41,6 +41,12 @@ class PipelineSettings(EnvSettings):
         description="Transcribe speech in progress for revisable captions, when recognition "
         "is idle (never delays final text).",
     )
+    whisper_translate: bool = Field(
+        False,
+        description="For listeners who hear English, translate speech no translation engine "
+        "serves with Whisper's own translate task. Off: with Whisper base on Vietnamese it "
+        "invented sentences (docs/benchmarks.md); larger models may be worth it on a GPU.",
+    )
     echo_window_s: float = Field(
         20.0,
         gt=0,

@@ -52,12 +52,14 @@ class UtteranceTranslator:
         metrics: PipelineMetrics,
         echo_guard: Callable[[str], EchoGuard],
         on_final: Callable[[str, TranscriptEntry], None] | None = None,
+        whisper_translate: bool = False,
     ) -> None:
         self.engines = engines
         self.delivery = delivery
         self.metrics = metrics
         self.echo_guard = echo_guard
         self.on_final = on_final
+        self.whisper_translate = whisper_translate
 
     async def interim(
         self,
@@ -153,8 +155,9 @@ class UtteranceTranslator:
         for listener in others:
             # A pair no engine serves gets the original caption (sent above) and a notice
             # (pair_notices), not an error per utterance.
-            if primary(listener.listen) != primary(speaker.spoken) and service.engine_names(
-                speaker.spoken, listener.listen
+            if primary(listener.listen) != primary(speaker.spoken) and (
+                service.engine_names(speaker.spoken, listener.listen)
+                or self._whisper_translates(listener.listen)
             ):
                 targets.setdefault(listener.listen, []).append(listener)
         results = await asyncio.gather(
@@ -207,7 +210,14 @@ class UtteranceTranslator:
         announce: Callable[[dict[str, str], dict[str, float]], None],
     ) -> None:
         service = await self.engines.translation()
-        translated = await service.translate(text, speaker.spoken, language)
+        if service.engine_names(speaker.spoken, language):
+            translated = await service.translate(text, speaker.spoken, language)
+        else:  # only targets Whisper translates get here
+            stt = await self.engines.stt()
+            english = await stt.transcribe(
+                utterance.audio, language=primary(speaker.spoken), live=True, to_english=True
+            )
+            translated = english.text
         times.translated[language] = time.monotonic()
         assert times.recognized is not None
         self.metrics.stage.labels("translate").observe(
@@ -246,6 +256,9 @@ class UtteranceTranslator:
                 on_skipped=functools.partial(self._skipped, room_id, listener, speaker),
             )
             self.delivery.enqueue_dub(room_id, listener.id, clip)
+
+    def _whisper_translates(self, language: str) -> bool:
+        return self.whisper_translate and primary(language) == "en"
 
     def _first_frame(
         self,

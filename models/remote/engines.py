@@ -207,10 +207,11 @@ class RemoteRecognizer:
         allowed: Sequence[str] | None = None,
         live: bool = False,
         draft: bool = False,
+        to_english: bool = False,
     ) -> Transcript:
         # The same refusals as the in-process engine, before a job is queued for nothing.
         samples = check_audio(audio, self._max_audio_s)
-        fields = recognition_to_fields(samples, language, allowed, live, draft)
+        fields = recognition_to_fields(samples, language, allowed, live, draft, to_english)
         answer = await self.client.call("stt", fields)
         try:
             return transcript_from_fields(answer)

@@ -73,7 +73,9 @@ class JobRunner:
                 jobs,
                 recognition_request,
                 stt.transcribe_batch if isinstance(stt, BatchRecognizer) else None,
-                lambda r: stt.transcribe(r.audio, r.language, r.allowed, r.live, r.draft),
+                lambda r: stt.transcribe(
+                    r.audio, r.language, r.allowed, r.live, r.draft, r.to_english
+                ),
                 transcript_to_fields,
             )
         if kind == "mt":

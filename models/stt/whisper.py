@@ -99,6 +99,7 @@ class WhisperEngine:
         allowed: Sequence[str] | None = None,
         live: bool = False,
         draft: bool = False,
+        to_english: bool = False,
     ) -> Transcript:
         """Text spoken in ``audio``: in ``language`` if given, else the detected language,
         restricted to ``allowed`` when that is given. Silence and noise give empty text.
@@ -107,10 +108,12 @@ class WhisperEngine:
         with ``live_beam_size``, no second voice-detection pass and no timestamps.
         ``draft``: live speech still going on, for a revisable caption: the short window only,
         and empty text where its decode is doubtful.
+        ``to_english``: Whisper's own translation into English (its ``translate`` task, in the
+        full window) instead of the words as spoken.
         """
         samples = self._check_audio(audio)
         return await self._run(
-            "transcribe", self.transcribe_sync, samples, language, allowed, live, draft
+            "transcribe", self.transcribe_sync, samples, language, allowed, live, draft, to_english
         )
 
     async def transcribe_batch(
@@ -194,9 +197,10 @@ class WhisperEngine:
         allowed: Sequence[str] | None = None,
         live: bool = False,
         draft: bool = False,
+        to_english: bool = False,
     ) -> Transcript:
         """Blocking transcription; call it from a worker thread, never the event loop."""
-        request = RecognitionRequest(audio, language, allowed, live, draft)
+        request = RecognitionRequest(audio, language, allowed, live, draft, to_english)
         result = self.transcribe_batch_sync([request])[0]
         if isinstance(result, EngineError):
             raise result
@@ -222,8 +226,13 @@ class WhisperEngine:
                 results[i] = exc
                 continue
             prepared.append((i, samples, language, codes))
-        live = [requests[i].live or requests[i].draft for i in range(len(requests))]
-        batched = [p for p in prepared if live[p[0]] and self.settings.live_window]
+        live = [r.live or r.draft for r in requests]
+        # The short window's decoder prompt is for transcription: translations take the full one.
+        batched = [
+            p
+            for p in prepared
+            if live[p[0]] and self.settings.live_window and not requests[p[0]].to_english
+        ]
         if batched:
             decodes = self._decode_live_batch(model, [LiveRequest(*p[1:]) for p in batched])
             for (i, samples, language, _), decoded in zip(batched, decodes, strict=True):
@@ -234,7 +243,9 @@ class WhisperEngine:
         for i, samples, language, codes in prepared:
             if results[i] is None:
                 try:
-                    results[i] = self._transcribe_full(model, samples, language, codes, live[i])
+                    results[i] = self._transcribe_full(
+                        model, samples, language, codes, live[i], requests[i].to_english
+                    )
                 except EngineError as exc:
                     results[i] = exc
         return [r if r is not None else EngineError("not transcribed") for r in results]
@@ -262,6 +273,7 @@ class WhisperEngine:
         language: str | None,
         codes: tuple[str, ...] | None,
         live: bool,
+        to_english: bool = False,
     ) -> Transcript:
         """faster-whisper's own ``transcribe`` over Whisper's 30 s window, filtered."""
         duration = samples.size / SAMPLE_RATE
@@ -276,6 +288,7 @@ class WhisperEngine:
             raw, info = model.transcribe(
                 samples,
                 language=language,
+                task="translate" if to_english else "transcribe",
                 beam_size=self.settings.live_beam_size if live else self.settings.beam_size,
                 no_speech_threshold=self.settings.no_speech_threshold,
                 log_prob_threshold=self.settings.log_prob_threshold,
