@@ -13,7 +13,7 @@ TEST_DEBS := chromium redis-server prometheus docker-compose coturn
 # Any kubectl renders kustomize; Debian's is kubernetes-client, installed only when none is found.
 KUBECTL_DEB := $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test test-deploy lint types unit bench install install-test clean
+.PHONY: run test test-deploy lint types unit bench webgen install install-test clean
 
 run: install
 	$(BIN)/callserver serve
@@ -39,6 +39,12 @@ types: install-test
 
 bench: install-test
 	$(BIN)/python -m bench
+
+# web/generated.js: the error codes, protocol version, room-id and name rules and limits the
+# page shares with the server, written from their Python definitions (tests/test_webgen.py
+# fails while the checked-in file is stale).
+webgen: install
+	$(BIN)/python -m signaling.webgen
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test

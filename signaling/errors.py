@@ -1,4 +1,7 @@
-"""Protocol error codes and WebSocket close codes, as documented in docs/protocol.md."""
+"""Protocol error codes and WebSocket close codes, as documented in docs/protocol.md.
+
+The page compares the same codes from web/generated.js, which signaling/webgen.py writes.
+"""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ import unicodedata
 
 from signaling.errors import ErrorCode, SignalingError
 
-#: Unicode general categories a display name may not contain (web/names.js lists the same).
+#: Unicode general categories a display name may not contain; web/names.js gets the same ones
+#: through web/generated.js (signaling/webgen.py).
 FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 

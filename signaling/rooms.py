@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
 
-#: Room ids, as the page's check writes them too (web/names.js).
+#: Room ids; the page gets the same pattern through web/generated.js (signaling/webgen.py).
 ROOM_ID_CHARS = "[A-Za-z0-9_-]{6,64}"
 # \Z, not $: "$" also matches before a final newline, and callers use ``match``.
 ROOM_ID_PATTERN = re.compile(rf"^{ROOM_ID_CHARS}\Z")

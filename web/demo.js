@@ -1,5 +1,7 @@
 // The speech demo page: each engine alone, the whole chain, engine health and live metrics.
 
+import { ApiError, errorWords, postJson, request, requestJson } from "./http.js";
+
 const $ = (id) => document.getElementById(id);
 
 /** Languages offered in the translation pickers besides those the server lists. */
@@ -83,61 +85,13 @@ function percent(rate) {
 
 // --- API ------------------------------------------------------------------------------------
 
-/** An API failure, in words for people. */
-class ApiError extends Error {
-  constructor(message, code = "", status = 0) {
-    super(message);
-    this.code = code;
-    this.status = status;
-  }
+/** The demo's requests: http.js, with a lead sentence for each speech API error code. */
+function apiRequest(path, options = {}, leads = {}) {
+  return request(path, options, { ...ERROR_LEAD, ...leads });
 }
 
-/** ``fetch`` that turns every failure into an ApiError with a readable message. */
-async function request(path, options = {}, leads = {}) {
-  let response;
-  try {
-    response = await fetch(path, options);
-  } catch {
-    throw new ApiError("Cannot reach the server. Check your connection and try again.");
-  }
-  if (response.ok) return response;
-  let code = "";
-  let detail = "";
-  try {
-    const body = await response.json();
-    if (body && body.error) {
-      code = String(body.error.code || "");
-      detail = String(body.error.message || "");
-      if (body.error.retry) detail += detail ? " Try again in a moment." : "Try again in a moment.";
-    }
-  } catch {
-    // not JSON: use the status below
-  }
-  const lead = leads[code] || ERROR_LEAD[code] || (response.status >= 500 ? "The server could not do this." : "");
-  let message = [lead, sentence(detail)].filter(Boolean).join(" ");
-  if (!message) message = `The server answered ${response.status} ${response.statusText}.`.trim();
-  throw new ApiError(message, code, response.status);
-}
-
-/** Capitalised, with a full stop. */
-function sentence(text) {
-  const t = text.trim();
-  if (!t) return "";
-  const cap = t[0].toUpperCase() + t.slice(1);
-  return /[.!?]$/.test(cap) ? cap : `${cap}.`;
-}
-
-async function requestJson(path, options = {}, leads = {}) {
-  const response = await request(path, options, leads);
-  return response.json();
-}
-
-function postJson(body) {
-  return {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  };
+function apiJson(path, options = {}, leads = {}) {
+  return requestJson(path, options, { ...ERROR_LEAD, ...leads });
 }
 
 // --- small DOM helpers ----------------------------------------------------------------------
@@ -149,7 +103,7 @@ function showError(id, error) {
     box.textContent = "";
     return;
   }
-  box.textContent = error instanceof ApiError ? error.message : "Something went wrong. Please try again.";
+  box.textContent = errorWords(error);
   if (!(error instanceof ApiError)) console.error(error);
   box.hidden = false;
 }
@@ -196,7 +150,7 @@ function primary(code) {
 }
 
 async function loadLanguages() {
-  const data = await requestJson("/api/languages");
+  const data = await apiJson("/api/languages");
   demo.languages = data;
 
   const sttCodes = new Set();
@@ -360,7 +314,7 @@ async function transcribe(audio, language) {
       body: audio,
     };
   }
-  return requestJson(url, options);
+  return apiJson(url, options);
 }
 
 // --- 1. speech to text ----------------------------------------------------------------------
@@ -423,7 +377,7 @@ async function runTranslate(event) {
   $("mt-panel").dataset.state = "busy";
   const started = performance.now();
   try {
-    const result = await requestJson(
+    const result = await apiJson(
       "/api/translate",
       postJson({ text, source, target }),
       TRANSLATE_LEADS,
@@ -459,7 +413,7 @@ function swapLanguages() {
 async function synthesize(text, language, voice) {
   const body = { text, language, format: "wav" };
   if (voice) body.voice = voice;
-  const response = await request("/api/tts", postJson(body));
+  const response = await apiRequest("/api/tts", postJson(body));
   const blob = await response.blob();
   const header = (name) => response.headers.get(name) || "";
   return {
@@ -538,7 +492,7 @@ async function runChain(audio) {
       stages.push({ key: "translate", label: "Translate", ms: 0, note: "same language" });
     } else {
       chainStatus("Translating…");
-      const result = await requestJson(
+      const result = await apiJson(
         "/api/translate",
         postJson({ text, source: heard.language, target }),
         TRANSLATE_LEADS,
@@ -705,7 +659,7 @@ function ttsCard(info) {
 
 async function refreshHealth() {
   try {
-    const info = await requestJson("/api/engines", { cache: "no-store" });
+    const info = await apiJson("/api/engines", { cache: "no-store" });
     const open = new Set(
       [...document.querySelectorAll("#health details[open]")].map((d) => d.dataset.engine),
     );
@@ -716,7 +670,7 @@ async function refreshHealth() {
     $("health-updated").textContent = `Checked at ${new Date().toLocaleTimeString()}`;
     $("health-panel").dataset.state = "ok";
   } catch (error) {
-    $("health-updated").textContent = error instanceof ApiError ? error.message : "Health check failed.";
+    $("health-updated").textContent = errorWords(error, "Health check failed.");
     $("health-panel").dataset.state = "error";
   }
 }
@@ -769,7 +723,7 @@ async function refreshStats() {
   if (statsInFlight) return;
   statsInFlight = true;
   try {
-    const stats = await requestJson("/api/stats", { cache: "no-store" });
+    const stats = await apiJson("/api/stats", { cache: "no-store" });
     for (const [key] of ENDPOINTS) {
       const row = document.querySelector(`#metrics-body tr[data-endpoint="${key}"]`);
       const e = (stats.endpoints || {})[key] || {};
@@ -791,7 +745,7 @@ async function refreshStats() {
     $("metrics-updated").textContent = `Server up ${clock(stats.uptime_s)} · updated ${new Date().toLocaleTimeString()}`;
     $("metrics-panel").dataset.state = "ok";
   } catch (error) {
-    $("metrics-updated").textContent = error instanceof ApiError ? error.message : "Metrics unavailable.";
+    $("metrics-updated").textContent = errorWords(error, "Metrics unavailable.");
     $("metrics-panel").dataset.state = "error";
   } finally {
     statsInFlight = false;
@@ -850,7 +804,7 @@ async function main() {
   } catch (error) {
     const box = $("page-message");
     box.textContent = `The language lists could not be loaded. ${
-      error instanceof ApiError ? error.message : "Reload the page to try again."
+      errorWords(error, "Reload the page to try again.")
     }`;
     box.hidden = false;
     // Sensible defaults so each panel still works.

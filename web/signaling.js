@@ -1,10 +1,12 @@
-// WebSocket client for the callserver signaling protocol (v1).
+// WebSocket client for the callserver signaling protocol (PROTOCOL_VERSION, from generated.js).
 //
-// One SignalingClient is one WebSocket. It sends `{v: 1, type, ...fields}` messages and emits
+// One SignalingClient is one WebSocket. It sends `{v, type, ...fields}` messages and emits
 // each server message as a DOM event named after its type ("welcome", "error", "p2p-offer", ...).
 // It also emits "open" and "close" (detail: {code, reason, expected}).
 
-export const PROTOCOL_VERSION = 1;
+import { PROTOCOL_VERSION } from "./generated.js";
+
+export { PROTOCOL_VERSION };
 
 /** The ws:// or wss:// address of the signaling endpoint, matching the page's scheme. */
 export function signalingUrl(loc = window.location) {
