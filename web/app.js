@@ -8,6 +8,8 @@
 //   tiles.js         video tiles and the waiting state; local-media.js camera and microphone
 //   mix-controls.js  dubbing, original volume, captions; call-controls.js the other buttons
 //   start-screen.js  the form and the invitation; messages.js, words.js what the user is told
+//   pairs.js         what each language pair gives; pair-view.js marks the pickers by it
+//   pair-notices.js  the server's notices of speakers the listener gets no dub of
 //   room.js, roster.js, server-config.js, languages.js, prefs.js  small state, with accessors
 //   generated.js     names shared with the server (python -m signaling.webgen)
 
@@ -19,6 +21,8 @@ import { setupLocalControls } from "./local-media.js";
 import { connectionState, setBusy, showStartMessage } from "./messages.js";
 import { currentMix, setupMixControls } from "./mix-controls.js";
 import { ROOM_ID } from "./names.js";
+import { PairNotices } from "./pair-notices.js";
+import { setupPairView } from "./pair-view.js";
 import { peerPcs } from "./peers.js";
 import { phase } from "./phases.js";
 import { loadPrefs } from "./prefs.js";
@@ -75,6 +79,8 @@ async function init() {
     listenLanguage: () => self()?.listen || loadPrefs().listen || defaultLanguage(),
   });
   onServerEvent((event) => captions.handle(event));
+  const notices = new PairNotices($("pair-notices"));
+  onServerEvent((event) => notices.handle(event));
   setupMixControls(captions);
   setupSession(captions);
   $("name-input").maxLength = nameMaxLength();
@@ -93,6 +99,7 @@ async function init() {
   fillLanguageSelect($("listen-select"), prefs.listen || fallback);
   fillLanguageSelect($("call-spoken-select"), prefs.spoken || fallback);
   fillLanguageSelect($("call-listen-select"), prefs.listen || fallback);
+  setupPairView();
 
   setupStartScreen({ onJoin: joinCall });
   setupCallControls({ onLeave: leaveCall });

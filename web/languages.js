@@ -16,12 +16,19 @@ export function languageLabel(code) {
   return lang.native === lang.name ? lang.name : `${lang.native} (${lang.name})`;
 }
 
+/** "Vietnamese": the language's English name; unknown codes stay codes. */
+export function languageName(code) {
+  const lang = languages.get(code) || languages.get(String(code).split("-")[0]);
+  return lang ? lang.name : code;
+}
+
 export function fillLanguageSelect(select, selected) {
   select.replaceChildren();
   for (const lang of languages.values()) {
     const option = document.createElement("option");
     option.value = lang.code;
     option.textContent = languageLabel(lang.code);
+    option.dataset.label = option.textContent;
     select.append(option);
   }
   select.value = languages.has(selected) ? selected : "en";

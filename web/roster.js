@@ -2,6 +2,16 @@
 
 let me = null;
 const others = new Map(); // participant id -> participant
+const listeners = [];
+
+/** Hear every change: `listener(kind, id)`, kind "self", "put", "removed" or "cleared". */
+export function onRosterChange(listener) {
+  listeners.push(listener);
+}
+
+function changed(kind, id = null) {
+  for (const listener of listeners) listener(kind, id);
+}
 
 export function self() {
   return me;
@@ -9,6 +19,7 @@ export function self() {
 
 export function setSelf(participant) {
   me = participant;
+  changed("self", participant ? participant.id : null);
 }
 
 export function isSelf(id) {
@@ -25,10 +36,12 @@ export function hasOther(id) {
 
 export function putOther(participant) {
   others.set(participant.id, participant);
+  changed("put", participant.id);
 }
 
 export function removeOther(id) {
   others.delete(id);
+  changed("removed", id);
 }
 
 export function otherCount() {
@@ -39,4 +52,5 @@ export function otherCount() {
 export function clearRoster() {
   me = null;
   others.clear();
+  changed("cleared");
 }

@@ -3,6 +3,7 @@
 import { NAME_MAX_LENGTH } from "./generated.js";
 import { requestJson } from "./http.js";
 import { setLanguages } from "./languages.js";
+import { setPairs } from "./pairs.js";
 
 let nameMax = NAME_MAX_LENGTH;
 
@@ -16,6 +17,7 @@ export async function loadServerConfig() {
   }
   if (!config || typeof config !== "object" || !Array.isArray(config.languages)) return false;
   setLanguages(config.languages);
+  setPairs(config.pairs);
   if (Number.isInteger(config.name_max_length)) nameMax = config.name_max_length;
   return true;
 }

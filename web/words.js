@@ -82,3 +82,28 @@ export function closeText(code) {
 export function stateText(state) {
   return STATE_TEXT[state] || state;
 }
+
+/** What an "I hear" option gives, after its label; "" for a full dub or the same language. */
+const GIVES_MARK = {
+  captions: "captions only",
+  original: "original only",
+};
+
+/** What a listener gets from one speaker (docs/protocol.md "Language pairs"). */
+const GIVES_FROM = {
+  same: "their own words and voice (same language)",
+  voice: "translated captions and voice",
+  captions: "translated captions and their own voice (no voice for your language)",
+  original: "original captions and voice only (no translation for this pair)",
+};
+
+/** The suffix an "I hear" option gets for what it gives, or "". */
+export function givesMark(gives) {
+  return Object.hasOwn(GIVES_MARK, gives) ? GIVES_MARK[gives] : "";
+}
+
+/** "From Nam (Vietnamese): original captions and voice only …". */
+export function givesFromText(name, language, gives) {
+  const what = Object.hasOwn(GIVES_FROM, gives) ? GIVES_FROM[gives] : gives;
+  return `From ${name || "Someone"} (${language}): ${what}`;
+}
