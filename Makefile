@@ -13,10 +13,18 @@ TEST_DEBS := chromium redis-server prometheus docker-compose coturn
 # Any kubectl renders kustomize; Debian's is kubernetes-client, installed only when none is found.
 KUBECTL_DEB := $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test test-deploy lint types unit bench webgen install install-test clean
+.PHONY: run models test test-deploy lint types unit bench webgen install install-test clean
 
 run: install
 	$(BIN)/callserver serve
+
+# Translation beyond English<->Spanish (Vietnamese...) needs a model, fetched once where the hub
+# is reachable: NLLB-200 600M (623 MB, CC-BY-NC-4.0: non-commercial use only) and the Vietnamese
+# Piper voice (CC-BY-4.0). `make models MODELS="m2m100-418M ..."` fetches others (MIT: M2M-100,
+# with CALLSERVER_MT_ENGINES=apertium,m2m100); `callserver models list` names them all.
+MODELS ?= nllb-200-distilled-600M vi_VN-vais1000-medium
+models: install
+	for model in $(MODELS); do $(BIN)/callserver models pull $$model || exit 1; done
 
 test: install-test
 	scripts/ensure-redis.sh

@@ -17,6 +17,7 @@ from typing import Any
 from models.cache import CacheSettings, build_cache
 from models.errors import EngineError
 from models.interfaces import Recognizer, Synthesizer, Translator
+from models.licences import with_licences
 from models.metrics import EngineMetrics
 from models.mt.cached import CachedTranslation
 from models.mt.service import TranslationService, build_service
@@ -100,12 +101,14 @@ class EngineSet:
             log.warning("engine warm-up incomplete", extra={"error": exc.message})
 
     def info(self) -> dict[str, Any]:
-        """What each engine is and whether it is built, for /api/engines."""
-        return {
-            "stt": self._stt.info() if self._stt else {"loaded": False},
-            "translation": self._mt.info() if self._mt else {"loaded": False},
-            "tts": self._tts.info() if self._tts else {"loaded": False},
-        }
+        """What each engine is, whether it is built and its model's licence, for /api/engines."""
+        return with_licences(
+            {
+                "stt": self._stt.info() if self._stt else {"loaded": False},
+                "translation": self._mt.info() if self._mt else {"loaded": False},
+                "tts": self._tts.info() if self._tts else {"loaded": False},
+            }
+        )
 
     async def close(self) -> None:
         """Release models, pools and cache connections."""

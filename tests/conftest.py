@@ -39,6 +39,10 @@ os.environ.setdefault(
     str(Path(tempfile.gettempdir()) / f"callserver-hypothesis-{os.getuid()}"),
 )
 
+# No test may reach the network: a model a test's engines do not find is reported missing
+# (NLLB, say) instead of being fetched from the hub. Tests that download set their own hub.
+os.environ.setdefault("CALLSERVER_MODELS_AUTO_DOWNLOAD", "false")
+
 DATA = Path(__file__).parent / "data"
 #: The Redis tests use (started by ``make test``); a database of its own, keys under a prefix.
 REDIS_URL = "redis://127.0.0.1:6379/15"

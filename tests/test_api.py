@@ -207,6 +207,19 @@ async def test_catalogue_endpoints_and_stats(api: RunningServer) -> None:
         engines = await resp.json()
     assert engines["stt"]["loaded"] is True
     assert engines["stt"]["device"] == "cpu"
+    # Each engine's model with its licence; NLLB's is flagged non-commercial.
+    assert (engines["stt"]["licence"], engines["stt"]["non_commercial"]) == ("MIT", False)
+    translation = {e["engine"]: e for e in engines["translation"]["engines"]}
+    assert translation["apertium"]["licence"] == "GPL-2.0"
+    if "nllb" in translation:  # pulled into this machine's models folder
+        assert translation["nllb"]["non_commercial"] is True
+    else:  # not installed: it claims no pair and says how to get it
+        reason = engines["translation"]["unavailable"]["nllb"]
+        assert "callserver models pull nllb-200-distilled-600M" in reason
+        assert "nllb" not in languages["translation"]
+    tts = {e["engine"]: e for e in engines["tts"]}
+    assert tts["piper"]["licences"]["en_US-joe-medium"] == "CC0-1.0"
+    assert tts["espeak"]["licence"] == "GPL-3.0-or-later"
     async with api.session.get(api.url + "/api/openapi.json") as resp:
         spec = await resp.json()
     assert spec["openapi"].startswith("3.")

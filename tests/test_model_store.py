@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from callserver.cli import main
 from models.errors import ModelMissing
 from models.store import CATALOGUE, ModelStore, StoreSettings
 from models.store.packages import find_package_source
+from tests.model_hub import http_hub as served_hub
 
 BASE_SHA = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_SIZE = 145_217_532
@@ -155,78 +153,11 @@ def test_pull_from_local_folder_hub_shows_progress(
     assert store.locate("tiny.en").source == "models_dir"
 
 
-class _Hub(BaseHTTPRequestHandler):
-    """Just enough of the Hugging Face HTTP API for snapshot_download, serving a folder."""
-
-    root: Path
-    commit = "0123456789abcdef0123456789abcdef01234567"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _files(self, repo: str) -> dict[str, Path]:
-        folder = self.root / repo
-        return {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
-
-    def _json(self, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_HEAD(self) -> None:
-        self._serve(body=False)
-
-    def do_GET(self) -> None:
-        self._serve(body=True)
-
-    def _serve(self, body: bool) -> None:
-        path = self.path.split("?")[0]
-        if path.startswith("/api/models/"):
-            rest = path.removeprefix("/api/models/")
-            repo = "/".join(rest.split("/")[:2])
-            files = self._files(repo)
-            if not files:
-                self.send_error(404)
-            elif "/tree/" in rest:
-                self._json(
-                    [
-                        {"type": "file", "path": n, "size": p.stat().st_size, "oid": n}
-                        for n, p in files.items()
-                    ]
-                )
-            else:
-                siblings = [{"rfilename": n} for n in files]
-                self._json({"id": repo, "sha": self.commit, "siblings": siblings})
-            return
-        parts = path.strip("/").split("/")  # owner/name/resolve/revision/file
-        files = self._files("/".join(parts[:2]))
-        target = files.get(parts[-1]) if len(parts) == 5 and parts[2] == "resolve" else None
-        if target is None:
-            self.send_error(404)
-            return
-        data = target.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", f'"{hashlib.sha1(target.name.encode()).hexdigest()}"')
-        self.send_header("X-Repo-Commit", self.commit)
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-
 @pytest.fixture
 def http_hub(tmp_path: Path) -> Iterator[str]:
-    handler = type("Hub", (_Hub,), {"root": tmp_path / "served"})
     mirror_tiny_en(tmp_path / "served")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with served_hub(tmp_path / "served") as url:
+        yield url
 
 
 def test_pull_over_http_uses_huggingface_hub(

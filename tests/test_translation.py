@@ -42,6 +42,7 @@ from models.mt.sentences import split_sentences
 from models.mt.service import TranslationService, build_service
 from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY, SyntheticModel, cached_model
+from models.store import ModelStore, StoreSettings
 from tests.conftest import missing_dependency
 
 needs_apertium = pytest.mark.needs("apertium")
@@ -353,9 +354,24 @@ async def test_nllb_refuses_unknown_language(
     assert len(engine.languages().languages) == 202
 
 
+def empty_store(root: Path) -> ModelStore:
+    """A model store with nothing in it that never downloads."""
+    return ModelStore(
+        StoreSettings(
+            models_dir=root / "models",
+            models_fallback_dir=root / "fallback",
+            models_auto_download=False,
+        )
+    )
+
+
 def test_nllb_model_missing(tmp_path: Path) -> None:
-    with pytest.raises(ModelMissing, match="CALLSERVER_MT_MODEL_PATH"):
-        NllbTranslator(MtSettings(model_path=None))
+    store = empty_store(tmp_path)
+    assert not NllbTranslator.installed(MtSettings(), store)
+    with pytest.raises(ModelMissing, match="callserver models pull nllb-200-distilled-600M") as no:
+        NllbTranslator(MtSettings(model_path=None), store=store)
+    assert not no.value.retryable
+    assert not (tmp_path / "models" / "nllb-200-distilled-600M").exists()  # nothing downloaded
     with pytest.raises(ModelMissing, match="ct2-transformers-converter"):
         NllbTranslator(MtSettings(model_path=tmp_path))
 
@@ -717,11 +733,15 @@ async def test_same_language_passes_through() -> None:
     assert failing.calls == 0
 
 
-def test_build_service_leaves_out_engines_that_cannot_start() -> None:
-    service = build_service(MtSettings(engines=["nllb"], model_path=None))
+def test_build_service_leaves_out_engines_that_cannot_start(tmp_path: Path) -> None:
+    settings = MtSettings(engines=["nllb", "m2m100"], model_path=None)
+    service = build_service(settings, store=empty_store(tmp_path))
     try:
         assert service.engines == []
-        assert "CALLSERVER_MT_MODEL_PATH" in service.info()["unavailable"]["nllb"]
+        assert service.languages() == []  # an engine without its model claims no pair
+        unavailable = service.info()["unavailable"]
+        assert "callserver models pull nllb-200-distilled-600M" in unavailable["nllb"]
+        assert "callserver models pull m2m100-418M" in unavailable["m2m100"]
     finally:
         service.close()
 
@@ -736,5 +756,14 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="google"):
         MtSettings()
     monkeypatch.delenv("CALLSERVER_MT_ENGINES")
+    monkeypatch.setenv("CALLSERVER_MT_MODEL", "nllb-200-distilled-1.3B")
+    assert MtSettings().model == "nllb-200-distilled-1.3B"
+    for bad in ("m2m100-418M", "no-such-model"):  # not an NLLB model: refused at start
+        monkeypatch.setenv("CALLSERVER_MT_MODEL", bad)
+        with pytest.raises(ValidationError, match="not a nllb model; known: nllb-200"):
+            MtSettings()
+    monkeypatch.setenv("CALLSERVER_MT_MODEL", "/srv/models/my-nllb")
+    assert MtSettings().model == "/srv/models/my-nllb"
+    monkeypatch.delenv("CALLSERVER_MT_MODEL")
     with pytest.raises(ValidationError):
         MtSettings(min_decoding_length=10, max_decoding_length=5)

@@ -168,3 +168,62 @@ UNSPACED_SCRIPTS = frozenset({"Hans", "Hant", "Jpan", "Thai", "Laoo", "Khmr", "M
 def sentence_joiner(nllb_code: str) -> str:
     """What goes between translated sentences in this target language."""
     return "" if nllb_code.split("_")[-1] in UNSPACED_SCRIPTS else " "
+
+
+# --- M2M-100 ----------------------------------------------------------------------------------
+
+#: The 100 languages of M2M-100 (facebook/m2m100_418M), as its ``__xx__`` tokens name them.
+_M2M_CODES_TEXT = """
+    af am ar ast az ba be bg bn br bs ca ceb cs cy da de el en es et fa ff fi fr fy ga gd gl gu
+    ha he hi hr ht hu hy id ig ilo is it ja jv ka kk km kn ko lb lg ln lo lt lv mg mk ml mn mr
+    ms my ne nl no ns oc or pa pl ps pt ro ru sd si sk sl so sq sr ss su sv sw ta th tl tn tr uk
+    ur uz vi wo xh yi yo zh zu"""
+M2M_CODES: tuple[str, ...] = tuple(_M2M_CODES_TEXT.split())
+_M2M_SET = frozenset(M2M_CODES)
+#: M2M-100 codes that are not the tag NLLB's code for the language is published under.
+_M2M_TO_NLLB = {
+    "no": "nob_Latn", "ns": "nso_Latn", "zh": "zho_Hans", "ast": "ast_Latn", "ceb": "ceb_Latn",
+    "ilo": "ilo_Latn",
+}  # fmt: skip
+_NLLB_TO_M2M = {**{nllb: m2m for m2m, nllb in _M2M_TO_NLLB.items()}, "nno_Latn": "no"}
+
+
+def _nllb_of_m2m(code: str) -> str | None:
+    if code in _M2M_TO_NLLB:
+        return _M2M_TO_NLLB[code]
+    try:
+        return to_nllb(code)
+    except UnsupportedLanguage:
+        return None
+
+
+#: M2M-100 languages NLLB lacks (Breton, Western Frisian): known only by their own code.
+_M2M_ONLY = frozenset(code for code in M2M_CODES if _nllb_of_m2m(code) is None)
+
+
+def to_m2m(tag: str) -> str:
+    """Map a BCP-47 tag or NLLB code to M2M-100's language code (``vi``, ``no``, ``zh``).
+
+    Chinese in traditional characters is refused: M2M-100 writes simplified Chinese only.
+    """
+    if isinstance(tag, str) and tag.strip().lower() in _M2M_ONLY:
+        return tag.strip().lower()
+    code = to_nllb(tag)
+    if code == "zho_Hant":
+        raise UnsupportedLanguage(f"language {tag!r}: M2M-100 writes only simplified Chinese")
+    m2m = _NLLB_TO_M2M.get(code) or to_tag(code)
+    if m2m not in _M2M_SET:
+        raise UnsupportedLanguage(f"language {tag!r} is not one of M2M-100's 100 languages")
+    return m2m
+
+
+def m2m_tag(code: str) -> str:
+    """The tag an M2M-100 language is published under: the same as NLLB's for that language."""
+    nllb = _nllb_of_m2m(code)
+    return to_tag(nllb) if nllb is not None else code
+
+
+def m2m_joiner(code: str) -> str:
+    """What goes between translated sentences in this M2M-100 target language."""
+    nllb = _nllb_of_m2m(code)
+    return sentence_joiner(nllb) if nllb is not None else " "

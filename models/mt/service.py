@@ -13,6 +13,7 @@ from models.metrics import EngineMetrics
 from models.mt.engine import LanguageSupport, TranslationEngine, WarmsUp
 from models.mt.languages import to_nllb
 from models.mt.settings import MtSettings
+from models.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,14 @@ class TranslationService:
 
 
 def build_service(
-    settings: MtSettings | None = None, metrics: EngineMetrics | None = None
+    settings: MtSettings | None = None,
+    metrics: EngineMetrics | None = None,
+    store: ModelStore | None = None,
 ) -> TranslationService:
-    """Start the engines named in ``settings.engines``; one that cannot start is left out."""
+    """Start the engines named in ``settings.engines``; one that cannot start (its model not
+    installed) is left out, so it claims no pair, and ``info()`` says why."""
     from models.mt.apertium import ApertiumTranslator
+    from models.mt.m2m import M2mTranslator
     from models.mt.nllb import NllbTranslator
 
     settings = settings if settings is not None else MtSettings()
@@ -145,8 +150,10 @@ def build_service(
         try:
             if name == "apertium":
                 engines.append(ApertiumTranslator(settings, metrics))
+            elif name == "m2m100":
+                engines.append(M2mTranslator(settings, metrics, store))
             else:
-                engines.append(NllbTranslator(settings, metrics))
+                engines.append(NllbTranslator(settings, metrics, store))
         except EngineError as exc:
             unavailable[name] = exc.message
             log.warning(

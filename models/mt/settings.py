@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from models.env import EnvSettings, split_list
+from models.store.catalogue import CATALOGUE, lookup
+from models.store.store import looks_like_path
 
-ENGINE_NAMES = ("apertium", "nllb")
+ENGINE_NAMES = ("apertium", "nllb", "m2m100")
 
 
 class MtSettings(EnvSettings):
@@ -20,22 +22,37 @@ class MtSettings(EnvSettings):
 
     engines: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["apertium", "nllb"],
-        description="Engines tried in this order for each language pair (comma separated). "
-        "The first that serves a pair translates it; on a retryable failure the next one does.",
+        description="Engines tried in this order for each language pair (comma separated): "
+        "`apertium`, `nllb`, `m2m100`. The first that serves a pair translates it; on a "
+        "retryable failure the next one does. An engine whose model is not installed is left "
+        "out and claims no pair.",
     )
 
-    # --- NLLB (CTranslate2) -----------------------------------------------------------------
+    # --- NLLB and M2M-100 (CTranslate2) -----------------------------------------------------
+    model: str = Field(
+        "nllb-200-distilled-600M",
+        description="The `nllb` engine's model: a name from `callserver models list` (fetched "
+        "by `callserver models pull NAME` into the models folder; CC-BY-NC-4.0, non-commercial) "
+        "or a folder. Never downloaded at call time (hundreds of MB, a licence to choose): "
+        "pull it.",
+    )
+    m2m_model: str = Field(
+        "m2m100-418M",
+        description="The `m2m100` engine's model (MIT licence), a name or a folder as for "
+        "CALLSERVER_MT_MODEL.",
+    )
     model_path: Path | None = Field(
         None,
-        description="Folder of an NLLB-200 model in CTranslate2 format (model.bin, "
-        "shared_vocabulary.json). Unset: the NLLB engine is left out of the chain.",
+        description="Folder of a hand-converted NLLB-200 model in CTranslate2 format "
+        "(model.bin, shared_vocabulary.*); when set it wins over CALLSERVER_MT_MODEL.",
     )
     tokenizer_path: Path | None = Field(
         None,
-        description="NLLB's sentencepiece model. Default: sentencepiece.bpe.model in model_path.",
+        description="NLLB's sentencepiece model. Default: sentencepiece.bpe.model beside the "
+        "model.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where NLLB runs; auto picks CUDA when a GPU is visible."
+        "auto", description="Where NLLB and M2M-100 run; auto picks CUDA when a GPU is visible."
     )
     device_index: int = Field(0, ge=0, description="GPU index when device is cuda.")
     compute_type: str = Field(
@@ -44,9 +61,11 @@ class MtSettings(EnvSettings):
         "int8_float16, float16, float32, auto...).",
     )
     threads: int = Field(
-        0, ge=0, description="CPU threads per NLLB worker (0: CTranslate2 chooses)."
+        0, ge=0, description="CPU threads per NLLB or M2M-100 worker (0: CTranslate2 chooses)."
     )
-    beam_size: int = Field(2, ge=1, le=16, description="NLLB beam width; 1 is greedy search.")
+    beam_size: int = Field(
+        2, ge=1, le=16, description="NLLB and M2M-100 beam width; 1 is greedy search."
+    )
     max_input_chars: int = Field(
         2000, ge=1, description="Longest text accepted for one translation; longer is refused."
     )
@@ -61,20 +80,25 @@ class MtSettings(EnvSettings):
         256,
         ge=2,
         le=1024,
-        description="Most tokens NLLB generates for one sentence (the language token included).",
+        description="Most tokens NLLB or M2M-100 generates for one sentence (the language "
+        "token included).",
     )
     min_decoding_length: int = Field(
         0,
         ge=0,
-        description="Fewest tokens NLLB generates; 0 in service. Benchmarks set it to "
+        description="Fewest tokens NLLB or M2M-100 generates; 0 in service. Benchmarks set it to "
         "max_decoding_length so every run costs the same.",
     )
     batch_size: int = Field(
         16, ge=1, le=256, description="Sentences per translate_batch call in translate_many."
     )
-    workers: int = Field(1, ge=1, le=64, description="NLLB calls running at once.")
+    workers: int = Field(
+        1, ge=1, le=64, description="NLLB (and M2M-100) calls running at once, per engine."
+    )
     max_queue: int = Field(
-        32, ge=0, description="NLLB calls waiting beyond workers before overload errors."
+        32,
+        ge=0,
+        description="NLLB (and M2M-100) calls waiting beyond workers before overload errors.",
     )
 
     # --- Apertium ---------------------------------------------------------------------------
@@ -110,6 +134,19 @@ class MtSettings(EnvSettings):
         if len(set(names)) != len(names):
             raise ValueError("an engine is listed twice")
         return names
+
+    @field_validator("model", "m2m_model")
+    @classmethod
+    def _model_name(cls, value: str, info: ValidationInfo) -> str:
+        family = "nllb" if info.field_name == "model" else "m2m100"
+        value = value.strip()
+        if looks_like_path(value):
+            return value
+        known = sorted(s.name for s in CATALOGUE.values() if s.family == family)
+        spec = lookup(value)
+        if spec is None or spec.family != family:
+            raise ValueError(f"{value!r} is not a {family} model; known: {', '.join(known)}")
+        return value
 
     @model_validator(mode="after")
     def _lengths(self) -> MtSettings:

@@ -3,7 +3,8 @@
 No NLLB weights can be fetched offline, so tests and benchmarks build a stand-in: the same
 architecture as NLLB-200 / M2M100 (pre-norm Transformer, ReLU, scaled and shared embeddings,
 no embedding layer norm, ``</s>`` as decoder start token) and, for the benchmark, the same
-dimensions. Its output is meaningless but it loads, tokenises, batches and decodes through
+dimensions. ``family="m2m100"`` gives it M2M-100's ``__vi__`` language tokens instead of
+NLLB's ``vie_Latn``. Its output is meaningless but it loads, tokenises, batches and decodes through
 the real CTranslate2 and sentencepiece code, and costs the same compute per token.
 """
 
@@ -16,13 +17,13 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.mt.languages import NLLB_CODES
+from models.mt.languages import M2M_CODES, NLLB_CODES
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,30 @@ class SyntheticDims:
     seed: int = 0
     #: Bumped when the builder changes what it writes, so cached models are rebuilt.
     layout: int = 2
+    #: Whose language tokens the vocabulary holds: ``nllb`` or ``m2m100``.
+    family: str = "nllb"
 
     def key(self) -> str:
         """A short stable name for the cache directory."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
-        return (
-            f"nllb-synth-{self.d_model}x{self.encoder_layers}+{self.decoder_layers}-{digest[:12]}"
-        )
+        fields = asdict(self)
+        if self.family == "nllb":  # NLLB models keep the names they were cached under
+            del fields["family"]
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        shape = f"{self.d_model}x{self.encoder_layers}+{self.decoder_layers}"
+        return f"{self.family}-synth-{shape}-{digest[:12]}"
+
+    def language_tokens(self) -> tuple[str, ...]:
+        """The language tokens of the vocabulary, in the family's format."""
+        if self.family == "m2m100":
+            return tuple(f"__{code}__" for code in M2M_CODES)
+        return NLLB_CODES
 
 
 #: A model small enough to build in well under a second, for tests.
 TINY = SyntheticDims(d_model=64, heads=4, encoder_layers=2, decoder_layers=2, ffn=128,
                      vocab_size=1400)  # fmt: skip
+#: The same, with M2M-100's language tokens.
+TINY_M2M = replace(TINY, family="m2m100")
 #: NLLB-200-distilled-600M (facebook/nllb-200-distilled-600M config.json), int8 weights.
 NLLB_600M = SyntheticDims(d_model=1024, heads=16, encoder_layers=12, decoder_layers=12,
                           ffn=4096, vocab_size=256_206, quantization="int8")  # fmt: skip
@@ -89,8 +102,10 @@ def _training_sentences(count: int, rng: random.Random) -> list[str]:
     return sentences
 
 
-def build_tokenizer(path: Path, vocab_size: int, seed: int = 0) -> Path:
-    """Train a sentencepiece model whose vocabulary holds every NLLB language code."""
+def build_tokenizer(
+    path: Path, vocab_size: int, seed: int = 0, language_tokens: tuple[str, ...] = NLLB_CODES
+) -> Path:
+    """Train a sentencepiece model whose vocabulary holds every language token."""
     import sentencepiece as spm
 
     rng = random.Random(seed)
@@ -104,7 +119,7 @@ def build_tokenizer(path: Path, vocab_size: int, seed: int = 0) -> Path:
             hard_vocab_limit=False,
             model_type="bpe",
             character_coverage=1.0,
-            user_defined_symbols=list(NLLB_CODES),
+            user_defined_symbols=list(language_tokens),
             minloglevel=2,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +134,7 @@ def _sp_pieces(tokenizer_path: Path) -> list[str]:
     return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
 
 
-def _vocabulary(tokenizer_path: Path, size: int) -> list[str]:
+def _vocabulary(tokenizer_path: Path, size: int, language_tokens: tuple[str, ...]) -> list[str]:
     """NLLB's layout: specials first, tokenizer pieces, language codes, filler to ``size``."""
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
     tokens = list(specials)
@@ -128,7 +143,7 @@ def _vocabulary(tokenizer_path: Path, size: int) -> list[str]:
         if piece not in seen:
             tokens.append(piece)
             seen.add(piece)
-    for code in NLLB_CODES:
+    for code in language_tokens:
         if code not in seen:
             tokens.append(code)
             seen.add(code)
@@ -179,16 +194,16 @@ def _set_ffn(spec: Any, w: _Weights, d: int, ffn: int) -> None:
     _set_linear(spec.linear_1, w, d, ffn)
 
 
-NLLB_CODES_SET = frozenset(NLLB_CODES)
-
-
 def build_model(directory: Path, dims: SyntheticDims) -> SyntheticModel:
     """Build a model and tokenizer into ``directory`` (created; must not hold a model)."""
     from ctranslate2.specs import common_spec, transformer_spec
 
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = build_tokenizer(directory / TOKENIZER_FILE, dims.sp_vocab_size, dims.seed)
-    vocabulary = _vocabulary(tokenizer_path, dims.vocab_size)
+    languages = dims.language_tokens()
+    tokenizer_path = build_tokenizer(
+        directory / TOKENIZER_FILE, dims.sp_vocab_size, dims.seed, languages
+    )
+    vocabulary = _vocabulary(tokenizer_path, dims.vocab_size, languages)
     d = dims.d_model
     spec = transformer_spec.TransformerSpec.from_config(
         (dims.encoder_layers, dims.decoder_layers),
@@ -204,8 +219,9 @@ def build_model(directory: Path, dims: SyntheticDims) -> SyntheticModel:
     # Zero output rows for filler and language codes: their logits stay at 0 while real pieces
     # spread around it, so greedy decoding emits tokenizer pieces, i.e. text of realistic length
     # for the synthesis stage, as a trained model would. The compute per token is unchanged.
+    language_set = frozenset(languages)
     silent = [
-        i for i, t in enumerate(vocabulary) if t in NLLB_CODES_SET or t.startswith("madeupword")
+        i for i, t in enumerate(vocabulary) if t in language_set or t.startswith("madeupword")
     ]
     shared[silent] = 0.0
     spec.encoder.embeddings[0].weight = shared

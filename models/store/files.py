@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from models.errors import ModelMissing
+
 log = logging.getLogger("callserver.models.store.files")
 
 CHUNK = 4 * 1024 * 1024
@@ -65,29 +67,68 @@ def is_writable_dir(path: Path) -> bool:
     return True
 
 
+def partial_dir(final: Path) -> Path:
+    """Where an interrupted fetch of ``final`` waits to be continued."""
+    return final.with_name(f".{final.name}.partial")
+
+
 @contextlib.contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
+def _exclusive(final: Path) -> Iterator[None]:
+    """Hold ``.NAME.lock`` beside ``final``: one process fetches a model into a folder at once."""
+    import fcntl  # POSIX only, like the server
+
+    with final.with_name(f".{final.name}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelMissing(
+                f"another process is fetching {final.name} into {final.parent} now; "
+                "try again when it has finished",
+                retryable=True,
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def staging_dir(
+    final: Path, *, keep: Callable[[BaseException], bool] | None = None
+) -> Iterator[Path]:
     """A temporary folder beside ``final`` that replaces it atomically on success.
 
     Readers never see a half-written model: they see the old folder or the complete new one.
-    On any error the staging folder is removed and ``final`` is left as it was.
+    Without ``keep`` the folder is fresh and removed on any error, leaving ``final`` as it was.
+    With ``keep`` it is ``.NAME.partial``, reused when an earlier attempt left it there, and kept
+    after an error for which ``keep(error)`` is true, so that the next attempt continues where
+    this one stopped; a lock keeps two processes from writing into it at once.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
-    try:
-        yield stage
-        stage.chmod(0o755)  # mkdtemp makes it private; models are shared read-only data
-        old: Path | None = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        stage.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
+        else:
+            stack.enter_context(_exclusive(final))
+            stage = partial_dir(final)
+            stage.mkdir(exist_ok=True)
+        try:
+            yield stage
+            stage.chmod(0o755)  # mkdtemp makes it private; models are shared read-only data
+            old: Path | None = None
+            if final.exists():
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                shutil.rmtree(old, ignore_errors=True)
+                final.rename(old)
+            stage.rename(final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException as exc:
+            if keep is not None and keep(exc) and any(stage.iterdir()):
+                log.info("partial model kept for the next attempt", extra={"path": str(stage)})
+            else:
+                shutil.rmtree(stage, ignore_errors=True)
+            raise
 
 
 def folder_size(path: Path) -> int:

@@ -15,6 +15,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from models.errors import ModelMissing
 from models.store import download as hub
 from models.store.catalogue import CATALOGUE, ModelKind, ModelSpec, lookup
+from models.store.checksums import MANIFEST, DamagedModel, read_manifest, write_manifest
 from models.store.files import (
     folder_size,
     is_writable_dir,
@@ -169,13 +170,17 @@ class ModelStore:
         if where.source == "missing":
             return VerifyResult(name, False, f"missing: run `{pull_command(name)}`")
         spec = lookup(name)
-        if spec is None or not spec.sha256:
-            return VerifyResult(name, None, f"no checksum known ({where.path})")
         folder = where.path
         if where.source == "package" and not folder.exists():
             return VerifyResult(name, None, "in packages, not assembled yet")
+        # The catalogue's checksums, else those the model was verified against when pulled.
+        sums = dict(spec.sha256) if spec is not None and spec.sha256 else {}
+        if not sums and folder.is_dir():
+            sums = read_manifest(folder / MANIFEST)
+        if not sums:
+            return VerifyResult(name, None, f"no checksum known ({where.path})")
         problems = []
-        for file_name, expected in spec.sha256.items():
+        for file_name, expected in sums.items():
             path = folder / file_name
             if not path.is_file():
                 problems.append(f"{file_name} missing")
@@ -230,12 +235,16 @@ class ModelStore:
                     extra={"models_dir": str(self.settings.models_dir), "fallback": str(root)},
                 )
             try:
-                with staging_dir(root / spec.name) as stage:
-                    if package is not None:
+                if package is not None:
+                    with staging_dir(root / spec.name) as stage:
                         self._assemble(spec, package, stage)
-                    else:
-                        hub.download(spec, stage, self.settings, progress=self.progress)
-                    self._check_new(spec, stage)
+                        self._check_new(spec, stage)
+                else:
+                    # A download cut short stays in .NAME.partial for the next pull to continue.
+                    with staging_dir(root / spec.name, keep=_resumable) as stage:
+                        verified = hub.download(spec, stage, self.settings, progress=self.progress)
+                        self._check_new(spec, stage)
+                        write_manifest(stage, {**verified, **spec.sha256})
                 return root / spec.name
             except OSError as exc:  # a full or vanished disk: try the next root
                 log.warning(
@@ -262,6 +271,8 @@ class ModelStore:
     def _check_new(self, spec: ModelSpec, stage: Path) -> None:
         for file_name, expected in spec.sha256.items():
             path = stage / file_name
+            if path.is_file() and marker_matches(path, expected):
+                continue  # the download's own check hashed it already
             actual = sha256_file(path) if path.is_file() else "missing"
             if actual != expected:
                 raise ModelMissing(
@@ -271,6 +282,16 @@ class ModelStore:
                     retryable=False,
                 )
             write_marker(path, expected)
+
+
+def _resumable(error: BaseException) -> bool:
+    """Whether a download that failed with ``error`` is worth continuing rather than restarting:
+    an interruption or a network failure is; damaged data is not."""
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    if isinstance(error, DamagedModel):
+        return False
+    return isinstance(error, ModelMissing) and error.retryable
 
 
 def _complete(folder: Path, spec: ModelSpec) -> bool:

