@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,9 @@ class EngineSet:
         self._mt = translator
         self._tts = synthesizer
         self._lock = asyncio.Lock()
+        self._service: TranslationService | None = None
+        self._rechecked = 0.0
+        self._recheck: asyncio.Task[None] | None = None
 
     async def stt(self) -> Recognizer:
         """The recogniser (its model loads on the first transcription, in its pool)."""
@@ -70,7 +74,33 @@ class EngineSet:
             async with self._lock:
                 if self._mt is None:
                     self._mt = await asyncio.to_thread(self._build_translation)
+                    self._rechecked = time.monotonic()
+        self._recheck_translation()
         return self._mt
+
+    def _recheck_translation(self) -> None:
+        """Now and then, start in the background the engines whose model was missing: a model
+        pulled while the server runs then serves from a later request, without a restart."""
+        service = self._service
+        every = (self._mt_settings or MtSettings()).recheck_s
+        if service is None or not service.unavailable or every <= 0:
+            return
+        if self._recheck is not None and not self._recheck.done():
+            return
+        if time.monotonic() - self._rechecked < every:
+            return
+        self._rechecked = time.monotonic()
+
+        async def recheck() -> None:
+            try:
+                started = await asyncio.to_thread(service.retry_unavailable)
+            except Exception:  # an engine that fails oddly stays out; the next check retries
+                log.exception("restarting translation engines failed")
+                return
+            if started:
+                log.info("translation engines started late", extra={"engines": started})
+
+        self._recheck = asyncio.create_task(recheck())
 
     async def tts(self) -> Synthesizer:
         """The synthesis chain behind its cache."""
@@ -84,6 +114,7 @@ class EngineSet:
 
     def _build_translation(self) -> Translator:
         service: TranslationService = build_service(self._mt_settings, self.metrics)
+        self._service = service
         cache = build_cache(
             self._cache_settings or CacheSettings(), name="mt", metrics=self.metrics
         )
@@ -112,6 +143,8 @@ class EngineSet:
 
     async def close(self) -> None:
         """Release models, pools and cache connections."""
+        if self._recheck is not None:
+            await asyncio.gather(self._recheck, return_exceptions=True)
         for engine in (self._stt, self._mt, self._tts):
             if engine is not None:
                 await engine.aclose()

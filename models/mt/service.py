@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from models.errors import EngineError, UnsupportedLanguage
@@ -29,10 +30,38 @@ class TranslationService:
         self,
         engines: Sequence[TranslationEngine],
         unavailable: dict[str, str] | None = None,
+        start: Callable[[str], TranslationEngine] | None = None,
+        order: Sequence[str] | None = None,
     ) -> None:
         self.engines = list(engines)
         #: Configured engines that could not start, with the reason (shown by ``info()``).
         self.unavailable = dict(unavailable or {})
+        #: The configured order, of started engines and unavailable ones.
+        self.order = list(order or [e.name for e in self.engines] + list(self.unavailable))
+        self._start = start
+        self._retrying = threading.Lock()
+
+    def retry_unavailable(self) -> list[str]:
+        """Start again the configured engines that could not start (a model pulled since, say);
+        blocking, for a worker thread. Returns the names that started; they join the chain in
+        their configured place, so the pairs they serve are served from the next request."""
+        if self._start is None or not self.unavailable:
+            return []
+        started: list[TranslationEngine] = []
+        with self._retrying:
+            for name in list(self.unavailable):
+                try:
+                    started.append(self._start(name))
+                except EngineError as exc:
+                    self.unavailable[name] = exc.message
+                    continue
+                del self.unavailable[name]
+                log.info("translation engine started", extra={"engine": name})
+            if started:
+                rank = {name: i for i, name in enumerate(self.order)}
+                # One assignment: requests in flight keep iterating the list they had.
+                self.engines = sorted([*self.engines, *started], key=lambda e: rank[e.name])
+        return [e.name for e in started]
 
     def engines_for(self, src: str, tgt: str) -> list[TranslationEngine]:
         """Engines that serve the pair, in chain order."""
@@ -138,25 +167,29 @@ def build_service(
     store: ModelStore | None = None,
 ) -> TranslationService:
     """Start the engines named in ``settings.engines``; one that cannot start (its model not
-    installed) is left out, so it claims no pair, and ``info()`` says why."""
-    from models.mt.apertium import ApertiumTranslator
-    from models.mt.m2m import M2mTranslator
-    from models.mt.nllb import NllbTranslator
-
+    installed) is left out, so it claims no pair, and ``info()`` says why.
+    ``TranslationService.retry_unavailable`` tries it again later."""
     settings = settings if settings is not None else MtSettings()
+
+    def start(name: str) -> TranslationEngine:
+        from models.mt.apertium import ApertiumTranslator
+        from models.mt.m2m import M2mTranslator
+        from models.mt.nllb import NllbTranslator
+
+        if name == "apertium":
+            return ApertiumTranslator(settings, metrics)
+        if name == "m2m100":
+            return M2mTranslator(settings, metrics, store)
+        return NllbTranslator(settings, metrics, store)
+
     engines: list[TranslationEngine] = []
     unavailable: dict[str, str] = {}
     for name in settings.engines:
         try:
-            if name == "apertium":
-                engines.append(ApertiumTranslator(settings, metrics))
-            elif name == "m2m100":
-                engines.append(M2mTranslator(settings, metrics, store))
-            else:
-                engines.append(NllbTranslator(settings, metrics, store))
+            engines.append(start(name))
         except EngineError as exc:
             unavailable[name] = exc.message
             log.warning(
                 "translation engine unavailable", extra={"engine": name, "reason": exc.message}
             )
-    return TranslationService(engines, unavailable)
+    return TranslationService(engines, unavailable, start, settings.engines)

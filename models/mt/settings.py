@@ -28,6 +28,14 @@ class MtSettings(EnvSettings):
         "out and claims no pair.",
     )
 
+    recheck_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often engines that could not start (their model not pulled yet) are "
+        "tried again, so a model pulled while the server runs is used without a restart; "
+        "0 never tries again.",
+    )
+
     # --- NLLB and M2M-100 (CTranslate2) -----------------------------------------------------
     model: str = Field(
         "nllb-200-distilled-600M",
