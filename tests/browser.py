@@ -7,7 +7,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import BrowserContext, Page, Playwright
+from playwright.async_api import BrowserContext, Page, Playwright, expect
 
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.probe import load_wav_48k
@@ -94,6 +94,27 @@ async def open_page(page: Page, url: str) -> None:
     """Load the call page and wait until it has its configuration."""
     await page.goto(url)
     await page.wait_for_selector("body[data-ready='true']", timeout=CONNECT_TIMEOUT_MS)
+
+
+async def open_browser(
+    playwright: Playwright, tmp_path: Path, label: str, mic: Path, origin: str
+) -> tuple[BrowserContext, Page]:
+    """A Chromium with its own profile and ``mic`` as its microphone; page errors printed."""
+    context = await launch(playwright, tmp_path / f"profile-{label}", mic, origin)
+    page = await first_page(context)
+    page.on("pageerror", lambda error: print(f"[{label}] page error: {error}"))
+    return context, page
+
+
+async def join_from_start(page: Page, name: str, spoken: str, listen: str, button: str) -> None:
+    """Fill the start form, press ``button`` and wait until the server's media is up."""
+    start = page.locator("#start-screen")
+    await start.get_by_label("Your name").fill(name)
+    await start.get_by_label("I speak").select_option(spoken)
+    await start.get_by_label("I want to hear").select_option(listen)
+    await page.get_by_role("button", name=button).click()
+    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
+    await wait_debug(page, "d.events.some((e) => e.type === 'media-ready')", CONNECT_TIMEOUT_MS)
 
 
 async def debug(page: Page, field: str) -> Any:

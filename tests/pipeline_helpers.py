@@ -21,6 +21,18 @@ TIMEOUT = 90.0
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
+#: NLLB decoding for a test-built model: random weights may end at once; a few tokens keep
+#: the dub non-empty and short.
+TINY_NLLB_DECODING: dict[str, Any] = {
+    "device": "cpu",
+    "threads": 1,
+    "beam_size": 1,
+    "min_decoding_length": 4,
+    "max_decoding_length": 10,
+}
+#: What the Vietnamese callers say, through espeak-ng (the only offline Vietnamese voice).
+VIETNAMESE_TEXT = "Xin chào các bạn. Hôm nay trời đẹp lắm, chúng ta đi uống cà phê nhé."
+
 #: The two callers most tests use: Ann speaks English, Beto listens in Spanish.
 ANN = {"name": "Ann", "spoken": "en", "listen": "en"}
 BETO = {"name": "Beto", "spoken": "es", "listen": "es"}

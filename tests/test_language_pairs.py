@@ -6,7 +6,6 @@ aiortc callers, espeak-ng's Vietnamese speech.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,13 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from bench.translated_call import espeak
 from callserver.engines import EngineSet
 from callserver.media.frames import SAMPLE_RATE, Pcm16, PcmFrame
 from callserver.media.mixer import RoomMixer
 from callserver.pairs import pair_support
 from callserver.pipeline.settings import PipelineSettings
-from callserver.probe import ScriptedCaller, load_wav_48k
+from callserver.probe import ScriptedCaller
 from models.metrics import EngineMetrics
 from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY, SyntheticModel, cached_model
@@ -29,6 +29,7 @@ from tests.conftest import RunningServer, wait_for
 from tests.media_helpers import pcm, tone
 from tests.pipeline_helpers import (
     TIMEOUT,
+    VIETNAMESE_TEXT,
     callers,
     captions,
     drain,
@@ -43,16 +44,13 @@ pytestmark = [
     pytest.mark.needs("apertium", "espeak-ng"),
 ]
 
-VIETNAMESE_TEXT = "Xin chào các bạn. Hôm nay trời đẹp lắm, chúng ta đi uống cà phê nhé."
 NAM = {"name": "Nam", "spoken": "vi", "listen": "vi"}
 ANN = {"name": "Ann", "spoken": "en", "listen": "en"}
 
 
 @pytest.fixture(scope="module")
 def vietnamese(tmp_path_factory: pytest.TempPathFactory) -> Pcm16:
-    path = tmp_path_factory.mktemp("espeak") / "vi.wav"
-    subprocess.run(["espeak-ng", "-v", "vi", "-w", str(path), VIETNAMESE_TEXT], check=True)
-    return load_wav_48k(str(path))
+    return espeak(VIETNAMESE_TEXT, "vi", tmp_path_factory.mktemp("espeak"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

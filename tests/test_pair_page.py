@@ -19,11 +19,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.async_api import BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import Playwright, async_playwright, expect
 
 from callserver.media.frames import SAMPLE_RATE, silence
 from callserver.probe import load_wav_48k
-from tests.browser import CONNECT_TIMEOUT_MS, first_page, launch, open_page, wait_debug
+from tests.browser import (
+    CONNECT_TIMEOUT_MS,
+    join_from_start,
+    open_browser,
+    open_page,
+    wait_debug,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -57,24 +63,6 @@ def _vietnamese_mic(tmp_path: Path) -> Path:
     return _write_mic(np.concatenate([speech, gap]), tmp_path / "vi-mic.wav")
 
 
-async def _browser(
-    playwright: Playwright, tmp_path: Path, label: str, mic: Path, origin: str
-) -> tuple[BrowserContext, Page]:
-    context = await launch(playwright, tmp_path / f"profile-{label}", mic, origin)
-    page = await first_page(context)
-    page.on("pageerror", lambda error: print(f"[{label}] page error: {error}"))
-    return context, page
-
-
-async def _join(page: Page, name: str, spoken: str, listen: str, button: str) -> None:
-    start = page.locator("#start-screen")
-    await start.get_by_label("Your name").fill(name)
-    await start.get_by_label("I speak").select_option(spoken)
-    await start.get_by_label("I want to hear").select_option(listen)
-    await page.get_by_role("button", name=button).click()
-    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
-
-
 async def test_pair_marks_notice_and_original_caption(
     make_server: Any, playwright: Playwright, tmp_path: Path
 ) -> None:
@@ -88,8 +76,8 @@ async def test_pair_marks_notice_and_original_caption(
         assert pairs["es"]["en"]["gives"] in {"voice", "captions"}, pairs["es"]["en"]
 
         (ctx_a, alice), (ctx_n, nam) = await asyncio.gather(
-            _browser(playwright, tmp_path, "alice", quiet_mic, server.url),
-            _browser(playwright, tmp_path, "nam", nam_mic, server.url),
+            open_browser(playwright, tmp_path, "alice", quiet_mic, server.url),
+            open_browser(playwright, tmp_path, "nam", nam_mic, server.url),
         )
         try:
             await open_page(alice, server.url)
@@ -104,7 +92,7 @@ async def test_pair_marks_notice_and_original_caption(
                 "captions",
             }
 
-            await _join(alice, "Alice", "en", "en", "Create a room")
+            await join_from_start(alice, "Alice", "en", "en", "Create a room")
             # Alone in the room: the call picker marks nothing.
             hear = alice.locator("#call-listen-select")
             await expect(hear.locator("option[data-gives]")).to_have_count(0)
@@ -112,7 +100,7 @@ async def test_pair_marks_notice_and_original_caption(
 
             link = await alice.locator("#share-link").input_value()
             await open_page(nam, link)
-            await _join(nam, "Nam", "vi", "vi", "Join the call")
+            await join_from_start(nam, "Nam", "vi", "vi", "Join the call")
             nam_id: str = await nam.evaluate("window.callserverDebug.self.id")
 
             # (1) The server's notice about Nam, in its words.

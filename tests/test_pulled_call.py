@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bench.translated_call import espeak
 from callserver.engines import EngineSet
 from callserver.media.frames import Pcm16
-from callserver.probe import load_wav_48k
 from models.metrics import EngineMetrics
 from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY
@@ -25,6 +25,8 @@ from tests.conftest import RunningServer, wait_for
 from tests.model_hub import mirror_translation_model
 from tests.pipeline_helpers import (
     TIMEOUT,
+    TINY_NLLB_DECODING,
+    VIETNAMESE_TEXT,
     callers,
     drain,
     finals,
@@ -38,7 +40,6 @@ pytestmark = [
 ]
 
 NLLB = "nllb-200-distilled-600M"
-VIETNAMESE_TEXT = "Xin chào các bạn. Hôm nay trời đẹp lắm, chúng ta đi uống cà phê nhé."
 STAGES = ("endpoint", "recognize", "translate", "synthesize", "first_dub_frame", "mouth_to_ear")
 
 
@@ -58,9 +59,7 @@ def model_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 @pytest.fixture(scope="module")
 def vietnamese(tmp_path_factory: pytest.TempPathFactory) -> Pcm16:
-    path = tmp_path_factory.mktemp("espeak") / "vi.wav"
-    subprocess.run(["espeak-ng", "-v", "vi", "-w", str(path), VIETNAMESE_TEXT], check=True)
-    return load_wav_48k(str(path))
+    return espeak(VIETNAMESE_TEXT, "vi", tmp_path_factory.mktemp("espeak"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -69,16 +68,7 @@ async def server(
 ) -> AsyncIterator[RunningServer]:
     engines = EngineSet(
         EngineMetrics(),
-        mt_settings=MtSettings(
-            engines=["apertium", "nllb"],
-            recheck_s=0.2,
-            device="cpu",
-            threads=1,
-            beam_size=1,
-            # Random weights may end at once; a few tokens keep the dub non-empty and short.
-            min_decoding_length=4,
-            max_decoding_length=10,
-        ),
+        mt_settings=MtSettings(engines=["apertium", "nllb"], recheck_s=0.2, **TINY_NLLB_DECODING),
     )
     async with make_server_module(translate_calls=True, engines=engines) as running:
         await (await engines.stt()).warm_up()

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from playwright.async_api import (
-    BrowserContext,
     Page,
     Playwright,
     async_playwright,
@@ -32,14 +31,12 @@ from callserver.app import HUB
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.probe import load_wav_48k
 from tests.browser import (
-    CONNECT_TIMEOUT_MS,
     SILENCE_MAX,
     SPEECH_MIN,
     Microphone,
-    first_page,
-    launch,
+    join_from_start,
+    open_browser,
     open_page,
-    wait_debug,
 )
 from tests.conftest import DATA, RunningServer, wait_for
 
@@ -197,25 +194,6 @@ class Monitor:
         )
 
 
-async def _browser(
-    playwright: Playwright, tmp_path: Path, label: str, mic: Path, origin: str
-) -> tuple[BrowserContext, Page]:
-    context = await launch(playwright, tmp_path / f"profile-{label}", mic, origin)
-    page = await first_page(context)
-    page.on("pageerror", lambda error: print(f"[{label}] page error: {error}"))
-    return context, page
-
-
-async def _join(page: Page, name: str, spoken: str, listen: str, button: str) -> None:
-    start = page.locator("#start-screen")
-    await start.get_by_label("Your name").fill(name)
-    await start.get_by_label("I speak").select_option(spoken)
-    await start.get_by_label("I want to hear").select_option(listen)
-    await page.get_by_role("button", name=button).click()
-    await expect(page.locator("#state-text")).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
-    await wait_debug(page, "d.events.some((e) => e.type === 'media-ready')", CONNECT_TIMEOUT_MS)
-
-
 async def _final_caption(
     page: Page, after: set[str], translated: bool, timeout_ms: float = 60_000
 ) -> str:
@@ -254,8 +232,8 @@ async def test_translated_call_captions_and_dub(
     # Engines load while the browsers start, so the first utterance does not wait for Whisper.
     async with make_server(translate_calls=True, preload_engines=True) as server:
         (ctx_a, alice), (ctx_b, bob) = await asyncio.gather(
-            _browser(playwright, tmp_path, "alice", quiet_mic, server.url),
-            _browser(playwright, tmp_path, "bob", quiet_mic, server.url),
+            open_browser(playwright, tmp_path, "alice", quiet_mic, server.url),
+            open_browser(playwright, tmp_path, "bob", quiet_mic, server.url),
         )
         try:
             alice_mic, bob_mic = Microphone(alice), Microphone(bob)
@@ -275,7 +253,7 @@ async def _run(
 ) -> None:
     # Bob creates the room, speaking and hearing Spanish; alone, his mix is silence.
     await open_page(bob, server.url)
-    await _join(bob, "Bob", "es", "es", "Create a room")
+    await join_from_start(bob, "Bob", "es", "es", "Create a room")
     room_id: str = await bob.evaluate("window.callserverDebug.roomId")
     link = await bob.locator("#share-link").input_value()
     monitor = Monitor(bob)
@@ -284,7 +262,7 @@ async def _run(
 
     # Alice joins through the link, speaking and hearing English; her microphone is silent.
     await open_page(alice, link)
-    await _join(alice, "Alice", "en", "en", "Join the call")
+    await join_from_start(alice, "Alice", "en", "en", "Join the call")
     assert await alice_mic.acquired() >= 1, "the page did not take the test's microphone"
     # The floor spans Bob alone and a second with Alice's silent microphone in his mix, and
     # at least 50 windows (the monitor's first 0.3 s may hold the analyser's start-up).

@@ -35,6 +35,7 @@ from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
     ANN,
     BETO,
+    TINY_NLLB_DECODING,
     callers,
     captions,
     delta,
@@ -98,12 +99,7 @@ async def call_server(
             engines=["apertium", "nllb"],
             model_path=tiny_nllb.model_dir,
             tokenizer_path=tiny_nllb.tokenizer_path,
-            device="cpu",
-            threads=1,
-            beam_size=1,
-            # Random weights may end at once; a few tokens keep the dub non-empty and short.
-            min_decoding_length=4,
-            max_decoding_length=10,
+            **TINY_NLLB_DECODING,
         ),
     )
     async with make_server_module(translate_calls=True, engines=engines) as server:
