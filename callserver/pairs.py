@@ -30,17 +30,9 @@ Gives = Literal["same", "voice", "captions", "original"]
 #: The name the matrix gives Whisper's own translation into English (``to_english``).
 WHISPER_TRANSLATE = "whisper"
 
-#: What each ``Gives`` means, in words, for the page's notices and the API's readers.
-GIVES_TEXT: dict[str, str] = {
-    "same": "same language",
-    "voice": "translated captions and voice",
-    "captions": "translated captions only (no voice for this language)",
-    "original": "original captions and voice only (no translation for this pair)",
-}
-
 
 def primary(tag: str) -> str:
-    """``pt-BR`` -> ``pt``."""
+    """``pt-BR`` -> ``pt``: a listener whose primary language is the speaker's needs no dub."""
     return tag.split("-", 1)[0].lower()
 
 
@@ -55,11 +47,6 @@ class PairSupport:
     translation: tuple[str, ...] = ()
     #: The engine that would speak the translation (None: no voice).
     voice: str | None = None
-
-    @property
-    def translated(self) -> bool:
-        """Whether the listener gets the speaker's words in the heard language."""
-        return self.gives in ("voice", "captions")
 
     def to_dict(self) -> dict[str, object]:
         return {"gives": self.gives, "translation": list(self.translation), "voice": self.voice}

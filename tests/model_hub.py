@@ -20,18 +20,11 @@ from urllib.parse import unquote
 
 from models.mt.synthetic import SyntheticDims, cached_model
 from models.store import CATALOGUE, ModelSpec
+from models.store.files import sha256_file
 from models.store.packages import find_package_source
 
 #: Files the hub keeps in Git LFS (its .gitattributes): it publishes their sha256.
 LFS_SUFFIXES = (".bin", ".onnx", ".model")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def repo_dir(hub: Path, spec: ModelSpec) -> Path:
@@ -47,7 +40,7 @@ def write_sha256sums(hub: Path, spec: ModelSpec) -> Path:
     assert spec.repo_id is not None
     repo = hub / spec.repo_id
     lines = [
-        f"{sha256(path)}  {path.relative_to(repo).as_posix()}\n"
+        f"{sha256_file(path)}  {path.relative_to(repo).as_posix()}\n"
         for path in sorted(repo.rglob("*"))
         if path.is_file() and path.name != "SHA256SUMS"
     ]
@@ -133,7 +126,7 @@ class HubHandler(BaseHTTPRequestHandler):
         size = path.stat().st_size
         entry: dict[str, object] = {"type": "file", "path": rel, "size": size, "oid": "1" * 40}
         if path.suffix in LFS_SUFFIXES:
-            oid = self.published.get(rel, sha256(path))
+            oid = self.published.get(rel, sha256_file(path))
             entry["lfs"] = {"oid": oid, "size": size, "pointerSize": 134}
         return entry
 

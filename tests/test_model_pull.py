@@ -17,13 +17,13 @@ from models.mt.synthetic import TINY
 from models.store import CATALOGUE, ModelStore, StoreSettings
 from models.store import mirror as mirror_module
 from models.store.checksums import DamagedModel
+from models.store.files import sha256_file
 from tests.model_hub import (
     Faults,
     http_hub,
     mirror_translation_model,
     mirror_voice,
     repo_dir,
-    sha256,
     write_sha256sums,
 )
 
@@ -108,7 +108,7 @@ def test_pull_nllb_from_mirror_shows_progress_and_records_checksums(
     assert "100%" in err  # the progress bar
     for path in source.iterdir():
         if path.name != "SHA256SUMS":
-            assert sha256(folder / path.name) == sha256(path), path.name
+            assert sha256_file(folder / path.name) == sha256_file(path), path.name
     # The checksums it was verified against stay with it, so `models verify` can re-check.
     published = hub / str(CATALOGUE[NLLB].repo_id) / "SHA256SUMS"
     assert (folder / "SHA256SUMS").read_text() == published.read_text()
@@ -214,7 +214,7 @@ def test_interrupted_pull_continues_where_it_stopped(
     assert bar is not None and (bar.initial, bar.copied) == (kept, total - kept)
     for path in source.iterdir():
         if path.name != "SHA256SUMS":
-            assert sha256(found.path / path.name) == sha256(path), path.name
+            assert sha256_file(found.path / path.name) == sha256_file(path), path.name
     assert leftovers(tmp_path / "models") == [NLLB]
 
 
@@ -256,7 +256,7 @@ def served(tmp_path: Path, synth_cache: Path) -> Path:
     return hub
 
 
-def test_http_pull_checks_the_hub_published_sha256(
+def test_http_pull_checks_the_hub_published_sha256_file(
     tmp_path: Path, served: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     repo = served / str(CATALOGUE[NLLB].repo_id)
@@ -268,10 +268,10 @@ def test_http_pull_checks_the_hub_published_sha256(
     recorded = (found.path / "SHA256SUMS").read_text().splitlines()
     # The hub publishes sha256 for its LFS files (model.bin, the sentencepiece model).
     assert recorded == [
-        f"{sha256(repo / name)}  {name}" for name in ("model.bin", "sentencepiece.bpe.model")
+        f"{sha256_file(repo / name)}  {name}" for name in ("model.bin", "sentencepiece.bpe.model")
     ]
     for name in ("config.json", "shared_vocabulary.json"):
-        assert sha256(found.path / name) == sha256(repo / name)
+        assert sha256_file(found.path / name) == sha256_file(repo / name)
 
 
 def test_http_pull_refuses_a_file_unlike_the_hub_says(tmp_path: Path, served: Path) -> None:
@@ -297,7 +297,7 @@ def test_http_pull_cut_short_is_continued_by_the_next_pull(tmp_path: Path, serve
         assert leftovers(tmp_path / "models") == [f".{NLLB}.partial"]
         faults.down.clear()  # the hub is back
         found = store.pull(NLLB)
-    assert sha256(found.path / "model.bin") == sha256(model)
+    assert sha256_file(found.path / "model.bin") == sha256_file(model)
     fetched = [path for path, _ in faults.requests]
     # config.json, finished before the cut, was kept and not fetched again; model.bin was asked
     # for again within the first pull (refused: the hub was down), then by the second.
@@ -323,5 +323,7 @@ def test_sha256sums_paths_are_relative_to_the_repository(tmp_path: Path) -> None
     assert f"  vi/vi_VN/vais1000/medium/{VOICE}.onnx\n" in manifest.read_text()
     found = store_for(tmp_path, hub).pull(VOICE)
     onnx = repo_dir(hub, CATALOGUE[VOICE]) / f"{VOICE}.onnx"
-    assert (found.path / "SHA256SUMS").read_text().startswith(f"{sha256(onnx)}  {VOICE}.onnx\n")
+    assert (
+        (found.path / "SHA256SUMS").read_text().startswith(f"{sha256_file(onnx)}  {VOICE}.onnx\n")
+    )
     assert os.path.islink(onnx) and not (found.path / f"{VOICE}.onnx").is_symlink()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -15,19 +14,12 @@ import pytest
 from callserver.cli import main
 from models.errors import ModelMissing
 from models.store import CATALOGUE, ModelStore, StoreSettings
+from models.store.files import sha256_file
 from models.store.packages import find_package_source
 from tests.model_hub import http_hub as served_hub
 
 BASE_SHA = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_SIZE = 145_217_532
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def store_in(root: Path, **overrides: object) -> ModelStore:
@@ -55,7 +47,7 @@ def test_base_is_assembled_from_packages_and_checked(tmp_path: Path) -> None:
     assert found.path == tmp_path / "models" / "base"
     model = found.path / "model.bin"
     assert model.stat().st_size == BASE_SIZE
-    assert sha256(model) == BASE_SHA
+    assert sha256_file(model) == BASE_SHA
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         assert (found.path / name).is_file()
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
@@ -78,7 +70,7 @@ def test_corrupt_model_is_detected_by_verify_and_rebuilt_by_resolve(
     assert "FAILED" in capsys.readouterr().out
 
     rebuilt = store.resolve("base")
-    assert sha256(rebuilt.path / "model.bin") == BASE_SHA
+    assert sha256_file(rebuilt.path / "model.bin") == BASE_SHA
     assert main(["models", "verify", "base"]) == 0
     assert "ok" in capsys.readouterr().out
 
@@ -121,7 +113,7 @@ def test_unusable_models_dir_falls_back_then_reports(tmp_path: Path) -> None:
     store = store_in(tmp_path, models_dir=blocker / "models")
     found = store.resolve("base")
     assert found.path == tmp_path / "fallback" / "base"
-    assert sha256(found.path / "model.bin") == BASE_SHA
+    assert sha256_file(found.path / "model.bin") == BASE_SHA
 
     stuck = store_in(
         tmp_path, models_dir=blocker / "models", models_fallback_dir=blocker / "fallback"
@@ -148,7 +140,7 @@ def test_pull_from_local_folder_hub_shows_progress(
     )
     found = store.pull("tiny.en", force=True)
     assert found.path == tmp_path / "models" / "tiny.en"
-    assert sha256(found.path / "model.bin") == CATALOGUE["tiny.en"].sha256["model.bin"]
+    assert sha256_file(found.path / "model.bin") == CATALOGUE["tiny.en"].sha256["model.bin"]
     assert "100%" in capfd.readouterr().err
     assert store.locate("tiny.en").source == "models_dir"
 
@@ -167,7 +159,7 @@ def test_pull_over_http_uses_huggingface_hub(
         StoreSettings(models_dir=tmp_path / "models", models_hub=http_hub), progress=True
     )
     found = store.pull("tiny.en", force=True)
-    assert sha256(found.path / "model.bin") == CATALOGUE["tiny.en"].sha256["model.bin"]
+    assert sha256_file(found.path / "model.bin") == CATALOGUE["tiny.en"].sha256["model.bin"]
     assert not (found.path / ".cache").exists()
     assert "100%" in capfd.readouterr().err
     with pytest.raises(ModelMissing, match="could not download"):
@@ -228,7 +220,7 @@ def test_cli_pull_from_local_mirror_folder(tmp_path: Path) -> None:
     size = sum(p.stat().st_size for p in tiny_en_dir().iterdir() if p.is_file())
     assert pulled.stdout.splitlines()[-1] == f"tiny: models_dir {folder} ({size / 1e6:.1f} MB)"
     assert "100%" in pulled.stderr  # the progress bar
-    assert sha256(folder / "model.bin") == sha256(tiny_en_dir() / "model.bin")
+    assert sha256_file(folder / "model.bin") == sha256_file(tiny_en_dir() / "model.bin")
     assert not (folder / "README.md").exists()
 
     listed = run_cli(tmp_path, "list", hub=hub)

@@ -31,6 +31,7 @@ from models.mt.synthetic import TINY, TINY_M2M
 from models.store import ModelStore, StoreSettings
 from models.tts import TtsSettings, build_tts_service
 from tests.model_hub import mirror_translation_model, mirror_voice
+from tests.mt_helpers import CountingTranslator
 
 NLLB = "nllb-200-distilled-600M"
 M2M = "m2m100-418M"
@@ -70,23 +71,8 @@ def mt_settings(**overrides: Any) -> MtSettings:
     return MtSettings(**values)
 
 
-class RecordingTranslator:
-    """Passes every call to the real ctranslate2.Translator and keeps its inputs and outputs."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[dict[str, Any]] = []
-        self.raw: list[list[str]] = []
-
-    def translate_batch(self, source: list[list[str]], **kwargs: Any) -> Any:
-        self.calls.append({"source": source, **kwargs})
-        results = self.inner.translate_batch(source, **kwargs)
-        self.raw.extend(r.hypotheses[0] for r in results)
-        return results
-
-
-def recorded(engine: Ct2Translator) -> RecordingTranslator:
-    recorder = RecordingTranslator(engine.translator)
+def recorded(engine: Ct2Translator) -> CountingTranslator:
+    recorder = CountingTranslator(engine.translator)
     engine.translator = recorder
     return recorder
 

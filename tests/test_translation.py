@@ -44,6 +44,7 @@ from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY, SyntheticModel, cached_model
 from models.store import ModelStore, StoreSettings
 from tests.conftest import missing_dependency
+from tests.mt_helpers import CountingTranslator
 
 needs_apertium = pytest.mark.needs("apertium")
 
@@ -54,21 +55,6 @@ needs_apertium = pytest.mark.needs("apertium")
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> SyntheticModel:
     return cached_model(TINY, tmp_path_factory.mktemp("mt-cache"))
-
-
-class CountingTranslator:
-    """Passes every call to the real ctranslate2.Translator and records its arguments."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[dict[str, Any]] = []
-        self.raw: list[list[str]] = []
-
-    def translate_batch(self, source: list[list[str]], **kwargs: Any) -> Any:
-        self.calls.append({"source": source, **kwargs})
-        results = self.inner.translate_batch(source, **kwargs)
-        self.raw.extend(r.hypotheses[0] for r in results)
-        return results
 
 
 def nllb_settings(model: SyntheticModel, **overrides: Any) -> MtSettings:

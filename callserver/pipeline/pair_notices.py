@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from callserver.engines import EngineSet
-from callserver.pairs import PairSupport, pair_support
+from callserver.pairs import PairSupport, pair_support, primary
 from signaling.languages import LANGUAGES
 from signaling.rooms import Participant
 
@@ -40,7 +40,7 @@ class NoticeDelivery(Protocol):
 
 def language_name(tag: str) -> str:
     """``vi`` -> ``Vietnamese``; an unknown tag as it is."""
-    known = LANGUAGES.get(tag.split("-", 1)[0].lower())
+    known = LANGUAGES.get(primary(tag))
     return known[0] if known else tag
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from callserver.engines import EngineSet
 from callserver.media.dub import DubClip
-from callserver.pairs import voice_engine
+from callserver.pairs import primary, voice_engine
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.events import Float32, StageTimes, Utterance
 from callserver.pipeline.latency import PipelineMetrics, stages_ms
@@ -22,11 +22,6 @@ from models.stt.result import Transcript
 from signaling.rooms import Participant
 
 log = logging.getLogger(__name__)
-
-
-def primary(tag: str) -> str:
-    """``pt-BR`` -> ``pt``: listeners whose primary language is the speaker's need no dub."""
-    return tag.split("-")[0].lower()
 
 
 class Delivery(Protocol):
