@@ -41,9 +41,10 @@ from callserver.pipeline.transcript import TranscriptStore, TranscriptUnavailabl
 from callserver.settings import Settings
 from models.cache import CacheSettings
 from models.metrics import EngineMetrics
+from signaling.connection import HubLimits
 from signaling.errors import ErrorCode, SignalingError
 from signaling.http import PairsProvider, RoomRoutesOptions, client_address, rooms_routes
-from signaling.hub import HubLimits, SignalingHub
+from signaling.hub import SignalingHub
 from signaling.memory_rooms import MemoryRoomStore
 from signaling.redis_rooms import RedisRoomStore
 from signaling.rooms import RoomLimits, RoomStore
@@ -157,6 +158,7 @@ def build_app(
                 else None
             ),
             join_token=settings.join_token_options(),
+            token_ttl_s=settings.token_ttl_s,
             ice_servers=settings.ice_servers(),
         ),
         rooms,
@@ -230,6 +232,9 @@ def build_app(
         )
         media.taps.append(translation.on_frame)
         media.closed_hooks.append(translation.on_peer_closed)
+        # The plane stops a muted speaker's frames; only the pipeline can end the speech they
+        # were in the middle of.
+        media.mute_hooks.append(translation.on_muted)
         app[TRANSLATION] = translation
         notices = PairNotices(engines, media, hub.participants_of, pipeline.whisper_translate)
         hub.room_hooks.append(notices.refresh)
@@ -263,6 +268,7 @@ def _room_routes_options(settings: Settings, pairs: PairsProvider) -> RoomRoutes
         trust_forwarded_for=settings.trust_forwarded_for,
         ice_servers=settings.ice_servers(),
         name_max_length=settings.name_max_length,
+        title_max_length=settings.room_title_max_length,
         pairs=pairs,
     )
 

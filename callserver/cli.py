@@ -17,7 +17,7 @@ from callserver.settings import Settings
 from models.env import SettingsFileError
 from models.store.cli import add_models_parser
 from signaling.rooms import ROOM_ID_PATTERN
-from signaling.tokens import mint_token
+from signaling.tokens import Grants, mint_token
 
 
 def _settings(
@@ -117,7 +117,9 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     secret = settings.join_secret.get_secret_value().encode("utf-8")
     ttl_s = args.ttl or settings.token_ttl_s
-    print(mint_token(secret, args.room, ttl_s, options=settings.join_token_options()))
+    grants = Grants(host=True) if args.host else None
+    options = settings.join_token_options()
+    print(mint_token(secret, args.room, ttl_s, grants=grants, options=options))
     return 0
 
 
@@ -228,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     token = commands.add_parser("token", help="mint a join token for ROOM")
     token.add_argument("room")
     token.add_argument("--ttl", type=int, help="lifetime in seconds (CALLSERVER_TOKEN_TTL_S)")
+    token.add_argument(
+        "--host", action="store_true", help="the holder hosts the room (lock, remove, mute, end)"
+    )
     token.set_defaults(run=_token)
     health = commands.add_parser(
         "healthcheck", help="exit 0 when the local server answers /healthz (container checks)"

@@ -163,9 +163,15 @@ class ScriptedCaller:
                     raise ProbeError(message)
 
     async def join(
-        self, room: str, token: str | None = None, max_redirects: int = 3
+        self,
+        room: str,
+        token: str | None = None,
+        max_redirects: int = 3,
+        *,
+        host_key: str | None = None,
     ) -> dict[str, Any]:
-        """Join ``room``, following ``redirect`` to the node that holds it; returns the welcome."""
+        """Join ``room`` (as its host with ``host_key``), following ``redirect`` to the node
+        that holds it; returns the welcome."""
         for _ in range(max_redirects + 1):
             if self.ws is None:
                 await self.connect()
@@ -177,6 +183,7 @@ class ScriptedCaller:
                     "spoken": self.spoken,
                     "listen": self.listen,
                     "token": token,
+                    "host_key": host_key,
                 }
             )
             reply = await self.expect("welcome", "redirect")

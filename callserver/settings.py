@@ -104,6 +104,9 @@ class Settings(EnvSettings):
         30, ge=1, description="Join attempts allowed per client address per minute."
     )
     name_max_length: int = Field(64, ge=1, le=1000, description="Longest display name.")
+    room_title_max_length: int = Field(
+        80, ge=1, le=1000, description="Longest room title a host may give a hosted room."
+    )
 
     # --- signaling limits -------------------------------------------------------------------
     ws_max_message_bytes: int = Field(

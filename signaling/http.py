@@ -13,9 +13,10 @@ from aiohttp import web
 
 from signaling.errors import ErrorCode, SignalingError
 from signaling.languages import LANGUAGES
+from signaling.names import check_title
 from signaling.protocol import PROTOCOL_VERSION
-from signaling.rooms import ROOM_ID_PATTERN, RoomStore
-from signaling.tokens import TokenOptions, mint_token
+from signaling.rooms import ROOM_ID_PATTERN, Room, RoomStore, hash_key, new_key
+from signaling.tokens import Grants, TokenOptions, mint_token, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class RoomRoutesOptions:
     trust_forwarded_for: bool = False
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     name_max_length: int = 64
+    title_max_length: int = 80
     #: The language-pair matrix for the page's pickers; None leaves it out of the config.
     pairs: PairsProvider | None = None
 
@@ -45,6 +47,7 @@ _STATUS = {
     ErrorCode.CAPACITY_INVALID: 400,
     ErrorCode.BAD_JSON: 400,
     ErrorCode.BAD_MESSAGE: 400,
+    ErrorCode.TITLE_INVALID: 400,
     ErrorCode.ROOM_ID_INVALID: 400,
     ErrorCode.TOKEN_REQUIRED: 401,
     ErrorCode.TOKEN_INVALID: 401,
@@ -84,6 +87,23 @@ def base_url(request: web.Request, options: RoomRoutesOptions) -> str:
     return f"{scheme}://{request.host}"
 
 
+def room_summary(room: Room, with_people: bool) -> dict[str, Any]:
+    """What an invited guest is shown before joining (``GET /api/rooms/{id}``)."""
+    people = [
+        {"name": p.name, "spoken": p.spoken, "listen": p.listen, "host": p.host}
+        for p in room.participants.values()
+    ]
+    return {
+        "id": room.id,
+        "capacity": room.capacity,
+        "occupancy": len(room.participants),
+        "title": room.title,
+        "locked": room.locked,
+        "ended": room.ended,
+        "participants": people if with_people else None,
+    }
+
+
 def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.AbstractRouteDef]:
     """``POST /api/rooms``, ``GET /api/rooms/{id}`` and ``GET /api/config``."""
     secret = options.join_secret
@@ -117,19 +137,50 @@ def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.Abstr
             return json_error(
                 SignalingError(ErrorCode.CAPACITY_INVALID, "capacity must be an integer")
             )
+        raw_title = body.get("title")
+        if raw_title is not None and not isinstance(raw_title, str):
+            return json_error(SignalingError(ErrorCode.TITLE_INVALID, "title must be text"))
+        host_key = new_key()
         try:
-            room = await rooms.create(capacity=capacity)
+            title = check_title(raw_title, options.title_max_length) if raw_title else None
+            room = await rooms.create(
+                capacity=capacity, title=title, host_key_hash=hash_key(host_key)
+            )
         except SignalingError as error:
             return json_error(error)
         join_url = f"{base_url(request, options)}/?room={room.id}"
-        result: dict[str, Any] = {"id": room.id, "capacity": room.capacity, "join_url": join_url}
+        result: dict[str, Any] = {
+            "id": room.id,
+            "capacity": room.capacity,
+            "title": room.title,
+            "join_url": join_url,
+            "host_key": host_key,
+        }
         if secret is not None:
-            token = mint_token(
-                secret.encode("utf-8"), room.id, options.token_ttl_s, options=options.join_token
-            )
+            key = secret.encode("utf-8")
+            token = mint_token(key, room.id, options.token_ttl_s, options=options.join_token)
             result["token"] = token
+            result["host_token"] = mint_token(
+                key,
+                room.id,
+                options.token_ttl_s,
+                grants=Grants(host=True),
+                options=options.join_token,
+            )
             result["join_url"] = f"{join_url}&token={token}"
         return web.json_response(result, status=201)
+
+    def may_see_who(request: web.Request, room_id: str) -> bool:
+        """Without a join secret anyone with the link may join, so may see who is in; with
+        one, only the holder of a valid token for the room."""
+        if secret is None:
+            return True
+        token = request.query.get("token", "")
+        try:
+            verify_token(secret.encode("utf-8"), token, room_id, options.join_token)
+        except SignalingError:
+            return False
+        return True
 
     async def get_room(request: web.Request) -> web.Response:
         room_id = request.match_info["room_id"]
@@ -138,9 +189,7 @@ def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.Abstr
         room = await rooms.get(room_id)
         if room is None:
             return json_error(SignalingError(ErrorCode.ROOM_NOT_FOUND, "no such room"))
-        return web.json_response(
-            {"id": room.id, "capacity": room.capacity, "occupancy": len(room.participants)}
-        )
+        return web.json_response(room_summary(room, may_see_who(request, room_id)))
 
     async def config(request: web.Request) -> web.Response:
         pairs: Mapping[str, Any] | None = None
@@ -160,6 +209,7 @@ def rooms_routes(rooms: RoomStore, options: RoomRoutesOptions) -> list[web.Abstr
                 "room_capacity": rooms.limits.default_capacity,
                 "room_max_capacity": rooms.limits.max_capacity,
                 "name_max_length": options.name_max_length,
+                "title_max_length": options.title_max_length,
                 "token_required": secret is not None,
                 "pairs": pairs,
             }

@@ -6,92 +6,40 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from signaling.connection import ClientConnection, HubLimits, HubMetrics, MediaPlaneLike
 from signaling.errors import CloseCode, ErrorCode, SignalingError
+from signaling.hosting import HostActions
 from signaling.languages import normalize_language
 from signaling.names import check_name
 from signaling.placement import LocalPlacement, Placement
 from signaling.protocol import (
+    HOST_MESSAGE_TYPES,
     ClientMessage,
+    End,
     Join,
     Leave,
+    Lock,
+    Mute,
     Offer,
     PeerAnswer,
     PeerIce,
     PeerOffer,
     Ping,
     Prefs,
+    Remove,
     Update,
     parse_message,
     server_message,
 )
 from signaling.ratelimit import SlidingWindowLimiter, TokenBucket
-from signaling.rooms import Participant, RoomStore, check_room_id
-from signaling.tokens import TokenOptions, verify_token
+from signaling.rooms import Participant, Room, RoomStore, check_room_id, hash_key, new_key
+from signaling.tokens import mint_token, verify_token
 
 log = logging.getLogger(__name__)
-
-
-class MediaPlaneLike(Protocol):
-    """What signaling needs from the media plane (embedded or remote)."""
-
-    async def answer(self, room_id: str, participant_id: str, offer_sdp: str) -> str: ...
-
-    async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None: ...
-
-    def set_prefs(
-        self, room_id: str, participant_id: str, dub: bool, original_volume: float
-    ) -> None: ...
-
-
-class HubMetrics(Protocol):
-    """Counters the hub updates; ``callserver.metrics.Metrics`` provides them."""
-
-    def message(self, kind: str) -> None: ...
-
-    def error(self, code: str) -> None: ...
-
-    def websockets(self, count: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class HubLimits:
-    """The signaling settings the hub enforces."""
-
-    ws_max_message_bytes: int = 64 * 1024
-    ws_heartbeat_s: float = 20.0
-    sdp_max_bytes: int = 32 * 1024
-    ice_candidate_max_bytes: int = 2048
-    name_max_length: int = 64
-    joins_per_minute: int = 30
-    messages_per_second: float = 50.0
-    max_protocol_errors: int = 20
-    join_secret: bytes | None = None
-    join_token: TokenOptions = field(default_factory=TokenOptions)
-    ice_servers: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class ClientConnection:
-    """One WebSocket and, once joined, the participant it speaks for."""
-
-    ws: web.WebSocketResponse
-    address: str
-    bucket: TokenBucket
-    room_id: str | None = None
-    participant: Participant | None = None
-    errors: int = 0
-
-    def log_fields(self) -> dict[str, Any]:
-        return {
-            "room": self.room_id,
-            "participant": self.participant.id if self.participant else None,
-            "client": self.address,
-        }
 
 
 class SignalingHub:
@@ -124,6 +72,7 @@ class SignalingHub:
         #: Called with a room id after someone joins it, leaves it or changes languages, in
         #: the background (what listeners are told of their language pairs).
         self.room_hooks: list[Callable[[str], Awaitable[None]]] = []
+        self.host = HostActions(self)
 
     @property
     def connection_count(self) -> int:
@@ -192,7 +141,7 @@ class SignalingHub:
         self._connections.discard(conn)
         self.metrics.websockets(len(self._connections))
         if conn.participant is not None:
-            await self._leave(conn, "disconnected")
+            await self.drop(conn, "disconnected")
 
     async def close_all(self, code: CloseCode = CloseCode.GOING_AWAY) -> None:
         """Close every connection (shutdown); their participants leave."""
@@ -205,7 +154,7 @@ class SignalingHub:
         """Tell every connection the server is draining and will close within ``deadline_s``."""
         message = server_message("draining", deadline_s=deadline_s)
         for conn in list(self._connections):
-            await self._send(conn, message)
+            await self.send(conn, message)
 
     def media_closed(self, room_id: str, participant_id: str, reason: str) -> None:
         """The media plane lost a participant's connection; tell them so they can re-offer."""
@@ -255,11 +204,21 @@ class SignalingHub:
             PeerIce: self._relay,
             Update: self._update,
             Prefs: self._prefs,
+            Lock: self.host.lock,
+            Remove: self.host.remove,
+            Mute: self.host.mute,
+            End: self.host.end,
             Leave: self._leave_message,
             Ping: self._ping,
         }[type(message)]
         if not isinstance(message, Join | Ping) and conn.participant is None:
             raise SignalingError(ErrorCode.NOT_JOINED, f"'{message.type}' needs a joined room")
+        if message.type in HOST_MESSAGE_TYPES:
+            assert conn.participant is not None
+            if not conn.participant.host:
+                raise SignalingError(
+                    ErrorCode.NOT_HOST, f"only the room's host may send '{message.type}'"
+                )
         await handler(conn, message)
 
     async def _join(self, conn: ClientConnection, msg: Join) -> None:
@@ -273,20 +232,32 @@ class SignalingHub:
         name = self._check_name(msg.name)
         spoken = normalize_language(msg.spoken)
         listen = normalize_language(msg.listen)
+        host = False
         if self.limits.join_secret is not None:
             if not msg.token:
                 raise SignalingError(ErrorCode.TOKEN_REQUIRED, "this server needs a join token")
-            verify_token(self.limits.join_secret, msg.token, msg.room, self.limits.join_token)
+            claims = verify_token(
+                self.limits.join_secret, msg.token, msg.room, self.limits.join_token
+            )
+            host = claims.grants.host
+        if msg.host_key is not None:
+            # Checked even with a host token: a wrong key is refused, never quietly ignored.
+            await self.host.check_key(msg.room, msg.host_key)
+            host = True
         owner = await self.placement.owner(msg.room)
         if owner is not None:
             # Another node holds the room's calls: the client joins there (docs/protocol.md).
             log.info("join redirected", extra={**conn.log_fields(), "node": owner.id})
-            await self._send(conn, server_message("redirect", url=owner.url, room=msg.room))
+            await self.send(conn, server_message("redirect", url=owner.url, room=msg.room))
             return
         if self._is_draining():
             # A draining node keeps its calls but takes nobody new, not even into them.
             raise SignalingError(ErrorCode.DRAINING, "the server is shutting down; try again later")
-        room, participant = await self.rooms.join(msg.room, name, spoken, listen)
+        # A dropped connection comes back through a lock with the key its welcome gave it.
+        rejoin_key = msg.rejoin_key or new_key()
+        room, participant = await self.rooms.join(
+            msg.room, name, spoken, listen, host=host, seat=hash_key(rejoin_key)
+        )
         if conn.ws.closed:
             # Gone while the store answered: give the place back.
             await self.rooms.leave(room.id, participant.id)
@@ -295,21 +266,31 @@ class SignalingHub:
         self._by_participant[participant.id] = conn
         self._members.setdefault(room.id, {})[participant.id] = conn
         log.info("joined", extra=conn.log_fields())
-        await self._send(
-            conn,
-            server_message(
-                "welcome",
-                participant=participant.to_wire(),
-                room=room.to_wire(),
-                ice_servers=self.limits.ice_servers,
-            ),
-        )
-        await self._broadcast(
+        await self.send(conn, self._welcome(room, participant, rejoin_key))
+        await self.broadcast(
             room.id,
             server_message("participant-joined", participant=participant.to_wire()),
             exclude=participant.id,
         )
         self._room_changed(room.id)
+
+    def _welcome(self, room: Room, participant: Participant, rejoin_key: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {"rejoin_key": rejoin_key}
+        if participant.host and self.limits.join_secret is not None:
+            # The host's own token grants hosting: the page shares this one instead.
+            fields["guest_token"] = mint_token(
+                self.limits.join_secret,
+                room.id,
+                self.limits.token_ttl_s,
+                options=self.limits.join_token,
+            )
+        return server_message(
+            "welcome",
+            participant=participant.to_wire(),
+            room=room.to_wire(),
+            ice_servers=self.limits.ice_servers,
+            **fields,
+        )
 
     async def _offer(self, conn: ClientConnection, msg: Offer) -> None:
         assert conn.participant is not None
@@ -323,7 +304,7 @@ class SignalingHub:
         # The prefs as they are now: they may have changed while the answer was made.
         participant = conn.participant
         self.media.set_prefs(room_id, participant.id, participant.dub, participant.original_volume)
-        await self._send(conn, server_message("answer", sdp=sdp))
+        await self.send(conn, server_message("answer", sdp=sdp))
 
     async def _relay(self, conn: ClientConnection, msg: PeerOffer | PeerAnswer | PeerIce) -> None:
         assert conn.participant is not None
@@ -342,7 +323,7 @@ class SignalingHub:
         target = self._by_participant.get(msg.to)
         if target is None or target.room_id != conn.room_id or target is conn:
             raise SignalingError(ErrorCode.PEER_NOT_FOUND, f"no participant {msg.to[:40]!r} here")
-        await self._send(
+        await self.send(
             target, server_message(msg.type, **{"from": conn.participant.id}, **payload)
         )
 
@@ -360,7 +341,7 @@ class SignalingHub:
         if conn.participant is None or conn.participant.id != participant.id:
             return  # left meanwhile
         conn.participant = participant
-        await self._broadcast(
+        await self.broadcast(
             conn.room_id, server_message("participant-updated", participant=participant.to_wire())
         )
         self._room_changed(conn.room_id)
@@ -368,39 +349,59 @@ class SignalingHub:
     async def _prefs(self, conn: ClientConnection, msg: Prefs) -> None:
         participant = conn.participant
         assert participant is not None and conn.room_id is not None
+        video_before = participant.video
         participant = await self.rooms.set_prefs(
-            conn.room_id, participant.id, dub=msg.dub, original_volume=msg.original_volume
+            conn.room_id,
+            participant.id,
+            dub=msg.dub,
+            original_volume=msg.original_volume,
+            video=msg.video,
         )
         if conn.participant is None or conn.participant.id != participant.id:
             return  # left meanwhile
         conn.participant = participant
+        if participant.video != video_before:
+            # The others' pages stop (or resume) sending their video to this participant.
+            await self.broadcast(
+                conn.room_id,
+                server_message("participant-updated", participant=participant.to_wire()),
+            )
         self.media.set_prefs(
             conn.room_id, participant.id, participant.dub, participant.original_volume
         )
-        await self._send(
+        await self.send(
             conn,
             server_message(
-                "prefs", dub=participant.dub, original_volume=participant.original_volume
+                "prefs",
+                dub=participant.dub,
+                original_volume=participant.original_volume,
+                video=participant.video,
             ),
         )
 
     async def _leave_message(self, conn: ClientConnection, msg: Leave) -> None:
         self._leaving += 1
         try:
-            await self._leave(conn, "left")
-            await self._send(conn, server_message("left"))
+            await self.drop(conn, "left")
+            await self.send(conn, server_message("left"))
         finally:
             self._leaving -= 1
 
     async def _ping(self, conn: ClientConnection, msg: Ping) -> None:
-        await self._send(conn, server_message("pong", id=msg.id))
+        await self.send(conn, server_message("pong", id=msg.id))
 
     @property
     def leaving(self) -> int:
         """Leaves in progress: out of the room already, their media and messages not done yet."""
         return self._leaving
 
-    async def _leave(self, conn: ClientConnection, reason: str) -> None:
+    def members(self, room_id: str) -> list[ClientConnection]:
+        """The connections in ``room_id`` on this server, in join order."""
+        return list(self._members.get(room_id, {}).values())
+
+    async def drop(self, conn: ClientConnection, reason: str, *, tell_others: bool = True) -> None:
+        """Take ``conn``'s participant out of its room: the store, the media and (unless the
+        whole room is going) a ``participant-left`` to the others."""
         participant, room_id = conn.participant, conn.room_id
         if participant is None or room_id is None:
             return
@@ -414,7 +415,7 @@ class SignalingHub:
         self._leaving += 1
         try:
             try:
-                await self.rooms.leave(room_id, participant.id)
+                await self.rooms.leave(room_id, participant.id, revoke=reason == "removed")
             except Exception as exc:  # the store is unreachable: the call still ends here
                 log.warning(
                     "room store failed a leave; the place frees when the room expires",
@@ -424,10 +425,13 @@ class SignalingHub:
             log.info(
                 "left", extra={"room": room_id, "participant": participant.id, "reason": reason}
             )
-            await self._broadcast(
-                room_id,
-                server_message("participant-left", participant_id=participant.id, reason=reason),
-            )
+            if tell_others:
+                await self.broadcast(
+                    room_id,
+                    server_message(
+                        "participant-left", participant_id=participant.id, reason=reason
+                    ),
+                )
             self._room_changed(room_id)
         finally:
             self._leaving -= 1
@@ -466,7 +470,7 @@ class SignalingHub:
             "protocol error",
             extra={**conn.log_fields(), "code": str(error.code), "detail": error.message},
         )
-        await self._send(
+        await self.send(
             conn,
             server_message(
                 "error",
@@ -477,7 +481,7 @@ class SignalingHub:
             ),
         )
 
-    async def _send(self, conn: ClientConnection, message: dict[str, Any]) -> None:
+    async def send(self, conn: ClientConnection, message: dict[str, Any]) -> None:
         if conn.ws.closed:
             return
         try:
@@ -486,12 +490,12 @@ class SignalingHub:
             # The socket went away mid-send; its handler's finally block cleans up.
             log.debug("send failed", extra={**conn.log_fields(), "error": str(exc)})
 
-    async def _broadcast(
+    async def broadcast(
         self, room_id: str, message: dict[str, Any], exclude: str | None = None
     ) -> None:
         for pid, target in list(self._members.get(room_id, {}).items()):
             if pid != exclude:
-                await self._send(target, message)
+                await self.send(target, message)
 
     def _room_changed(self, room_id: str) -> None:
         for hook in self.room_hooks:

@@ -16,7 +16,10 @@ from signaling.rooms import (
     new_participant_id,
     new_room_id,
     not_in_room,
+    room_ended,
     room_full,
+    room_locked,
+    room_not_found,
     rooms_exhausted,
 )
 
@@ -30,11 +33,27 @@ class MemoryRoomStore:
         self.limits = limits
         self._clock = clock
         self._rooms: dict[str, Room] = {}
+        # room id -> the seats (rejoin key hashes) of everyone admitted and not removed: a
+        # lock does not keep them out, so a dropped connection can come back.
+        self._seats: dict[str, set[str]] = {}
 
-    async def create(self, capacity: int | None = None, room_id: str | None = None) -> Room:
-        return self._create(capacity, room_id)
+    async def create(
+        self,
+        capacity: int | None = None,
+        room_id: str | None = None,
+        *,
+        title: str | None = None,
+        host_key_hash: str | None = None,
+    ) -> Room:
+        return self._create(capacity, room_id, title, host_key_hash)
 
-    def _create(self, capacity: int | None, room_id: str | None) -> Room:
+    def _create(
+        self,
+        capacity: int | None,
+        room_id: str | None,
+        title: str | None = None,
+        host_key_hash: str | None = None,
+    ) -> Room:
         capacity = self.limits.check_capacity(capacity)
         room_id = new_room_id() if room_id is None else check_room_id(room_id)
         existing = self._rooms.get(room_id)
@@ -43,7 +62,14 @@ class MemoryRoomStore:
         if len(self._rooms) >= self.limits.max_rooms:
             raise rooms_exhausted()
         now = self._clock()
-        room = Room(id=room_id, capacity=capacity, created_at=now, empty_since=now)
+        room = Room(
+            id=room_id,
+            capacity=capacity,
+            created_at=now,
+            empty_since=now,
+            title=title,
+            host_key_hash=host_key_hash,
+        )
         self._rooms[room_id] = room
         log.info("room created", extra={"room": room_id, "capacity": capacity})
         return room
@@ -52,9 +78,21 @@ class MemoryRoomStore:
         return self._rooms.get(room_id)
 
     async def join(
-        self, room_id: str, name: str, spoken: str, listen: str
+        self,
+        room_id: str,
+        name: str,
+        spoken: str,
+        listen: str,
+        *,
+        host: bool = False,
+        seat: str | None = None,
     ) -> tuple[Room, Participant]:
         room = self._rooms.get(room_id) or self._create(None, room_id)
+        if room.ended:
+            raise room_ended()
+        seats = self._seats.setdefault(room_id, set())
+        if room.locked and not host and seat not in seats:
+            raise room_locked()
         if room.full:
             raise room_full(room.capacity)
         participant = Participant(
@@ -63,17 +101,26 @@ class MemoryRoomStore:
             spoken=spoken,
             listen=listen,
             joined_at=self._clock(),
+            host=host,
+            seat=seat,
         )
+        if seat is not None:
+            seats.add(seat)
         room = self._put(room, {**room.participants, participant.id: participant}, None)
         return room, participant
 
-    async def leave(self, room_id: str, participant_id: str) -> Participant | None:
+    async def leave(
+        self, room_id: str, participant_id: str, *, revoke: bool = False
+    ) -> Participant | None:
         room = self._rooms.get(room_id)
         if room is None or participant_id not in room.participants:
             return None
+        gone = room.participants[participant_id]
+        if revoke and gone.seat is not None:
+            self._seats.get(room_id, set()).discard(gone.seat)
         rest = {pid: p for pid, p in room.participants.items() if pid != participant_id}
         self._put(room, rest, None if rest else self._clock())
-        return room.participants[participant_id]
+        return gone
 
     async def update(
         self,
@@ -93,8 +140,34 @@ class MemoryRoomStore:
         *,
         dub: bool | None = None,
         original_volume: float | None = None,
+        video: bool | None = None,
     ) -> Participant:
-        return self._change(room_id, participant_id, dub=dub, original_volume=original_volume)
+        return self._change(
+            room_id, participant_id, dub=dub, original_volume=original_volume, video=video
+        )
+
+    async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> Participant:
+        return self._change(room_id, participant_id, muted=muted)
+
+    async def set_locked(self, room_id: str, locked: bool) -> Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise room_not_found()
+        room = dataclasses.replace(room, locked=locked)
+        self._rooms[room_id] = room
+        return room
+
+    async def end(self, room_id: str) -> Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise room_not_found()
+        empty_since = room.empty_since if room.empty_since is not None else self._clock()
+        self._rooms[room_id] = dataclasses.replace(
+            room, participants={}, ended=True, empty_since=empty_since
+        )
+        self._seats.pop(room_id, None)
+        log.info("room ended", extra={"room": room_id})
+        return room
 
     def _change(self, room_id: str, participant_id: str, **fields: Any) -> Participant:
         room = self._rooms.get(room_id)
@@ -150,8 +223,10 @@ class MemoryRoomStore:
         ]
         for room_id in expired:
             del self._rooms[room_id]
+            self._seats.pop(room_id, None)
             log.info("room expired", extra={"room": room_id})
         return expired
 
     async def aclose(self) -> None:
         self._rooms.clear()
+        self._seats.clear()

@@ -20,26 +20,33 @@ from signaling.errors import ErrorCode, SignalingError
 FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
-def check_name(raw: str, max_length: int) -> str:
-    """The display name ``raw`` stands for, normalised; ``name_invalid`` if there is none."""
-    name = unicodedata.normalize("NFC", raw)
-    for ch in name:
+def _clean(raw: str, max_length: int, code: ErrorCode, what: str) -> str:
+    """``raw`` normalised and trimmed (possibly empty), or ``code`` naming what is wrong."""
+    text = unicodedata.normalize("NFC", raw)
+    for ch in text:
         category = unicodedata.category(ch)
         if category == "Cs":
             raise SignalingError(
-                ErrorCode.NAME_INVALID,
-                "the display name has a broken character (a lone UTF-16 surrogate)",
+                code, f"the {what} has a broken character (a lone UTF-16 surrogate)"
             )
         if category in FORBIDDEN_CATEGORIES:
             raise SignalingError(
-                ErrorCode.NAME_INVALID,
-                "the display name has control, invisible formatting or line break characters",
+                code, f"the {what} has control, invisible formatting or line break characters"
             )
-    name = name.strip()
+    text = text.strip()
+    if len(text) > max_length:
+        raise SignalingError(code, f"the {what} is longer than {max_length} characters")
+    return text
+
+
+def check_name(raw: str, max_length: int) -> str:
+    """The display name ``raw`` stands for, normalised; ``name_invalid`` if there is none."""
+    name = _clean(raw, max_length, ErrorCode.NAME_INVALID, "display name")
     if not name:
         raise SignalingError(ErrorCode.NAME_INVALID, "the display name is empty")
-    if len(name) > max_length:
-        raise SignalingError(
-            ErrorCode.NAME_INVALID, f"the display name is longer than {max_length} characters"
-        )
     return name
+
+
+def check_title(raw: str, max_length: int) -> str | None:
+    """A room title by the display-name rule; None when blank; ``title_invalid`` otherwise."""
+    return _clean(raw, max_length, ErrorCode.TITLE_INVALID, "room title") or None

@@ -25,7 +25,8 @@ class _Message(BaseModel):
 
 
 class Join(_Message):
-    """Enter a room. ``token`` is needed when the server has a join secret."""
+    """Enter a room. ``token`` is needed when the server has a join secret; ``host_key`` (the
+    room's host credential from ``POST /api/rooms``) joins as its host."""
 
     type: Literal["join"]
     room: str
@@ -33,6 +34,9 @@ class Join(_Message):
     spoken: str
     listen: str
     token: str | None = None
+    host_key: str | None = None
+    #: The key from an earlier ``welcome`` in this room: a lock does not keep its holder out.
+    rejoin_key: str | None = Field(None, max_length=128)
 
 
 class Offer(_Message):
@@ -86,11 +90,41 @@ class Update(_Message):
 
 
 class Prefs(_Message):
-    """The listener's own mix: dubbed speech on or off, and the original voices' volume."""
+    """The listener's own mix (dubbed speech on or off, the original voices' volume) and
+    whether they take the others' video."""
 
     type: Literal["prefs"]
     dub: StrictBool | None = None
     original_volume: float | None = Field(None, ge=0.0, le=1.0)
+    video: StrictBool | None = None
+
+
+class Lock(_Message):
+    """Host: refuse (or again admit) new guests."""
+
+    type: Literal["lock"]
+    locked: StrictBool
+
+
+class Remove(_Message):
+    """Host: put a participant out of the room."""
+
+    type: Literal["remove"]
+    participant: str
+
+
+class Mute(_Message):
+    """Host: mute or unmute a participant's microphone for the room."""
+
+    type: Literal["mute"]
+    participant: str
+    muted: StrictBool
+
+
+class End(_Message):
+    """Host: end the call for everyone."""
+
+    type: Literal["end"]
 
 
 class Leave(_Message):
@@ -107,13 +141,41 @@ class Ping(_Message):
 
 
 ClientMessage = Annotated[
-    Join | Offer | PeerOffer | PeerAnswer | PeerIce | Update | Prefs | Leave | Ping,
+    Join
+    | Offer
+    | PeerOffer
+    | PeerAnswer
+    | PeerIce
+    | Update
+    | Prefs
+    | Lock
+    | Remove
+    | Mute
+    | End
+    | Leave
+    | Ping,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = frozenset(
-    {"join", "offer", "p2p-offer", "p2p-answer", "p2p-ice", "update", "prefs", "leave", "ping"}
+    {
+        "join",
+        "offer",
+        "p2p-offer",
+        "p2p-answer",
+        "p2p-ice",
+        "update",
+        "prefs",
+        "lock",
+        "remove",
+        "mute",
+        "end",
+        "leave",
+        "ping",
+    }
 )
+#: Messages only a room's host may send; a guest gets ``not_host``.
+HOST_MESSAGE_TYPES = frozenset({"lock", "remove", "mute", "end"})
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,18 +1,7 @@
 """The room store of the distributed mode: rooms in Redis, shared by every media node.
 
-Each change is one Lua script, so it is atomic across nodes: a join checks the capacity and
-adds the participant in the same step, a claim sets the owner only if there is none, a sweep
-hands each expired room to exactly one node. The keys (under ``prefix``):
-
-- ``rooms``: a set of room ids (its size is checked against ``max_rooms``);
-- ``empty``: a sorted set, room id -> when it became empty (what ``sweep`` reads);
-- ``room:{id}``: a hash with ``capacity``, ``created_at``, ``empty_since`` ('' while anyone is
-  in), ``owner`` and ``seq`` (the join counter that orders participants);
-- ``room:{id}:order``: a sorted set, participant id -> join sequence;
-- ``room:{id}:people``: a hash, participant id -> the participant as JSON.
-
-The scripts touch keys of several rooms' sets, so this is for a single Redis (or a primary with
-replicas), not Redis Cluster.
+Every change is one Lua script (``signaling/redis_room_scripts.py``, which also lists the keys),
+so it is atomic across nodes.
 """
 
 from __future__ import annotations
@@ -28,6 +17,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signaling.errors import ErrorCode, SignalingError
+from signaling.redis_room_scripts import (
+    CHANGE_SCRIPT,
+    CLAIM_SCRIPT,
+    CREATE_SCRIPT,
+    END_SCRIPT,
+    HEAD_FIELDS,
+    JOIN_SCRIPT,
+    LEAVE_SCRIPT,
+    LOCK_SCRIPT,
+    REASSIGN_SCRIPT,
+    SWEEP_SCRIPT,
+)
 from signaling.rooms import (
     Participant,
     Room,
@@ -36,126 +37,14 @@ from signaling.rooms import (
     new_participant_id,
     new_room_id,
     not_in_room,
+    room_ended,
     room_full,
+    room_locked,
+    room_not_found,
     rooms_exhausted,
 )
 
 log = logging.getLogger(__name__)
-
-# Returns the room as a flat list: capacity, created_at, empty_since, owner, then the
-# participants' JSON in join order; an empty list for an unknown room.
-_SNAPSHOT = """
-local function snapshot(room, order, people)
-  local head = redis.call('HMGET', room, 'capacity', 'created_at', 'empty_since', 'owner')
-  if not head[1] then return {} end
-  local out = {head[1], head[2], head[3] or '', head[4] or ''}
-  local ids = redis.call('ZRANGE', order, 0, -1)
-  if #ids > 0 then
-    local records = redis.call('HMGET', people, unpack(ids))
-    for i = 1, #records do out[#out + 1] = records[i] end
-  end
-  return out
-end
-"""
-
-# KEYS: rooms, empty, room, order, people. ARGV: id, capacity, max_rooms, now.
-# Creates the room unless it exists; 'exhausted' at the limit.
-_CREATE = """
-local function create(keys, id, capacity, max_rooms, now)
-  if redis.call('EXISTS', keys[3]) == 1 then return 'exists' end
-  if redis.call('SCARD', keys[1]) >= tonumber(max_rooms) then return 'exhausted' end
-  redis.call('HSET', keys[3], 'capacity', capacity, 'created_at', now, 'empty_since', now,
-             'seq', 0)
-  redis.call('SADD', keys[1], id)
-  redis.call('ZADD', keys[2], now, id)
-  return 'created'
-end
-"""
-
-CREATE_SCRIPT = (
-    _SNAPSHOT
-    + _CREATE
-    + """
-local made = create(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if made == 'exhausted' then return {'exhausted'} end
-return {made, snapshot(KEYS[3], KEYS[4], KEYS[5])}
-"""
-)
-
-# ARGV: id, default capacity, max_rooms, now, participant id, participant JSON.
-JOIN_SCRIPT = (
-    _SNAPSHOT
-    + _CREATE
-    + """
-if create(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4]) == 'exhausted' then return {'exhausted'} end
-local capacity = tonumber(redis.call('HGET', KEYS[3], 'capacity'))
-if redis.call('ZCARD', KEYS[4]) >= capacity then return {'full', tostring(capacity)} end
-local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-redis.call('ZADD', KEYS[4], seq, ARGV[5])
-redis.call('HSET', KEYS[5], ARGV[5], ARGV[6])
-redis.call('HSET', KEYS[3], 'empty_since', '')
-redis.call('ZREM', KEYS[2], ARGV[1])
-return {'ok', snapshot(KEYS[3], KEYS[4], KEYS[5])}
-"""
-)
-
-# KEYS: empty, room, order, people. ARGV: id, participant id, now.
-LEAVE_SCRIPT = """
-local record = redis.call('HGET', KEYS[4], ARGV[2])
-if not record then return false end
-redis.call('HDEL', KEYS[4], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-if redis.call('ZCARD', KEYS[3]) == 0 then
-  redis.call('HSET', KEYS[2], 'empty_since', ARGV[3])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-end
-return record
-"""
-
-# KEYS: people. ARGV: participant id, JSON object of the fields to change.
-CHANGE_SCRIPT = """
-local record = redis.call('HGET', KEYS[1], ARGV[1])
-if not record then return false end
-local participant = cjson.decode(record)
-for key, value in pairs(cjson.decode(ARGV[2])) do participant[key] = value end
-record = cjson.encode(participant)
-redis.call('HSET', KEYS[1], ARGV[1], record)
-return record
-"""
-
-# KEYS: room. ARGV: node.
-CLAIM_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSETNX', KEYS[1], 'owner', ARGV[1])
-return redis.call('HGET', KEYS[1], 'owner')
-"""
-
-# KEYS: empty, room, order, people. ARGV: id, expected owner ('' for none), node, now.
-REASSIGN_SCRIPT = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return false end
-local owner = redis.call('HGET', KEYS[2], 'owner') or ''
-if owner ~= ARGV[2] then return owner end
-redis.call('HSET', KEYS[2], 'owner', ARGV[3])
-if owner ~= '' and redis.call('ZCARD', KEYS[3]) > 0 then
-  redis.call('DEL', KEYS[3], KEYS[4])
-  redis.call('HSET', KEYS[2], 'empty_since', ARGV[4])
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-end
-return ARGV[3]
-"""
-
-# KEYS: rooms, empty. ARGV: cutoff, prefix.
-SWEEP_SCRIPT = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, id in ipairs(expired) do
-  local room = ARGV[2] .. 'room:' .. id
-  redis.call('DEL', room, room .. ':order', room .. ':people')
-  redis.call('SREM', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
-end
-return expired
-"""
-
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -205,6 +94,8 @@ class RedisRoomStore:
         self._leave = self._client.register_script(LEAVE_SCRIPT)
         self._change_script = self._client.register_script(CHANGE_SCRIPT)
         self._claim = self._client.register_script(CLAIM_SCRIPT)
+        self._lock = self._client.register_script(LOCK_SCRIPT)
+        self._end = self._client.register_script(END_SCRIPT)
         self._reassign = self._client.register_script(REASSIGN_SCRIPT)
         self._sweep = self._client.register_script(SWEEP_SCRIPT)
 
@@ -216,20 +107,26 @@ class RedisRoomStore:
             room,
             f"{room}:order",
             f"{room}:people",
+            f"{room}:seats",
         ]
 
     def _room(self, room_id: str, flat: Sequence[Any]) -> Room | None:
         if not flat:
             return None
-        capacity, created_at, empty_since, owner, *records = (_text(v) for v in flat)
-        people = (Participant.from_record(json.loads(r)) for r in records)
+        texts = [_text(v) for v in flat]
+        head = dict(zip(HEAD_FIELDS, texts, strict=False))
+        people = (Participant.from_record(json.loads(r)) for r in texts[len(HEAD_FIELDS) :])
         return Room(
             id=room_id,
-            capacity=int(capacity),
-            created_at=float(created_at),
+            capacity=int(head["capacity"]),
+            created_at=float(head["created_at"]),
             participants={p.id: p for p in people},
-            empty_since=float(empty_since) if empty_since else None,
-            owner=owner or None,
+            empty_since=float(head["empty_since"]) if head["empty_since"] else None,
+            owner=head["owner"] or None,
+            title=head["title"] or None,
+            locked=head["locked"] == "1",
+            ended=head["ended"] == "1",
+            host_key_hash=head["host_key"] or None,
         )
 
     def _snapshot(self, room_id: str, flat: Sequence[Any]) -> Room:
@@ -239,12 +136,26 @@ class RedisRoomStore:
         return room
 
     @reachable
-    async def create(self, capacity: int | None = None, room_id: str | None = None) -> Room:
+    async def create(
+        self,
+        capacity: int | None = None,
+        room_id: str | None = None,
+        *,
+        title: str | None = None,
+        host_key_hash: str | None = None,
+    ) -> Room:
         capacity = self.limits.check_capacity(capacity)
         room_id = new_room_id() if room_id is None else check_room_id(room_id)
         result = await self._create(
             keys=self._room_keys(room_id),
-            args=[room_id, capacity, self.limits.max_rooms, self._clock()],
+            args=[
+                room_id,
+                capacity,
+                self.limits.max_rooms,
+                self._clock(),
+                title or "",
+                host_key_hash or "",
+            ],
         )
         if _text(result[0]) == "exhausted":
             raise rooms_exhausted()
@@ -254,9 +165,9 @@ class RedisRoomStore:
 
     @reachable
     async def get(self, room_id: str) -> Room | None:
-        _, _, room, order, people = self._room_keys(room_id)
+        _, _, room, order, people, _ = self._room_keys(room_id)
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hmget(room, "capacity", "created_at", "empty_since", "owner")
+            pipe.hmget(room, *HEAD_FIELDS)
             pipe.zrange(order, 0, -1)
             pipe.hgetall(people)
             head, ids, records = await pipe.execute()
@@ -268,7 +179,14 @@ class RedisRoomStore:
 
     @reachable
     async def join(
-        self, room_id: str, name: str, spoken: str, listen: str
+        self,
+        room_id: str,
+        name: str,
+        spoken: str,
+        listen: str,
+        *,
+        host: bool = False,
+        seat: str | None = None,
     ) -> tuple[Room, Participant]:
         check_room_id(room_id)
         participant = Participant(
@@ -277,6 +195,8 @@ class RedisRoomStore:
             spoken=spoken,
             listen=listen,
             joined_at=self._clock(),
+            host=host,
+            seat=seat,
         )
         result = await self._join(
             keys=self._room_keys(room_id),
@@ -287,20 +207,29 @@ class RedisRoomStore:
                 participant.joined_at,
                 participant.id,
                 json.dumps(participant.to_record()),
+                "1" if host else "0",
+                seat or "",
             ],
         )
         status = _text(result[0])
         if status == "exhausted":
             raise rooms_exhausted()
+        if status == "ended":
+            raise room_ended()
+        if status == "locked":
+            raise room_locked()
         if status == "full":
             raise room_full(int(_text(result[1])))
         return self._snapshot(room_id, result[1]), participant
 
     @reachable
-    async def leave(self, room_id: str, participant_id: str) -> Participant | None:
-        _, empty, room, order, people = self._room_keys(room_id)
+    async def leave(
+        self, room_id: str, participant_id: str, *, revoke: bool = False
+    ) -> Participant | None:
+        _, empty, room, order, people, seats = self._room_keys(room_id)
         record = await self._leave(
-            keys=[empty, room, order, people], args=[room_id, participant_id, self._clock()]
+            keys=[empty, room, order, people, seats],
+            args=[room_id, participant_id, self._clock(), "1" if revoke else "0"],
         )
         return Participant.from_record(json.loads(record)) if record else None
 
@@ -324,10 +253,37 @@ class RedisRoomStore:
         *,
         dub: bool | None = None,
         original_volume: float | None = None,
+        video: bool | None = None,
     ) -> Participant:
         return await self._change(
-            room_id, participant_id, {"dub": dub, "original_volume": original_volume}
+            room_id,
+            participant_id,
+            {"dub": dub, "original_volume": original_volume, "video": video},
         )
+
+    async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> Participant:
+        return await self._change(room_id, participant_id, {"muted": muted})
+
+    @reachable
+    async def set_locked(self, room_id: str, locked: bool) -> Room:
+        _, _, room, order, people, _ = self._room_keys(room_id)
+        flat = await self._lock(keys=[room, order, people], args=["1" if locked else "0"])
+        result = self._room(room_id, flat)
+        if result is None:
+            raise room_not_found()
+        return result
+
+    @reachable
+    async def end(self, room_id: str) -> Room:
+        _, empty, room, order, people, seats = self._room_keys(room_id)
+        flat = await self._end(
+            keys=[empty, room, order, people, seats], args=[room_id, self._clock()]
+        )
+        result = self._room(room_id, flat)
+        if result is None:
+            raise room_not_found()
+        log.info("room ended", extra={"room": room_id})
+        return result
 
     @reachable
     async def _change(
@@ -348,7 +304,7 @@ class RedisRoomStore:
 
     @reachable
     async def reassign(self, room_id: str, expected: str | None, node: str) -> str | None:
-        _, empty, room, order, people = self._room_keys(room_id)
+        _, empty, room, order, people, _ = self._room_keys(room_id)
         owner = await self._reassign(
             keys=[empty, room, order, people], args=[room_id, expected or "", node, self._clock()]
         )

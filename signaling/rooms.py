@@ -9,6 +9,8 @@ answers with the new state, so two callers can never disagree about who is in a 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -26,6 +28,21 @@ ROOM_ID_PATTERN = re.compile(rf"^{ROOM_ID_CHARS}\Z")
 def new_room_id() -> str:
     """An unguessable room id: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)
+
+
+def new_key() -> str:
+    """A credential (a room's host key, a participant's rejoin key): 128 random bits,
+    URL-safe. The store keeps only its hash."""
+    return secrets.token_urlsafe(16)
+
+
+def hash_key(key: str) -> str:
+    """What the store keeps of a key: SHA-256, hex (the key itself is random, no salt)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: Keys longer than this are refused before hashing (minted ones are 22 characters).
+MAX_KEY_LENGTH = 128
 
 
 def new_participant_id() -> str:
@@ -46,15 +63,32 @@ class Participant:
     #: Whether this listener hears dubbed speech, and how loud the original voices stay.
     dub: bool = True
     original_volume: float = 1.0
+    #: Joined with the room's host credential: may lock, remove, mute and end.
+    host: bool = False
+    #: The host muted this participant's microphone for the room.
+    muted: bool = False
+    #: Whether this participant takes the others' video (off saves their machine).
+    video: bool = True
+    #: ``hash_key`` of the rejoin key the participant holds: their seat in a locked room.
+    seat: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The participant as it appears in protocol messages."""
-        return {"id": self.id, "name": self.name, "spoken": self.spoken, "listen": self.listen}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "spoken": self.spoken,
+            "listen": self.listen,
+            "host": self.host,
+            "muted": self.muted,
+            "video": self.video,
+        }
 
     def to_record(self) -> dict[str, Any]:
         """Every field, as JSON-ready values (what a shared store keeps)."""
         return {
             **self.to_wire(),
+            "seat": self.seat,
             "joined_at": self.joined_at,
             "dub": self.dub,
             "original_volume": self.original_volume,
@@ -71,6 +105,11 @@ class Participant:
             joined_at=float(record["joined_at"]),
             dub=bool(record["dub"]),
             original_volume=float(record["original_volume"]),
+            # Absent in records written before hosted rooms: a rolling upgrade reads them.
+            host=bool(record.get("host", False)),
+            muted=bool(record.get("muted", False)),
+            video=bool(record.get("video", True)),
+            seat=record.get("seat"),
         )
 
 
@@ -87,16 +126,32 @@ class Room:
     empty_since: float | None = None
     #: The node that holds the room's calls, once one has claimed it.
     owner: str | None = None
+    #: Shown to everyone who is invited; None for an untitled room.
+    title: str | None = None
+    #: A host locked the room: guests are refused, hosts still join.
+    locked: bool = False
+    #: A host ended the call: every join is refused until the room expires.
+    ended: bool = False
+    #: ``hash_key`` of the room's host credential; None for a room made by a join.
+    host_key_hash: str | None = None
 
     @property
     def full(self) -> bool:
         return len(self.participants) >= self.capacity
+
+    def host_key_matches(self, key: str) -> bool:
+        """Whether ``key`` is this room's host credential (compared in constant time)."""
+        if self.host_key_hash is None or len(key) > MAX_KEY_LENGTH:
+            return False
+        return hmac.compare_digest(self.host_key_hash, hash_key(key))
 
     def to_wire(self) -> dict[str, Any]:
         """The room as it appears in protocol messages."""
         return {
             "id": self.id,
             "capacity": self.capacity,
+            "title": self.title,
+            "locked": self.locked,
             "participants": [p.to_wire() for p in self.participants.values()],
         }
 
@@ -143,6 +198,18 @@ def room_full(capacity: int) -> SignalingError:
     return SignalingError(ErrorCode.ROOM_FULL, f"the room is full ({capacity} participants)")
 
 
+def room_locked() -> SignalingError:
+    return SignalingError(ErrorCode.ROOM_LOCKED, "the host has locked this room")
+
+
+def room_ended() -> SignalingError:
+    return SignalingError(ErrorCode.ROOM_ENDED, "the host has ended this call")
+
+
+def room_not_found() -> SignalingError:
+    return SignalingError(ErrorCode.ROOM_NOT_FOUND, "no such room")
+
+
 def rooms_exhausted() -> SignalingError:
     return SignalingError(ErrorCode.ROOMS_EXHAUSTED, "the server holds its maximum of rooms")
 
@@ -156,7 +223,14 @@ class RoomStore(Protocol):
 
     limits: RoomLimits
 
-    async def create(self, capacity: int | None = None, room_id: str | None = None) -> Room:
+    async def create(
+        self,
+        capacity: int | None = None,
+        room_id: str | None = None,
+        *,
+        title: str | None = None,
+        host_key_hash: str | None = None,
+    ) -> Room:
         """An empty room (expires if nobody joins within the TTL); ``rooms_exhausted`` at the
         limit, ``capacity_invalid``, ``room_id_invalid``. An existing id is returned as it is."""
         ...
@@ -166,14 +240,26 @@ class RoomStore(Protocol):
         ...
 
     async def join(
-        self, room_id: str, name: str, spoken: str, listen: str
+        self,
+        room_id: str,
+        name: str,
+        spoken: str,
+        listen: str,
+        *,
+        host: bool = False,
+        seat: str | None = None,
     ) -> tuple[Room, Participant]:
-        """Add a participant, creating the room on first join; the capacity is checked in the
-        same step as the add, so two joiners can never both take the last place."""
+        """Add a participant, creating the room on first join; the capacity, the lock (which a
+        host or a ``seat`` among the room's seats passes) and the end are checked in the same
+        step as the add, so two joiners can never both take the last place. The ``seat`` is
+        kept among the room's seats. ``room_full``, ``room_locked``, ``room_ended``."""
         ...
 
-    async def leave(self, room_id: str, participant_id: str) -> Participant | None:
-        """Remove a participant (None if not there); the last one out starts the empty TTL."""
+    async def leave(
+        self, room_id: str, participant_id: str, *, revoke: bool = False
+    ) -> Participant | None:
+        """Remove a participant (None if not there); the last one out starts the empty TTL.
+        ``revoke`` also takes their seat away (a host removed them)."""
         ...
 
     async def update(
@@ -195,8 +281,23 @@ class RoomStore(Protocol):
         *,
         dub: bool | None = None,
         original_volume: float | None = None,
+        video: bool | None = None,
     ) -> Participant:
-        """Change a listener's dub controls (None keeps a field); ``not_joined`` if not there."""
+        """Change a listener's dub and video controls (None keeps a field); ``not_joined`` if
+        not there."""
+        ...
+
+    async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> Participant:
+        """Mute or unmute a participant for the room; ``not_joined`` if not there."""
+        ...
+
+    async def set_locked(self, room_id: str, locked: bool) -> Room:
+        """Lock or unlock the room; ``room_not_found`` for an unknown room."""
+        ...
+
+    async def end(self, room_id: str) -> Room:
+        """End the call: everyone is out and joins are refused until the room expires. The
+        room as it was just before (with the participants who were in); ``room_not_found``."""
         ...
 
     async def claim(self, room_id: str, node: str) -> str | None:

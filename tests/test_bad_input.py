@@ -328,7 +328,15 @@ async def test_http_api_bad_requests(battery: RunningServer) -> None:
         assert resp.status == 201 and room["capacity"] == 4
         assert room["join_url"].endswith(f"/?room={room['id']}")
     async with s.get(url + f"/api/rooms/{room['id']}") as resp:
-        assert await resp.json() == {"id": room["id"], "capacity": 4, "occupancy": 0}
+        assert await resp.json() == {
+            "id": room["id"],
+            "capacity": 4,
+            "occupancy": 0,
+            "title": None,
+            "locked": False,
+            "ended": False,
+            "participants": [],
+        }
 
 
 async def test_websocket_closed_mid_offer_leaks_nothing(

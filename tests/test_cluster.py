@@ -111,6 +111,25 @@ async def test_callers_through_different_nodes_meet_on_the_rooms_node(
         clip = speech[: SAMPLE_RATE * 3]
         await speak_and_check(ann, ben, clip)
         await speak_and_check(ben, ann, clip)
+
+        # A hosted room made on one node is run from whichever node holds its calls.
+        async with cluster.session.post(
+            cluster.nodes["node-b"].url + "/api/rooms", json={"capacity": 3, "title": "Spread"}
+        ) as made:
+            hosted = await made.json()
+        host, guest = cluster.caller("node-b", "Hana"), cluster.caller("node-a", "Gil")
+        late = cluster.caller("node-a", "Late")
+        callers += [host, guest, late]
+        assert (await host.join(hosted["id"], host_key=hosted["host_key"]))["participant"]["host"]
+        assert (await guest.join(hosted["id"]))["room"]["title"] == "Spread"
+        await host.send({"type": "lock", "locked": True})
+        assert (await guest.expect("room-updated"))["room"]["locked"] is True
+        with pytest.raises(ProbeError) as refused:
+            await late.join(hosted["id"])
+        assert isinstance(refused.value.message, dict)
+        assert refused.value.message["code"] == "room_locked"
+        await host.send({"type": "end"})
+        assert (await guest.expect("ended"))["by"] == "Hana"
     finally:
         await asyncio.gather(*(c.close() for c in callers), return_exceptions=True)
 

@@ -182,6 +182,8 @@ async def test_join_secret_file_guards_a_real_server(
     secret.write_text("from-a-docker-secret\n")
     token = cli("token", "secret-room", CALLSERVER_JOIN_SECRET_FILE=str(secret))
     assert token.returncode == 0, token.stderr
+    host_token = cli("token", "secret-room", "--host", CALLSERVER_JOIN_SECRET_FILE=str(secret))
+    assert host_token.returncode == 0, host_token.stderr
     server = await start_server(CALLSERVER_JOIN_SECRET_FILE=str(secret))
     try:
         stranger = ScriptedCaller(server.url, session, name="Stranger")
@@ -190,10 +192,15 @@ async def test_join_secret_file_guards_a_real_server(
         assert isinstance(refused.value.message, dict)
         assert refused.value.message["code"] == "token_required"
         await stranger.close()
+        host = ScriptedCaller(server.url, session, name="Host")
+        welcome = await host.join("secret-room", token=host_token.stdout.strip())
+        assert welcome["participant"]["host"] is True
         guest = ScriptedCaller(server.url, session, name="Guest")
-        await guest.join("secret-room", token=token.stdout.strip())
-        await guest.leave()
-        await guest.close()
+        welcome = await guest.join("secret-room", token=token.stdout.strip())
+        assert welcome["participant"]["host"] is False
+        for caller in (guest, host):
+            await caller.leave()
+            await caller.close()
     finally:
         code, logged = await server.stop()
     assert code == 0 and "Traceback" not in logged

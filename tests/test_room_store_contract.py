@@ -14,7 +14,14 @@ import pytest
 from signaling.errors import ErrorCode, SignalingError
 from signaling.memory_rooms import MemoryRoomStore
 from signaling.redis_rooms import RedisRoomStore
-from signaling.rooms import ROOM_ID_PATTERN, RoomLimits, RoomStore, new_room_id
+from signaling.rooms import (
+    ROOM_ID_PATTERN,
+    Participant,
+    RoomLimits,
+    RoomStore,
+    hash_key,
+    new_room_id,
+)
 from tests.conftest import REDIS_URL
 
 
@@ -117,6 +124,9 @@ async def test_participants_keep_every_field_in_join_order(make_store: StoreFact
         "name": "P0",
         "spoken": "vi",
         "listen": "en",
+        "host": False,
+        "muted": False,
+        "video": True,
     }
     assert joined[0].dub is True and joined[0].original_volume == 1.0
 
@@ -201,6 +211,115 @@ async def test_update_and_prefs_change_only_what_is_given(make_store: StoreFacto
     assert room is not None and room.participants[alice.id] == off
     assert await codes(rooms.update("changes", "p_gone", name="X")) == ErrorCode.NOT_JOINED
     assert await codes(rooms.set_prefs("nowhere", alice.id, dub=True)) == ErrorCode.NOT_JOINED
+
+
+async def test_a_hosted_room_keeps_its_title_and_only_the_hash_of_its_key(
+    make_store: StoreFactory,
+) -> None:
+    rooms = make_store()
+    digest = hash_key("the-host-key")
+    made = await rooms.create(capacity=4, title="Lesson 3: Hà Nội", host_key_hash=digest)
+    room = await rooms.get(made.id)
+    assert room == made and room is not None
+    assert (room.title, room.host_key_hash, room.locked, room.ended) == (
+        "Lesson 3: Hà Nội",
+        digest,
+        False,
+        False,
+    )
+    assert room.host_key_matches("the-host-key") and not room.host_key_matches("the-host-kez")
+    assert "the-host-key" not in repr(room.to_wire())
+    # A room made by a join has no title and no host credential.
+    plain, _ = await rooms.join("plain-room", "A", "en", "en")
+    assert plain.title is None and not plain.host_key_matches("")
+
+
+async def test_a_lock_keeps_guests_out_but_not_hosts(make_store: StoreFactory) -> None:
+    rooms = make_store()
+    made = await rooms.create(capacity=3)
+    _, host = await rooms.join(made.id, "Host", "en", "en", host=True)
+    assert host.host
+    locked = await rooms.set_locked(made.id, True)
+    assert locked.locked and list(locked.participants) == [host.id]
+    assert await codes(rooms.join(made.id, "Guest", "en", "en")) == ErrorCode.ROOM_LOCKED
+    _, again = await rooms.join(made.id, "Host's phone", "en", "en", host=True)
+    assert again.host
+    assert not (await rooms.set_locked(made.id, False)).locked
+    room, guest = await rooms.join(made.id, "Guest", "en", "en")
+    assert not guest.host and room.full
+    # The lock does not make room: a host still needs a free place.
+    await rooms.set_locked(made.id, True)
+    assert await codes(rooms.join(made.id, "Host", "en", "en", host=True)) == ErrorCode.ROOM_FULL
+    assert await codes(rooms.set_locked("no-such-room", True)) == ErrorCode.ROOM_NOT_FOUND
+
+
+async def test_a_lock_lets_back_the_admitted_but_not_the_removed(
+    make_store: StoreFactory,
+) -> None:
+    rooms = make_store()
+    made = await rooms.create(capacity=4)
+    _, ann = await rooms.join(made.id, "Ann", "en", "en", seat=hash_key("ann-key"))
+    _, bob = await rooms.join(made.id, "Bob", "en", "en", seat=hash_key("bob-key"))
+    assert ann.seat == hash_key("ann-key")
+    await rooms.set_locked(made.id, True)
+    # Both connections drop; Bob is then removed by the host (his seat is taken away).
+    assert await rooms.leave(made.id, ann.id) == ann
+    assert await rooms.leave(made.id, bob.id, revoke=True) == bob
+    _, back = await rooms.join(made.id, "Ann", "en", "en", seat=hash_key("ann-key"))
+    assert back.seat == ann.seat and back.id != ann.id
+    for seat in (hash_key("bob-key"), hash_key("a-guess"), None):
+        joining = rooms.join(made.id, "Bob", "en", "en", seat=seat)
+        assert await codes(joining) == ErrorCode.ROOM_LOCKED
+    # Leaving without revoke keeps the seat; an ended room forgets every seat.
+    await rooms.leave(made.id, back.id)
+    await rooms.end(made.id)
+    joining = rooms.join(made.id, "Ann", "en", "en", seat=hash_key("ann-key"))
+    assert await codes(joining) == ErrorCode.ROOM_ENDED
+
+
+async def test_an_ended_room_refuses_everyone_until_it_expires(make_store: StoreFactory) -> None:
+    clock = Clock()
+    rooms = make_store(clock)
+    made = await rooms.create(capacity=4)
+    _, host = await rooms.join(made.id, "Host", "en", "en", host=True)
+    _, guest = await rooms.join(made.id, "Guest", "es", "en")
+    clock.now += 5
+    before = await rooms.end(made.id)
+    assert list(before.participants) == [host.id, guest.id]
+    after = await rooms.get(made.id)
+    assert after is not None and after.ended and after.participants == {}
+    assert after.empty_since == clock.now
+    for as_host in (False, True):
+        joining = rooms.join(made.id, "Again", "en", "en", host=as_host)
+        assert await codes(joining) == ErrorCode.ROOM_ENDED
+    assert await rooms.counts() == (1, 0)
+    clock.now += 61
+    assert await rooms.sweep() == [made.id]
+    # Once forgotten, the id is a new, plain room.
+    fresh, _ = await rooms.join(made.id, "Later", "en", "en")
+    assert not fresh.ended and fresh.host_key_hash is None
+    assert await codes(rooms.end("no-such-room")) == ErrorCode.ROOM_NOT_FOUND
+
+
+async def test_mute_and_video_change_one_participant(make_store: StoreFactory) -> None:
+    rooms = make_store()
+    _, alice = await rooms.join("mute-room", "Alice", "en", "es")
+    _, bob = await rooms.join("mute-room", "Bob", "es", "en")
+    muted = await rooms.set_muted("mute-room", bob.id, True)
+    assert muted.muted and (muted.name, muted.listen) == ("Bob", "en")
+    no_video = await rooms.set_prefs("mute-room", alice.id, video=False)
+    assert not no_video.video and no_video.dub
+    room = await rooms.get("mute-room")
+    assert room is not None
+    assert room.participants == {alice.id: no_video, bob.id: muted}
+    assert not (await rooms.set_muted("mute-room", bob.id, False)).muted
+    assert await codes(rooms.set_muted("mute-room", "p_gone", True)) == ErrorCode.NOT_JOINED
+
+
+def test_records_written_before_hosted_rooms_still_read() -> None:
+    old = {"id": "p_1", "name": "A", "spoken": "en", "listen": "es", "joined_at": 1.0}
+    participant = Participant.from_record({**old, "dub": True, "original_volume": 1.0})
+    assert (participant.host, participant.muted, participant.video) == (False, False, True)
 
 
 async def test_claim_gives_a_room_one_owner(make_store: StoreFactory) -> None:

@@ -83,6 +83,9 @@ SERVER_TYPES = frozenset(
         "p2p-ice",
         "prefs",
         "left",
+        "room-updated",
+        "removed",
+        "ended",
         "pong",
         "draining",
         "redirect",
@@ -401,7 +404,13 @@ class SignalingMachine(RuleBasedStateMachine):
             OUTCOMES["update -> participant-updated"] += 1
         elif kind == "prefs":
             reply = await c.reply(kind)
-            assert reply == {"v": 1, "type": "prefs", "dub": message["dub"], "original_volume": 0.5}
+            assert reply == {
+                "v": 1,
+                "type": "prefs",
+                "dub": message["dub"],
+                "original_volume": 0.5,
+                "video": True,
+            }
             c.dub, c.volume = message["dub"], 0.5
         elif kind.startswith("p2p-"):
             target = next((o for o in others if o.pid == message["to"]), None)
