@@ -51,6 +51,7 @@ class ParticipantPeer:
         taps: list[FrameTap] | None = None,
         count_failure: FailureCounter | None = None,
         on_ready: Callable[[ParticipantPeer], None] | None = None,
+        muted: bool = False,
     ) -> None:
         self.room_id = room_id
         self.participant_id = participant_id
@@ -64,6 +65,8 @@ class ParticipantPeer:
         self.channel: RTCDataChannel | None = None
         self.closed = False
         self.bad_frames = 0
+        #: A host muted this participant: their voice goes to nobody (see ``_consume``).
+        self.muted = muted
         self._mixer = mixer
         self._close_timeout_s = close_timeout_s
         self._on_closed = on_closed
@@ -219,7 +222,10 @@ class ParticipantPeer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if not isinstance(frame, av.AudioFrame):
+            if not isinstance(frame, av.AudioFrame) or self.muted:
+                # The one gate of a host's mute: everything the participant says fans out
+                # below (every listener's mix, the taps: voice detection and translation),
+                # so nothing of it is heard, recognised or translated, and it costs no decoding.
                 continue
             try:
                 pcm_frames = decode.process(frame)

@@ -65,8 +65,14 @@ class MediaPlane:
         #: Called with (room id, participant id) when a participant's data channel opens, so
         #: events meant for them before it could carry them (notices) can be sent again.
         self.ready_hooks: list[Callable[[str, str], None]] = []
+        #: Called with (room id, participant id, muted) when a host mutes or unmutes someone,
+        #: so work on speech already received (translation) can end it.
+        self.mute_hooks: list[Callable[[str, str, bool], None]] = []
         self._on_peer_state = on_peer_state
         self._rooms: dict[str, RoomMedia] = {}
+        # (room id, participant id) of every participant a host muted, with or without a peer:
+        # a mute may come before the first offer, and outlives a failed connection.
+        self._muted: set[tuple[str, str]] = set()
         self._hook_tasks: set[asyncio.Future[None]] = set()
 
     @property
@@ -117,6 +123,7 @@ class MediaPlane:
                 taps=self.taps,
                 count_failure=self.on_peer_failure,
                 on_ready=self._peer_ready,
+                muted=(room_id, participant_id) in self._muted,
             )
             room.peers[participant_id] = peer
             room.mixer.add(participant_id)
@@ -164,8 +171,35 @@ class MediaPlane:
         if room is not None:
             room.mixer.set_plain_speakers(listener_id, speakers)
 
+    def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
+        """A host's mute: while muted, nothing the participant sends reaches anyone's mix or
+        the translation pipeline. Remembered until ``remove``, so it holds for a peer made
+        later and across a reconnect."""
+        key = (room_id, participant_id)
+        if muted == (key in self._muted):
+            return
+        if muted:
+            self._muted.add(key)
+        else:
+            self._muted.discard(key)
+        peer = self.peer(room_id, participant_id)
+        if peer is not None:
+            peer.muted = muted
+        log.info(
+            "participant media muted" if muted else "participant media unmuted",
+            extra={"room": room_id, "participant": participant_id, "has_peer": peer is not None},
+        )
+        for hook in self.mute_hooks:
+            try:
+                hook(room_id, participant_id, muted)
+            except Exception:  # the mute holds at the gate whatever a hook does
+                log.exception(
+                    "mute hook failed", extra={"room": room_id, "participant": participant_id}
+                )
+
     async def remove(self, room_id: str, participant_id: str, reason: str = "left") -> None:
-        """Close and forget a participant's peer connection (leave, disconnect)."""
+        """Close and forget a participant's peer connection and mute (leave, disconnect)."""
+        self._muted.discard((room_id, participant_id))
         peer = self.peer(room_id, participant_id)
         if peer is not None:
             await peer.close(reason)
@@ -177,6 +211,7 @@ class MediaPlane:
         if self._hook_tasks:
             await asyncio.gather(*self._hook_tasks, return_exceptions=True)
         self._rooms.clear()
+        self._muted.clear()
 
     def _peer_ready(self, peer: ParticipantPeer) -> None:
         for hook in self.ready_hooks:

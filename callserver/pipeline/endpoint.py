@@ -26,6 +26,7 @@ from callserver.pipeline.events import (
     SPEECH_FRAME_SAMPLES,
     SPEECH_RATE,
     Float32,
+    SpeechDiscarded,
     SpeechFrame,
     SpeechPaused,
     SpeechStarted,
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 FRAME_S = SPEECH_FRAME_SAMPLES / SPEECH_RATE  # 0.02
 
-EndpointEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance
+EndpointEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance | SpeechDiscarded
 
 
 class EndpointSettings(EnvSettings):
@@ -237,15 +238,32 @@ class Endpointer:
         return []
 
     def flush(self) -> list[EndpointEvent]:
-        """End of stream (the speaker left or muted): emit the utterance in progress, if any."""
+        """End of stream: emit the utterance in progress, if any, as finished (``discard``
+        drops it instead)."""
         events: list[EndpointEvent] = []
         if self._state is _State.SPEAKING:
             events.append(self._finish(self._frames[-1].captured_at))
+        self._end_stream()
+        return events
+
+    def discard(self) -> list[EndpointEvent]:
+        """The speaker's audio stops here unfinished (a host muted them): drop the utterance in
+        progress instead of passing its first half off as a whole one."""
+        events: list[EndpointEvent] = []
+        if self._state is _State.SPEAKING:
+            first, last = self._frames[0], self._frames[-1]
+            events.append(SpeechDiscarded(self._id, first.captured_at, last.captured_at))
+            logger.debug("utterance %s discarded unfinished", self._id)
+        self._end_stream()
+        return events
+
+    def _end_stream(self) -> None:
+        # What comes next (after an unmute, say) is not a continuation of this audio: the
+        # pre-roll and Silero's recurrent state would leak the old speech into it.
         self._reset_utterance()
         self._pre_roll.clear()
         self._prob = 0.0
         self.vad.reset()
-        return events
 
     def _confirm(self) -> list[EndpointEvent]:
         if len(self._frames) - self._onset < self._min_frames:

@@ -71,6 +71,17 @@ class Utterance:
     cut: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SpeechDiscarded:
+    """The utterance in progress was dropped unfinished (the speaker was muted): it is never
+    recognised, and any interim caption of it must be retracted. ``ended_at``: capture time
+    of the last frame it had."""
+
+    utterance_id: str
+    started_at: float
+    ended_at: float
+
+
 @dataclass
 class StageTimes:
     """When each stage of one utterance finished (monotonic seconds; None until it does)."""

@@ -7,18 +7,17 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from callserver.engines import EngineSet
 from callserver.media.frames import PcmFrame
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.endpoint import EndpointSettings
-from callserver.pipeline.events import SpeechPaused, SpeechUpdate, Utterance
+from callserver.pipeline.events import SpeechDiscarded, SpeechPaused, SpeechUpdate, Utterance
 from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker import SpeakerPipeline, SpeechEvent
+from callserver.pipeline.speaker_state import EarlyRecognition, Heard, SpeakerState
 from callserver.pipeline.transcript import TranscriptEntry
 from callserver.pipeline.translator import Delivery, UtteranceTranslator, wall
 from models.errors import DeadlinePassed, EngineError
@@ -27,68 +26,6 @@ from models.stt.result import Transcript
 from signaling.rooms import Participant
 
 log = logging.getLogger(__name__)
-
-#: Utterance ids whose final caption went out, remembered per speaker so a late interim
-#: result never replaces final text.
-FINAL_MEMORY = 16
-
-
-@dataclass
-class EarlyRecognition:
-    """Recognition started when the speaker paused, before the endpoint was sure.
-
-    Used only by the utterance it was started for, and only if speech did not resume after
-    the pause (same ``speech_end_at`` and length): then its audio is the utterance's audio."""
-
-    utterance_id: str
-    speech_end_at: float
-    samples: int
-    task: asyncio.Task[Transcript]
-
-    def matches(self, utterance: Utterance) -> bool:
-        return (
-            self.utterance_id == utterance.utterance_id
-            and self.speech_end_at == utterance.speech_end_at
-            and self.samples == utterance.audio.size
-        )
-
-
-@dataclass
-class Heard:
-    """An utterance the others in its room may have heard, until its texts (caption and
-    translations) are in their echo guards, or it is dropped."""
-
-    participant_id: str
-    speech_end_at: float
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class SpeakerState:
-    """One speaker's front end, pending utterances and the task that works through them."""
-
-    room_id: str
-    participant_id: str
-    front: SpeakerPipeline | None = None
-    pending: deque[Utterance] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    worker: asyncio.Task[None] | None = None
-    finals: deque[str] = field(default_factory=lambda: deque(maxlen=FINAL_MEMORY))
-    interim: asyncio.Task[None] | None = None
-    early: EarlyRecognition | None = None
-    #: An utterance taken from ``pending`` is being recognised, translated or synthesised.
-    busy: bool = False
-
-    @property
-    def idle(self) -> bool:
-        """Nothing of this speaker's is queued, detected, recognised or translated."""
-        return (
-            (self.front is None or self.front.idle)
-            and not self.pending
-            and not self.busy
-            and (self.interim is None or self.interim.done())
-            and (self.early is None or self.early.task.done())
-        )
 
 
 class TranslationHub:
@@ -167,16 +104,27 @@ class TranslationHub:
                 self._vad_pool,
                 functools.partial(self._on_speech, state),
                 self.settings.frame_queue_max,
+                functools.partial(self._on_speaking, state),
             )
             state.worker = asyncio.create_task(self._work(state))
             self._speakers[key] = state
         assert state.front is not None
         state.front.push(frame)
 
+    def on_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
+        """A host muted (or unmuted) the participant; their frames stop (or resume) at the
+        media plane. Speech they were in the middle of is dropped, not translated: see
+        ``_on_discarded``. An unmute needs nothing: frames simply arrive again."""
+        state = self._speakers.get((room_id, participant_id))
+        if muted and state is not None and state.front is not None:
+            state.front.cut_off()
+
     async def on_peer_closed(self, room_id: str, participant_id: str) -> None:
         """The participant's media ended: stop their pipeline and forget their echo memory."""
         state = self._speakers.pop((room_id, participant_id), None)
         if state is not None:
+            if state.front is not None and state.front.speaking:
+                self._on_speaking(state, False)  # the others' pages would highlight them on
             await self._stop(state)
         if not any(pid == participant_id for _, pid in self._speakers):
             self._guards.pop(participant_id, None)
@@ -226,12 +174,39 @@ class TranslationHub:
             self._admit(state, event)
         elif isinstance(event, SpeechPaused):
             self._recognize_early(state, event)
+        elif isinstance(event, SpeechDiscarded):
+            self._on_discarded(state, event)
         elif (
             isinstance(event, SpeechUpdate)
             and self.settings.interim_captions
             and (state.interim is None or state.interim.done())
         ):
             state.interim = asyncio.create_task(self._interim(state, event))
+
+    def _on_speaking(self, state: SpeakerState, speaking: bool) -> None:
+        """Tell everyone in the room that the speaker started or stopped speaking."""
+        event = {"type": "speaking", "speaker": state.participant_id, "speaking": speaking}
+        for participant in self.participants(state.room_id):
+            self.translator.delivery.send_event(state.room_id, participant.id, event)
+
+    def _on_discarded(self, state: SpeakerState, discarded: SpeechDiscarded) -> None:
+        """The speaker was muted mid-utterance. Recognising the audio so far as a whole
+        utterance would caption and dub half a sentence as if it were all they said, so it is
+        dropped: listeners heard the original voice up to the mute, and that is all."""
+        # Marked final, so an interim recognition still running never shows it again.
+        state.finals.append(discarded.utterance_id)
+        if state.early is not None and state.early.utterance_id == discarded.utterance_id:
+            self._discard_early(state)
+        speaker = self._participant(state.room_id, state.participant_id)
+        if speaker is not None and self.settings.interim_captions:
+            self.translator.retract(
+                state.room_id,
+                speaker,
+                discarded.utterance_id,
+                wall(discarded.started_at),
+                wall(discarded.ended_at),
+                self.participants(state.room_id),
+            )
 
     def _recognize_early(self, state: SpeakerState, paused: SpeechPaused) -> None:
         """Start recognising a paused utterance now, if recognition is idle.

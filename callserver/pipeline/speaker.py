@@ -3,6 +3,9 @@
 Frames arrive on the event loop; detection runs in a worker thread (it is model inference),
 one batch at a time per speaker so the speaker's events keep their order. Every speaker has
 their own resampler and detector state: nothing is shared between speakers.
+
+Whether the speaker is speaking (the voice detection's verdict, as events tell it) is reported
+on each change, for the page's active-speaker highlight.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ from collections.abc import Callable
 
 from callserver.media.frames import PcmFrame
 from callserver.pipeline.endpoint import Endpointer, EndpointSettings
-from callserver.pipeline.events import SpeechPaused, SpeechStarted, SpeechUpdate, Utterance
+from callserver.pipeline.events import (
+    SpeechDiscarded,
+    SpeechPaused,
+    SpeechStarted,
+    SpeechUpdate,
+    Utterance,
+)
 from callserver.pipeline.resample import Downsample
 from models.pool import InferencePool
 
 log = logging.getLogger(__name__)
 
-SpeechEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance
+SpeechEvent = SpeechStarted | SpeechUpdate | SpeechPaused | Utterance | SpeechDiscarded
 
 
 class SpeakerPipeline:
@@ -34,6 +43,7 @@ class SpeakerPipeline:
         pool: InferencePool,
         on_event: Callable[[SpeechEvent], None],
         max_frames: int = 250,
+        on_speaking: Callable[[bool], None] | None = None,
     ) -> None:
         self.speaker = speaker
         self.dropped_frames = 0
@@ -43,7 +53,11 @@ class SpeakerPipeline:
         self._endpointer = Endpointer(settings)
         self._pool = pool
         self._on_event = on_event
-        self._frames: deque[PcmFrame] = deque()
+        self._on_speaking = on_speaking
+        self._speaking = False
+        # None marks where the speaker was cut off (muted): detection must drop the speech in
+        # progress there, after the frames before it and before any that follow an unmute.
+        self._frames: deque[PcmFrame | None] = deque()
         self._max_frames = max_frames
         self._ready = asyncio.Event()
         self._detecting = False
@@ -54,12 +68,29 @@ class SpeakerPipeline:
         """No frame waits or is being detected, and no speech is in progress."""
         return not self._frames and not self._detecting and self._endpointer.idle
 
+    @property
+    def speaking(self) -> bool:
+        """Whether the speaker was last reported speaking (``on_speaking``)."""
+        return self._speaking
+
     def push(self, frame: PcmFrame) -> None:
         """Accept one 20 ms frame (event loop; cheap)."""
         self.frames_received += 1
-        self._frames.append(frame)
+        self._enqueue(frame)
+
+    def cut_off(self) -> None:
+        """The speaker's audio stops here (a host muted them): the utterance in progress is
+        dropped unrecognised once the frames already received are detected."""
+        self._enqueue(None)
+
+    def _enqueue(self, item: PcmFrame | None) -> None:
+        self._frames.append(item)
         if len(self._frames) > self._max_frames:
-            self._frames.popleft()
+            oldest = self._frames.popleft()
+            if oldest is None:
+                # Detection is far behind: a frame goes instead of the cut, which must happen.
+                self._frames.popleft()
+                self._frames.appendleft(None)
             self.dropped_frames += 1
         self._ready.set()
 
@@ -85,14 +116,35 @@ class SpeakerPipeline:
                 log.exception("voice detection failed", extra={"participant": self.speaker})
                 continue
             else:
-                for event in events:
+                for index, event in enumerate(events):
                     self._on_event(event)
+                    self._track_speaking(events, index)
             finally:
                 self._detecting = False
 
-    def _detect(self, batch: list[PcmFrame]) -> list[SpeechEvent]:
+    def _track_speaking(self, events: list[SpeechEvent], index: int) -> None:
+        """Report a change of speaking after ``events[index]``, once per change."""
+        event = events[index]
+        if isinstance(event, SpeechStarted):
+            speaking = True
+        elif isinstance(event, Utterance | SpeechDiscarded):
+            following = events[index + 1] if index + 1 < len(events) else None
+            if isinstance(following, SpeechStarted):
+                return  # an utterance cut at the maximum length: the speech goes on
+            speaking = False
+        else:
+            return
+        if speaking != self._speaking:
+            self._speaking = speaking
+            if self._on_speaking is not None:
+                self._on_speaking(speaking)
+
+    def _detect(self, batch: list[PcmFrame | None]) -> list[SpeechEvent]:
         events: list[SpeechEvent] = []
         for frame in batch:
+            if frame is None:
+                events.extend(self._endpointer.discard())
+                continue
             for speech in self._downsample.process(frame):
                 events.extend(self._endpointer.process(speech))
         return events

@@ -81,6 +81,20 @@ class UtteranceTranslator:
         event = self._caption(speaker, utterance_id, transcript.text, {}, started_at, None, False)
         self._broadcast(room_id, participants, event)
 
+    def retract(
+        self,
+        room_id: str,
+        speaker: Participant,
+        utterance_id: str,
+        started_at: float,
+        ended_at: float,
+        participants: Iterable[Participant],
+    ) -> None:
+        """End an utterance that gets no text (Unix times): an empty final caption retracts
+        any interim text the pages show for it."""
+        event = self._caption(speaker, utterance_id, "", {}, started_at, ended_at, True)
+        self._broadcast(room_id, participants, event)
+
     async def recognize(self, speaker: Participant, audio: Float32) -> Transcript:
         """The speaker's words in ``audio``, in the language they declared."""
         stt = await self.engines.stt()
@@ -128,9 +142,7 @@ class UtteranceTranslator:
             outcome = "empty" if not text else "echo"
             self.metrics.utterances.labels(outcome).inc()
             log.info("utterance dropped", extra={**log_fields, "reason": outcome})
-            # An empty final caption retracts any interim text the page shows.
-            retract = self._caption(speaker, utterance.utterance_id, "", {}, started, ended, True)
-            self._broadcast(room_id, participants, retract)
+            self.retract(room_id, speaker, utterance.utterance_id, started, ended, participants)
             return
         for listener in others:
             self.echo_guard(listener.id).sent(text)
