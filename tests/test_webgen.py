@@ -11,6 +11,7 @@ from callserver.settings import Settings
 from signaling import webgen
 from signaling.errors import CloseCode, ErrorCode
 from signaling.protocol import PROTOCOL_VERSION
+from signaling.video_caps import VIDEO_CAPS, VideoCap, cap_for, check_table
 
 
 def test_the_checked_in_file_is_current() -> None:
@@ -32,6 +33,58 @@ def test_it_holds_every_code_and_limit_the_page_uses() -> None:
     # The hub's default is the one the generator reads; the operator's setting starts there too.
     default = Settings.model_fields["name_max_length"].default
     assert f"export const NAME_MAX_LENGTH = {default};\n" in text
+
+
+def test_the_video_caps_reach_the_page_row_by_row() -> None:
+    text = webgen.render()
+    rows = [
+        f"  Object.freeze({{ maxOthers: {row.max_others}, maxBitrate: {row.max_bitrate_bps}, "
+        f"scaleResolutionDownBy: {float(row.scale_resolution_down_by)!r}, "
+        f"maxFramerate: {row.max_framerate} }}),\n"
+        for row in VIDEO_CAPS
+    ]
+    table = "export const VIDEO_CAPS = Object.freeze([\n" + "".join(rows) + "]);\n"
+    assert table in text
+
+
+def test_each_call_size_has_its_video_cap() -> None:
+    assert cap_for(0) == cap_for(1) == VIDEO_CAPS[0]
+    assert cap_for(1).max_bitrate_bps == 1_500_000
+    assert cap_for(2) == cap_for(3) == VIDEO_CAPS[1]
+    assert cap_for(7) == VIDEO_CAPS[-1]
+    assert cap_for(30) == VIDEO_CAPS[-1]  # a server configured beyond the table
+    # A page's whole upload stays within about 1.75 Mbit/s at every size of the table.
+    for row in VIDEO_CAPS:
+        assert row.max_others * row.max_bitrate_bps <= 1_800_000, row
+
+
+def test_the_page_docs_show_the_video_caps_table() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "page.md").read_text("utf-8")
+    table = docs.split("| other participants |")[1].split("\n\n")[0]
+    rows = [line for line in table.splitlines() if re.match(r"\| \d", line)]
+    assert len(rows) == len(VIDEO_CAPS)
+    for line, row in zip(rows, VIDEO_CAPS, strict=True):
+        others, bitrate, scale, framerate = (cell.strip() for cell in line.strip("|").split("|"))
+        assert int(re.findall(r"\d+", others)[-1]) == row.max_others, line
+        bps = row.max_bitrate_bps
+        assert bitrate == (f"{bps / 1e6:g} Mbit/s" if bps >= 1_000_000 else f"{bps // 1000} kbit/s")
+        assert float(scale) == row.scale_resolution_down_by, line
+        assert int(framerate) == row.max_framerate, line
+
+
+def test_a_table_that_sends_more_in_a_larger_call_is_refused() -> None:
+    small = VideoCap(
+        max_others=1, max_bitrate_bps=500_000, scale_resolution_down_by=1.0, max_framerate=30
+    )
+    big = VideoCap(
+        max_others=3, max_bitrate_bps=900_000, scale_resolution_down_by=1.0, max_framerate=30
+    )
+    with pytest.raises(ValueError, match="may not send more"):
+        check_table((small, big))
+    with pytest.raises(ValueError, match="out of order"):
+        check_table((big, small))
+    with pytest.raises(ValueError, match=r"at least 1\.0"):
+        VideoCap(max_others=1, max_bitrate_bps=1, scale_resolution_down_by=0.5, max_framerate=1)
 
 
 def test_check_finds_a_stale_file_and_writing_fixes_it(

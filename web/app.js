@@ -7,31 +7,41 @@
 //   server-media.js  the media connection with the server; peers.js direct video
 //   tiles.js         video tiles and the waiting state; local-media.js camera and microphone
 //   mix-controls.js  dubbing, original volume, captions; call-controls.js the other buttons
-//   start-screen.js  the form and the invitation; messages.js, words.js what the user is told
+//   start-screen.js  the form, creating a room; room-preview.js what the invitation's room is like
+//   host-keys.js     the host keys of rooms this browser made; host-controls.js what hosts do
+//   confirm-dialog.js  the question before a step that cannot be taken back
+//   active-speaker.js  who speaks now; video-caps.js what the direct links send by call size
+//   incoming-video.js  turning the others' video off; messages.js, words.js what the user is told
 //   pairs.js         what each language pair gives; pair-view.js marks the pickers by it
 //   pair-notices.js  the server's notices of speakers the listener gets no dub of
 //   room.js, roster.js, server-config.js, languages.js, prefs.js  small state, with accessors
 //   generated.js     names shared with the server (python -m signaling.webgen)
 
+import { handleSpeaking, setupActiveSpeaker, speakingNow } from "./active-speaker.js";
 import { setupCallControls } from "./call-controls.js";
 import { CaptionPanel } from "./captions.js";
+import { setupConfirmDialog } from "./confirm-dialog.js";
 import { ErrorCode } from "./generated.js";
+import { isHost, setupHostControls } from "./host-controls.js";
+import { incomingVideoOn, setupIncomingVideo } from "./incoming-video.js";
 import { defaultLanguage, fillLanguageSelect } from "./languages.js";
 import { setupLocalControls } from "./local-media.js";
 import { connectionState, setBusy, showStartMessage } from "./messages.js";
-import { currentMix, setupMixControls } from "./mix-controls.js";
+import { currentMix, sendPrefs, setupMixControls } from "./mix-controls.js";
 import { ROOM_ID } from "./names.js";
 import { PairNotices } from "./pair-notices.js";
 import { setupPairView } from "./pair-view.js";
 import { peerPcs } from "./peers.js";
 import { phase } from "./phases.js";
 import { loadPrefs } from "./prefs.js";
-import { readInvitation, roomId } from "./room.js";
+import { joinUrl, readInvitation, roomId, roomLocked, roomTitle } from "./room.js";
+import { describeInvitedRoom } from "./room-preview.js";
 import { otherParticipants, self } from "./roster.js";
 import { loadServerConfig, nameMaxLength } from "./server-config.js";
 import { onServerEvent, recentEvents, serverPc } from "./server-media.js";
 import { joinCall, leaveCall, setupSession } from "./session.js";
-import { configureStartScreen, describeInvitedRoom, setupStartScreen } from "./start-screen.js";
+import { configureStartScreen, setupStartScreen } from "./start-screen.js";
+import { capsEnabled } from "./video-caps.js";
 import { errorText } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
@@ -54,6 +64,21 @@ window.callserverDebug = Object.freeze({
   },
   get roomId() {
     return roomId();
+  },
+  get room() {
+    return { id: roomId(), title: roomTitle(), locked: roomLocked(), link: roomId() && joinUrl() };
+  },
+  get isHost() {
+    return isHost();
+  },
+  get speaking() {
+    return speakingNow();
+  },
+  get videoCaps() {
+    return capsEnabled();
+  },
+  get incomingVideo() {
+    return incomingVideoOn();
   },
   get serverPc() {
     return serverPc();
@@ -81,6 +106,9 @@ async function init() {
   onServerEvent((event) => captions.handle(event));
   const notices = new PairNotices($("pair-notices"));
   onServerEvent((event) => notices.handle(event));
+  onServerEvent(handleSpeaking);
+  setupActiveSpeaker();
+  setupConfirmDialog();
   setupMixControls(captions);
   setupSession(captions);
   $("name-input").maxLength = nameMaxLength();
@@ -103,6 +131,8 @@ async function init() {
 
   setupStartScreen({ onJoin: joinCall });
   setupCallControls({ onLeave: leaveCall });
+  setupHostControls();
+  setupIncomingVideo({ onChange: () => sendPrefs({ video: incomingVideoOn() }) });
   setupLocalControls();
 
   if (roomId()) {

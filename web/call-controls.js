@@ -1,15 +1,20 @@
-// The call screen's other controls: the sound and transcript popovers, the transcript links,
-// copying the invitation link, and the language pickers in the call bar.
+// The call screen's other controls: the sound, transcript and host popovers, the transcript
+// links, copying the invitation link, and the call bar (the room's title and lock, the
+// language pickers).
 
 import { showCallMessage } from "./messages.js";
 import { Phase, inPhase } from "./phases.js";
 import { savePrefs } from "./prefs.js";
-import { joinUrl, roomId, roomToken } from "./room.js";
+import { joinUrl, roomId, roomLocked, roomTitle, roomToken } from "./room.js";
 import { send } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
 
-const POPOVERS = { "sound-button": "sound-panel", "transcript-button": "transcript-menu" };
+const POPOVERS = {
+  "sound-button": "sound-panel",
+  "transcript-button": "transcript-menu",
+  "host-button": "host-menu",
+};
 const COPIED_MS = 2500;
 
 let copyTimer = null;
@@ -28,6 +33,15 @@ function togglePopover(buttonId) {
   closePopovers(buttonId);
   panel.hidden = !open;
   $(buttonId).setAttribute("aria-expanded", String(open));
+}
+
+/** The call bar's room label: the title everyone was invited to, and whether it is locked. */
+export function renderRoomLabel() {
+  const title = roomTitle();
+  $("call-title").textContent = title || "";
+  $("call-title").hidden = !title;
+  $("room-locked").hidden = !roomLocked();
+  document.title = title ? `${title} · In a call` : "In a call";
 }
 
 /** Point the transcript menu at this room's transcript (with its token when it has one). */

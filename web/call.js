@@ -106,14 +106,18 @@ export class ServerLink {
  * All work on it is serialized so candidates never race the descriptions they belong to.
  *
  * Callbacks: sendSignal(type, fields), onStream(MediaStream), onState(connectionState).
+ * videoEncoding() says what the camera sender's first encoding should hold now (fields of
+ * RTCRtpEncodingParameters: active, maxBitrate…; null leaves it as it is): applied after each
+ * offer/answer exchange and on refreshVideoEncoding().
  */
 export class PeerLink {
-  constructor({ peerId, iceServers, videoTrack, sendSignal, onStream, onState }) {
+  constructor({ peerId, iceServers, videoTrack, sendSignal, onStream, onState, videoEncoding }) {
     this.peerId = peerId;
     this.videoTrack = videoTrack;
     this.sendSignal = sendSignal;
     this.onStream = onStream;
     this.onState = onState;
+    this.videoEncoding = videoEncoding || (() => null);
     this.queue = Promise.resolve();
     this.closed = false;
     const pc = new RTCPeerConnection({ iceServers });
@@ -163,6 +167,7 @@ export class PeerLink {
       }
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       this.sendSignal("p2p-answer", { to: this.peerId, sdp: this.pc.localDescription.sdp });
+      await this.applyVideoEncoding();
     });
   }
 
@@ -170,8 +175,30 @@ export class PeerLink {
     return this.run(async () => {
       if (this.pc.signalingState === "have-local-offer") {
         await this.pc.setRemoteDescription({ type: "answer", sdp });
+        await this.applyVideoEncoding();
       }
     });
+  }
+
+  /** The sender of this page's camera on this link, or null. */
+  videoSender() {
+    return this.pc.getSenders().find((s) => s.track && s.track.kind === "video") || null;
+  }
+
+  /** Set the camera sender's first encoding to what videoEncoding() says now. */
+  async applyVideoEncoding() {
+    const sender = this.videoSender();
+    const wanted = this.videoEncoding();
+    if (this.closed || !sender || !wanted) return;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length === 0) return;
+    Object.assign(params.encodings[0], wanted);
+    await sender.setParameters(params);
+  }
+
+  /** applyVideoEncoding in the link's queue, so it never races a description. */
+  refreshVideoEncoding() {
+    return this.run(() => this.applyVideoEncoding());
   }
 
   addCandidate(candidate) {

@@ -1,4 +1,5 @@
-// This page's camera and microphone: asking for them, the local tile, and the mute buttons.
+// This page's camera and microphone: asking for them, the local tile, and the mute buttons
+// (the microphone's says so, and cannot be pressed, while the host has muted it).
 
 import { loadPrefs } from "./prefs.js";
 import { initials } from "./tiles.js";
@@ -13,6 +14,8 @@ let audio = null;
 let video = null;
 let micMuted = false;
 let cameraOff = false;
+let mutedByHost = false; // the server drops this page's microphone until the host lifts it
+let hosting = false;
 let note = null; // why the page has less than a camera and a microphone, in words
 
 async function acquireMedia() {
@@ -70,6 +73,8 @@ export function stopLocalMedia() {
   audio = null;
   video = null;
   $("local-video").srcObject = null;
+  mutedByHost = false;
+  hosting = false;
 }
 
 export function audioTrack() {
@@ -107,14 +112,37 @@ function renderToggle(button, track, off, labels) {
 }
 
 function renderControls() {
-  renderToggle($("mic-button"), audio, micMuted, ["No microphone", "Unmute", "Mute"]);
-  $("local-muted").hidden = !micMuted;
+  const mic = $("mic-button");
+  renderToggle(mic, audio, micMuted || mutedByHost, ["No microphone", "Unmute", "Mute"]);
+  if (mutedByHost) {
+    mic.disabled = true;
+    mic.classList.add("off", "by-host");
+    mic.querySelector(".label").textContent = "Muted by host";
+    mic.title = "The host muted your microphone. Only the host can turn it back on.";
+  } else {
+    mic.classList.remove("by-host");
+    mic.removeAttribute("title");
+  }
+  $("local-muted").hidden = !micMuted && !mutedByHost;
+  $("local-muted").textContent = mutedByHost ? "Muted by host" : "Muted";
+  $("local-host").hidden = !hosting;
   renderToggle($("camera-button"), video, cameraOff, ["No camera", "Camera on", "Camera off"]);
   $("local-tile").classList.toggle("has-video", Boolean(video) && !cameraOff);
 }
 
+/** What the server says of this page's participant: muted by the host, hosting. */
+export function showSelfState(participant) {
+  mutedByHost = Boolean(participant && participant.muted);
+  hosting = Boolean(participant && participant.host);
+  renderControls();
+}
+
+export function isMutedByHost() {
+  return mutedByHost;
+}
+
 function toggleMic() {
-  if (!audio) return;
+  if (!audio || mutedByHost) return;
   micMuted = !micMuted;
   audio.enabled = !micMuted;
   renderControls();

@@ -2,7 +2,7 @@
 // the status line and the start buttons' busy labels.
 
 import { roomCapacity } from "./room.js";
-import { nameMaxLength } from "./server-config.js";
+import { nameMaxLength, titleMaxLength } from "./server-config.js";
 import { errorText, stateText } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,7 +12,8 @@ let bannerTimer = null;
 
 /** Words for a server error code, with what this page knows filled in. */
 export function errorWords(code, extra = {}) {
-  return errorText(code, { capacity: roomCapacity(), nameMax: nameMaxLength(), ...extra });
+  const ctx = { capacity: roomCapacity(), nameMax: nameMaxLength(), titleMax: titleMaxLength() };
+  return errorText(code, { ...ctx, ...extra });
 }
 
 /** The start screen's message: kind "error" or "info"; "" hides it. */

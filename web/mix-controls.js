@@ -1,7 +1,9 @@
 // The listener's own controls: dubbing on or off, the original voices' volume (both applied by
-// the server and remembered in localStorage), and captions on or off.
+// the server and remembered in localStorage), and captions on or off. Every `prefs` message
+// goes through sendPrefs, the incoming video choice (incoming-video.js) too.
 
 import { ORIGINAL_VOLUME_MAX, ORIGINAL_VOLUME_MIN } from "./generated.js";
+import { incomingVideoOn } from "./incoming-video.js";
 import { Phase, inPhase } from "./phases.js";
 import { loadPrefs, savePrefs } from "./prefs.js";
 import { send } from "./socket.js";
@@ -30,12 +32,19 @@ function renderMix() {
   $("original-volume-value").textContent = `${percent}%`;
 }
 
+/** Send a `prefs` message while in the call; its answer is awaited like the mix's own. */
+export function sendPrefs(fields) {
+  if (inPhase(Phase.CALL) && send("prefs", fields)) pending += 1;
+}
+
 /** Send the mix now (and forget any send waiting on the slider). */
 function sendMix() {
   clearTimeout(sliderTimer);
   sliderTimer = null;
-  if (!inPhase(Phase.CALL)) return;
-  if (send("prefs", { dub: mix.dub, original_volume: mix.originalVolume })) pending += 1;
+  const fields = { dub: mix.dub, original_volume: mix.originalVolume };
+  // The server starts everyone with incoming video on: only a page that turned it off says so.
+  if (!incomingVideoOn()) fields.video = false;
+  sendPrefs(fields);
 }
 
 /** The server starts every participant with its defaults: restore this listener's choice. */

@@ -1,12 +1,14 @@
-// Direct video with each other participant: one PeerLink each, relayed through signaling.
+// Direct video with each other participant: one PeerLink each, relayed through signaling. What
+// each link sends follows video-caps.js, again whenever someone joins, leaves or changes.
 
 import { Backoff } from "./backoff.js";
 import { PeerLink } from "./call.js";
 import { videoTrack } from "./local-media.js";
 import { Phase, inPhase } from "./phases.js";
-import { hasOther } from "./roster.js";
+import { getOther, hasOther, onRosterChange, otherCount } from "./roster.js";
 import { send } from "./socket.js";
 import { forgetPeerStream, showPeerState, showPeerStream } from "./tiles.js";
+import { encodingFor } from "./video-caps.js";
 
 // Tries of the offering side after a failed connection; the other side answers each.
 const P2P_RETRIES = 3;
@@ -28,6 +30,7 @@ function createPeerLink(peerId, { offerer = false, retry = null } = {}) {
     videoTrack: videoTrack(),
     sendSignal: (type, fields) => send(type, fields),
     onStream: (stream) => showPeerStream(peerId, stream),
+    videoEncoding: () => encodingFor(getOther(peerId), otherCount()),
     onState: (state) => {
       showPeerState(peerId, state);
       // The side that offered tries again with a fresh connection; the other side answers it.
@@ -77,6 +80,15 @@ export function onPeerIce(msg) {
   const peer = peers.get(msg.from);
   if (peer) peer.link.addCandidate(msg.candidate);
 }
+
+/** Apply video-caps.js again on every link (the call's size or someone's choice changed). */
+export function refreshVideoEncodings() {
+  for (const peer of peers.values()) peer.link.refreshVideoEncoding();
+}
+
+onRosterChange((kind) => {
+  if (kind === "put" || kind === "removed") refreshVideoEncodings();
+});
 
 /** id -> RTCPeerConnection, for the test hook. */
 export function peerPcs() {

@@ -30,6 +30,11 @@ export function otherParticipants() {
   return [...others.values()];
 }
 
+/** The other participant `id` as the server last said, or undefined. */
+export function getOther(id) {
+  return others.get(id);
+}
+
 export function hasOther(id) {
   return others.has(id);
 }

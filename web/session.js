@@ -1,11 +1,27 @@
 // Joining, being in and leaving the call: the signaling messages and what each one changes.
-// Every phase change goes through phases.js; every rejoin waits on one Backoff.
+// Every phase change goes through phases.js; every rejoin waits on one Backoff. Being removed
+// or the call being ended by a host ends the call on this page: nothing joins again by itself.
 
 import { Backoff } from "./backoff.js";
-import { closePopovers, renderTranscriptLinks, syncCallLanguages } from "./call-controls.js";
+import {
+  closePopovers,
+  renderRoomLabel,
+  renderTranscriptLinks,
+  syncCallLanguages,
+} from "./call-controls.js";
+import { dismissConfirm } from "./confirm-dialog.js";
 import { CloseCode, ErrorCode } from "./generated.js";
+import { isHost, renderHostControls } from "./host-controls.js";
+import { forgetHostKey, hostKey } from "./host-keys.js";
 import { defaultLanguage } from "./languages.js";
-import { ensureLocalMedia, mediaNote, renderLocal, stopLocalMedia } from "./local-media.js";
+import {
+  ensureLocalMedia,
+  isMutedByHost,
+  mediaNote,
+  renderLocal,
+  showSelfState,
+  stopLocalMedia,
+} from "./local-media.js";
 import {
   errorWords,
   setBusy,
@@ -25,7 +41,9 @@ import {
 } from "./peers.js";
 import { Phase, canMoveTo, inPhase, moveTo } from "./phases.js";
 import { loadPrefs, savePrefs } from "./prefs.js";
-import { roomId, roomToken, setCapacity } from "./room.js";
+import { forgetRejoinKey, rejoinKey, saveRejoinKey } from "./rejoin-keys.js";
+import { roomId, roomLocked, roomToken, setRoomState, setWelcomeTokens } from "./room.js";
+import { describeInvitedRoom } from "./room-preview.js";
 import * as roster from "./roster.js";
 import {
   applyServerAnswer,
@@ -34,9 +52,16 @@ import {
   stopServerMedia,
 } from "./server-media.js";
 import * as socket from "./socket.js";
-import { describeInvitedRoom, showScreen } from "./start-screen.js";
+import { showScreen } from "./start-screen.js";
 import { clearTiles, removeTile, renderTile, updateLayout } from "./tiles.js";
-import { closeText } from "./words.js";
+import {
+  closeText,
+  endedText,
+  lockText,
+  mutedByHostText,
+  otherRemovedText,
+  removedText,
+} from "./words.js";
 
 const UNREACHABLE = "Could not reach the server. Check your connection and try again.";
 
@@ -49,6 +74,9 @@ const HANDLERS = {
   "participant-joined": onParticipantJoined,
   "participant-updated": onParticipantUpdated,
   "participant-left": onParticipantLeft,
+  "room-updated": onRoomUpdated,
+  removed: onRemoved,
+  ended: onEnded,
   answer: (msg) => applyServerAnswer(msg.sdp),
   "p2p-offer": onPeerOffer,
   "p2p-answer": onPeerAnswer,
@@ -75,6 +103,11 @@ function joinMessage() {
   };
   const token = roomToken();
   if (token) fields.token = token;
+  // Only in this message: never in the page's address or the link it shares.
+  const key = hostKey(roomId());
+  if (key) fields.host_key = key;
+  const seat = rejoinKey(roomId());
+  if (seat) fields.rejoin_key = seat;
   return fields;
 }
 
@@ -123,6 +156,7 @@ function endCall(text) {
   socket.setDraining(false);
   captions.clear();
   closePopovers();
+  dismissConfirm();
   setConnection("idle");
   showScreen("start");
   showCallMessage("");
@@ -188,8 +222,11 @@ function onWelcome(msg) {
   socket.joined();
   rejoin.reset();
   socket.setDraining(false);
+  setRoomState(msg.room);
+  saveRejoinKey(roomId(), msg.rejoin_key);
+  setWelcomeTokens(msg.participant.host, msg.guest_token);
   roster.setSelf(msg.participant);
-  setCapacity(msg.room.capacity);
+  showSelfState(msg.participant);
   const iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
   setIceServers(iceServers);
   setBusy(false);
@@ -199,6 +236,8 @@ function onWelcome(msg) {
   showCallMessage(mediaNote() || "");
   syncCallLanguages(roster.self());
   renderLocal();
+  renderRoomLabel();
+  renderHostControls();
   renderTranscriptLinks();
   restoreMix();
   for (const participant of msg.room.participants) {
@@ -222,9 +261,16 @@ function onParticipantJoined(msg) {
 function onParticipantUpdated(msg) {
   const participant = msg.participant;
   if (roster.isSelf(participant.id)) {
+    const wasMuted = isMutedByHost();
     roster.setSelf(participant);
+    showSelfState(participant);
     syncCallLanguages(participant);
     captions.refresh();
+    if (Boolean(participant.muted) !== wasMuted) {
+      showCallMessage(mutedByHostText(Boolean(participant.muted)), {
+        timeoutMs: participant.muted ? 0 : 8000,
+      });
+    }
     return;
   }
   if (!roster.hasOther(participant.id)) return;
@@ -234,10 +280,40 @@ function onParticipantUpdated(msg) {
 
 function onParticipantLeft(msg) {
   const id = msg.participant_id;
+  if (msg.reason === "removed" && roster.hasOther(id)) {
+    showCallMessage(otherRemovedText(roster.getOther(id).name), { timeoutMs: 8000 });
+  }
   closePeer(id);
   roster.removeOther(id);
   removeTile(id);
   updateLayout();
+}
+
+/** A host locked or unlocked the room (or the room changed otherwise). */
+function onRoomUpdated(msg) {
+  if (!inPhase(Phase.CALL) || !msg.room) return;
+  const wasLocked = roomLocked();
+  setRoomState(msg.room);
+  renderRoomLabel();
+  renderHostControls();
+  if (roomLocked() !== wasLocked) {
+    showCallMessage(lockText(roomLocked(), isHost()), { timeoutMs: 8000 });
+  }
+}
+
+/** A host put this page out of the call: it says so and stays out. */
+function onRemoved(msg) {
+  forgetRejoinKey(roomId());
+  if (!inPhase(Phase.CALL, Phase.RECONNECTING)) return;
+  endCall(removedText(typeof msg.by === "string" ? msg.by : ""));
+}
+
+/** A host ended the call for everyone (this page's own host included). */
+function onEnded(msg) {
+  if (!inPhase(Phase.CALL, Phase.RECONNECTING)) return;
+  const by = typeof msg.by === "string" ? msg.by : "";
+  const mine = isHost() && by === roster.self()?.name;
+  endCall(endedText(by, mine));
 }
 
 function onDraining() {
@@ -253,6 +329,8 @@ function onServerError(msg) {
     return;
   }
   if (msg.in_reply_to === "join") {
+    // The key is not this room's (it expired and the id came back): it never will be.
+    if (code === ErrorCode.HOST_KEY_INVALID) forgetHostKey(roomId());
     if (inPhase(Phase.JOINING)) {
       failJoin(errorWords(code));
     } else if (inPhase(Phase.RECONNECTING)) {

@@ -1,14 +1,20 @@
-// The start screen: which screen shows, the form (name and languages), creating a room, and
-// what the page knows of the room an invitation link points at.
+// The start screen: which screen shows, the form (name and languages; for a new room its size
+// and title), and creating a room. room-preview.js says what an invitation's room is like.
 
 import { ErrorCode } from "./generated.js";
+import { saveHostKey } from "./host-keys.js";
 import { errorCode, postJson, requestJson } from "./http.js";
 import { errorWords, setBusy, showStartMessage } from "./messages.js";
 import { checkName } from "./names.js";
 import { Phase, inPhase, moveTo } from "./phases.js";
 import { savePrefs } from "./prefs.js";
-import { joinUrl, roomId, setCapacity, setCreatedRoom } from "./room.js";
-import { nameMaxLength } from "./server-config.js";
+import { joinUrl, roomId, setCreatedRoom } from "./room.js";
+import {
+  nameMaxLength,
+  roomDefaultCapacity,
+  roomMaxCapacity,
+  titleMaxLength,
+} from "./server-config.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -26,47 +32,27 @@ export function configureStartScreen() {
   $("create-button").hidden = invited;
   $("join-button").hidden = !invited;
   $("new-room").hidden = !invited;
+  $("create-fields").hidden = invited;
   $("start-title").textContent = invited ? "Join the call" : "Start a video call";
+  if (!invited) {
+    for (const id of ["room-title", "room-info", "room-people"]) $(id).hidden = true;
+  }
 }
 
-/** Say how full the invited room is, or why it cannot be joined. */
-export async function describeInvitedRoom() {
-  const info = $("room-info");
-  let room;
-  try {
-    room = await requestJson(`/api/rooms/${encodeURIComponent(roomId())}`);
-  } catch (error) {
-    const code = errorCode(error);
-    if (!code) {
-      info.hidden = true;
-      return;
-    }
-    const missing = code === ErrorCode.ROOM_NOT_FOUND;
-    info.textContent = missing
-      ? "Nobody is in this call yet. You can be the first to join."
-      : errorWords(code);
-    info.className = missing ? "room-info" : "room-info warn";
-    info.hidden = false;
-    return;
+/** The call sizes this server makes: a two-person call first, then rooms up to its maximum. */
+function fillSizeSelect() {
+  const select = $("size-select");
+  const initial = Math.max(2, Math.min(roomDefaultCapacity(), roomMaxCapacity()));
+  select.replaceChildren();
+  for (let size = 2; size <= roomMaxCapacity(); size += 1) {
+    const option = document.createElement("option");
+    option.value = String(size);
+    option.textContent = size === 2 ? "Two people" : `Up to ${size} people`;
+    select.append(option);
   }
-  if (!room || typeof room !== "object") {
-    info.hidden = true;
-    return;
-  }
-  setCapacity(room.capacity);
-  const { occupancy, capacity } = room;
-  if (occupancy >= capacity) {
-    info.textContent = `This call is full right now (${capacity} people).`;
-    info.className = "room-info warn";
-  } else if (occupancy === 0) {
-    info.textContent = `Nobody is in this call yet. It has room for ${capacity} people.`;
-    info.className = "room-info";
-  } else {
-    const who = occupancy === 1 ? "1 person is" : `${occupancy} people are`;
-    info.textContent = `You're invited: ${who} in this call (room for ${capacity}).`;
-    info.className = "room-info";
-  }
-  info.hidden = false;
+  select.value = String(initial);
+  $("size-field").hidden = roomMaxCapacity() <= 2;
+  $("title-input").maxLength = titleMaxLength();
 }
 
 /**
@@ -88,13 +74,26 @@ function readForm() {
   return { form, problem: null, focus: false };
 }
 
-/** Create a room for this page; false (with the reason shown) when the server refused. */
-async function createRoom() {
+/** The new room's size and title as POST /api/rooms takes them; `problem` in words or null. */
+function readRoomFields() {
+  const capacity = Number.parseInt($("size-select").value, 10) || 2;
+  const { name: title, problem } = checkName($("title-input").value, titleMaxLength());
+  const fields = { capacity };
+  if (problem === "empty") return { fields, problem: null };
+  if (title) fields.title = title;
+  return { fields, problem: problem ? errorWords(ErrorCode.TITLE_INVALID) : null };
+}
+
+/**
+ * Create a room for this page with `fields` ({capacity, title?}); false (with the reason shown)
+ * when the server refused. The room's host key is kept in this browser, never in its address.
+ */
+async function createRoom(fields) {
   setBusy(true, "Creating…");
   let room = null;
   let code = "";
   try {
-    room = await requestJson("/api/rooms", postJson({}));
+    room = await requestJson("/api/rooms", postJson(fields));
   } catch (error) {
     code = errorCode(error);
   }
@@ -107,6 +106,7 @@ async function createRoom() {
     return false;
   }
   setCreatedRoom(room);
+  saveHostKey(room.id, room.host_key);
   history.replaceState(null, "", `/?${new URL(joinUrl()).searchParams}`);
   return true;
 }
@@ -120,10 +120,17 @@ async function onStartSubmit(event, onJoin) {
     if (focus) $("name-input").focus();
     return;
   }
+  const creating = !roomId();
+  const room = creating ? readRoomFields() : null;
+  if (room && room.problem) {
+    showStartMessage(room.problem);
+    $("title-input").focus();
+    return;
+  }
   savePrefs(form);
   showStartMessage("");
   if (!moveTo(Phase.JOINING, "start form")) return;
-  if (!roomId() && !(await createRoom())) {
+  if (creating && !(await createRoom(room.fields))) {
     moveTo(Phase.START, "room not created");
     setBusy(false);
     return;
@@ -134,6 +141,7 @@ async function onStartSubmit(event, onJoin) {
 
 /** Wire the form; `onJoin(form)` joins once the room exists. */
 export function setupStartScreen({ onJoin }) {
+  fillSizeSelect();
   $("start-form").addEventListener("submit", (event) => onStartSubmit(event, onJoin));
   $("spoken-select").addEventListener("change", () =>
     savePrefs({ spoken: $("spoken-select").value }),

@@ -1,5 +1,7 @@
-// The call's video tiles: one per other participant, with their stream once it arrives, and
-// the "you're the first one here" state while nobody else is in the call.
+// The call's video tiles: one per other participant, with their stream once it arrives, their
+// name, languages, host badge and muted mark; the grid they fill; and the "you're the first one
+// here" state while nobody else is in the call. With two or more others the page's own tile
+// joins the grid instead of floating over it.
 
 import { languageLabel } from "./languages.js";
 import { Phase, inPhase } from "./phases.js";
@@ -18,14 +20,24 @@ export function initials(name) {
   return letters.join("") || "?";
 }
 
-function tileFor(id) {
-  return $("tiles").querySelector(`[data-participant="${CSS.escape(id)}"]`);
+/** The tile of participant `id` (the page's own tile for its own id), or null. */
+export function tileFor(id) {
+  return $("stage").querySelector(`.remote-tile[data-participant="${CSS.escape(id)}"]`);
 }
 
 function attachVideo(tile, stream) {
   const video = tile.querySelector("video");
   if (video.srcObject !== stream) video.srcObject = stream;
   video.play().catch(() => {});
+}
+
+function renderActions(tile, participant) {
+  const mute = tile.querySelector('[data-action="mute"]');
+  mute.textContent = participant.muted ? "Unmute" : "Mute";
+  mute.setAttribute("aria-label", `${participant.muted ? "Unmute" : "Mute"} ${participant.name}`);
+  mute.setAttribute("aria-pressed", String(Boolean(participant.muted)));
+  const remove = tile.querySelector('[data-action="remove"]');
+  remove.setAttribute("aria-label", `Remove ${participant.name} from the call`);
 }
 
 /** Add or update `participant`'s tile. */
@@ -37,14 +49,19 @@ export function renderTile(participant) {
     const video = tile.querySelector("video");
     video.addEventListener("playing", () => tile.classList.add("has-video"));
     video.addEventListener("emptied", () => tile.classList.remove("has-video"));
-    $("tiles").append(tile);
+    $("tiles").insertBefore(tile, $("tiles").querySelector(".local-tile"));
     const stream = streams.get(participant.id);
     if (stream) attachVideo(tile, stream);
   }
   tile.querySelector(".tile-name").textContent = participant.name;
   tile.querySelector(".tile-langs").textContent =
     `speaks ${languageLabel(participant.spoken)} · hears ${languageLabel(participant.listen)}`;
+  tile.querySelector(".tile-host").hidden = !participant.host;
+  tile.querySelector(".tile-muted").hidden = !participant.muted;
   tile.querySelector(".placeholder span").textContent = initials(participant.name);
+  tile.dataset.host = String(Boolean(participant.host));
+  tile.dataset.muted = String(Boolean(participant.muted));
+  renderActions(tile, participant);
   tile.setAttribute("aria-label", participant.name);
 }
 
@@ -72,14 +89,23 @@ export function showPeerState(id, state) {
 
 export function clearTiles() {
   streams.clear();
-  $("tiles").replaceChildren();
+  for (const tile of $("tiles").querySelectorAll(".remote-tile")) tile.remove();
 }
 
-/** Size the grid to the people in it and show the waiting state when the call is empty. */
+/**
+ * Size the grid to the people in it and show the waiting state when the call is empty. One
+ * other: their tile fills the stage and the page's own floats in a corner. More: everyone,
+ * the page's own tile last, shares a grid sized by `data-count` (style.css).
+ */
 export function updateLayout() {
   const count = otherCount();
-  $("tiles").dataset.count = String(count);
+  const grid = count >= 2;
+  const local = $("local-tile");
+  if (grid && local.parentElement !== $("tiles")) $("tiles").append(local);
+  if (!grid && local.parentElement !== $("stage")) $("stage").append(local);
+  $("tiles").dataset.count = String(grid ? count + 1 : count);
   $("stage").dataset.count = String(count);
+  $("stage").dataset.layout = grid ? "grid" : "spotlight";
   $("waiting").hidden = count > 0 || !inPhase(Phase.CALL);
   $("share-link").value = roomId() ? joinUrl() : "";
 }

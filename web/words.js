@@ -6,7 +6,10 @@ import { CloseCode, ErrorCode, NAME_MAX_LENGTH } from "./generated.js";
 
 const FALLBACK = "Something went wrong. Please try again.";
 
-/** A sentence for every server error code; `ctx` fills in {capacity, nameMax, creating}. */
+/**
+ * A sentence for every server error code; `ctx` fills in {capacity, nameMax, titleMax,
+ * creating}.
+ */
 const ERROR_TEXT = {
   [ErrorCode.BAD_JSON]:
     "The server could not read a message from this page. Reload the page and try again.",
@@ -42,6 +45,14 @@ const ERROR_TEXT = {
   [ErrorCode.SDP_TOO_LARGE]:
     "Your browser's connection details were too large for the server. Try another browser.",
   [ErrorCode.PEER_NOT_FOUND]: "That person has already left the call.",
+  [ErrorCode.NOT_HOST]: "Only the host of this call can do that.",
+  [ErrorCode.HOST_KEY_INVALID]:
+    "This browser's host key does not fit this call any more, so it was forgotten. Join again to take part as a guest.",
+  [ErrorCode.ROOM_LOCKED]:
+    "The host has locked this call, so nobody new can join. Ask the host to unlock it.",
+  [ErrorCode.ROOM_ENDED]: "The host has ended this call. Ask for a link to a new one.",
+  [ErrorCode.TITLE_INVALID]: (ctx) =>
+    `Please choose another title: at most ${ctx.titleMax || 80} characters, without special symbols.`,
   [ErrorCode.DRAINING]: "The server is restarting. Try again in a minute.",
   [ErrorCode.MEDIA_FAILED]: "The sound connection dropped. Reconnecting it now…",
   [ErrorCode.INTERNAL]: "Something went wrong on the server. Please try again.",
@@ -106,4 +117,43 @@ export function givesMark(gives) {
 export function givesFromText(name, language, gives) {
   const what = Object.hasOwn(GIVES_FROM, gives) ? GIVES_FROM[gives] : gives;
   return `From ${name || "Someone"} (${language}): ${what}`;
+}
+
+/** "1 place left", "3 places left", "no places left". */
+export function placesText(count) {
+  if (count <= 0) return "no places left";
+  return count === 1 ? "1 place left" : `${count} places left`;
+}
+
+/** What a page shows when the host locks or unlocks the room; `mine`: this page is the host. */
+export function lockText(locked, mine) {
+  if (mine) {
+    return locked
+      ? "You locked the room: nobody new can join."
+      : "You unlocked the room: people with the link can join again.";
+  }
+  return locked ? "The host locked the room." : "The host unlocked the room.";
+}
+
+/** The host put this page out of the call. */
+export function removedText(by) {
+  return by ? `You were removed from the call by ${by}.` : "You were removed from the call.";
+}
+
+/** A host ended the call; `mine`: this page's host did. */
+export function endedText(by, mine) {
+  if (mine) return "You ended the call for everyone.";
+  return by ? `${by} ended the call.` : "The host ended the call.";
+}
+
+/** Someone else was put out of the call by the host. */
+export function otherRemovedText(name) {
+  return `${name || "Someone"} was removed from the call by the host.`;
+}
+
+/** The host muted or unmuted this page's microphone. */
+export function mutedByHostText(muted) {
+  return muted
+    ? "The host muted your microphone. Only the host can turn it back on."
+    : "The host turned your microphone back on.";
 }
