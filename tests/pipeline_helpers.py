@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from callserver.app import TRANSLATION
+from callserver.engines import EngineSet
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.probe import ScriptedCaller
+from models.metrics import EngineMetrics
+from models.mt.settings import MtSettings
+from models.mt.synthetic import SyntheticModel
 from tests.conftest import RunningServer, wait_for
 
 #: Generous: CI is a loaded two-core machine running Whisper.
@@ -36,6 +40,26 @@ VIETNAMESE_TEXT = "Xin chào các bạn. Hôm nay trời đẹp lắm, chúng ta
 #: The two callers most tests use: Ann speaks English, Beto listens in Spanish.
 ANN = {"name": "Ann", "spoken": "en", "listen": "en"}
 BETO = {"name": "Beto", "spoken": "es", "listen": "es"}
+
+
+@contextlib.asynccontextmanager
+async def translating_server(
+    make_server: Callable[..., Any], tiny_nllb: SyntheticModel
+) -> AsyncIterator[RunningServer]:
+    """A server that translates calls: Apertium where it has the pair, else the tiny NLLB
+    model; Whisper loaded before the first caller speaks (an interim would come too late)."""
+    engines = EngineSet(
+        EngineMetrics(),
+        mt_settings=MtSettings(
+            engines=["apertium", "nllb"],
+            model_path=tiny_nllb.model_dir,
+            tokenizer_path=tiny_nllb.tokenizer_path,
+            **TINY_NLLB_DECODING,
+        ),
+    )
+    async with make_server(translate_calls=True, engines=engines) as server:
+        await (await engines.stt()).warm_up()
+        yield server
 
 
 async def scrape(server: RunningServer) -> Samples:

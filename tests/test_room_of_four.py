@@ -25,21 +25,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from callserver.app import ENGINES
-from callserver.engines import EngineSet
 from callserver.media.frames import Pcm16
 from callserver.pairs import primary
 from callserver.pipeline.echo import words
 from callserver.probe import ScriptedCaller, load_wav_48k
-from models.metrics import EngineMetrics
-from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY, SyntheticModel, cached_model
 from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
     ANN,
     BETO,
     TIMEOUT,
-    TINY_NLLB_DECODING,
     callers,
     drain,
     dropped,
@@ -48,6 +43,7 @@ from tests.pipeline_helpers import (
     outcomes,
     rms,
     scrape,
+    translating_server,
     utterances_of,
 )
 
@@ -112,18 +108,7 @@ def spanish(tmp_path_factory: pytest.TempPathFactory) -> Pcm16:
 async def room_server(
     make_server_module: Callable[..., Any], tiny_nllb: SyntheticModel
 ) -> AsyncIterator[RunningServer]:
-    engines = EngineSet(
-        EngineMetrics(),
-        mt_settings=MtSettings(
-            engines=["apertium", "nllb"],
-            model_path=tiny_nllb.model_dir,
-            tokenizer_path=tiny_nllb.tokenizer_path,
-            **TINY_NLLB_DECODING,
-        ),
-    )
-    async with make_server_module(translate_calls=True, engines=engines) as server:
-        # Loaded now, not while the first speaker talks.
-        await (await server.app[ENGINES].stt()).warm_up()
+    async with translating_server(make_server_module, tiny_nllb) as server:
         yield server
 
 

@@ -22,12 +22,9 @@ import pytest
 import pytest_asyncio
 
 from callserver.app import ENGINES
-from callserver.engines import EngineSet
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.pipeline.echo import similarity, words
 from callserver.probe import ScriptedCaller, load_wav_48k
-from models.metrics import EngineMetrics
-from models.mt.settings import MtSettings
 from models.mt.synthetic import TINY, SyntheticModel, cached_model
 from models.stt.audio import decode_audio
 from models.stt.whisper import WhisperEngine
@@ -35,7 +32,6 @@ from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
     ANN,
     BETO,
-    TINY_NLLB_DECODING,
     callers,
     captions,
     delta,
@@ -47,6 +43,7 @@ from tests.pipeline_helpers import (
     rms,
     scrape,
     speech_then_silence,
+    translating_server,
     utterances_of,
 )
 
@@ -93,18 +90,7 @@ def espeak_speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pcm16]:
 async def call_server(
     make_server_module: Callable[..., Any], tiny_nllb: SyntheticModel
 ) -> AsyncIterator[RunningServer]:
-    engines = EngineSet(
-        EngineMetrics(),
-        mt_settings=MtSettings(
-            engines=["apertium", "nllb"],
-            model_path=tiny_nllb.model_dir,
-            tokenizer_path=tiny_nllb.tokenizer_path,
-            **TINY_NLLB_DECODING,
-        ),
-    )
-    async with make_server_module(translate_calls=True, engines=engines) as server:
-        # Loaded now, not by the first interim caption, which would then come too late.
-        await (await engines.stt()).warm_up()
+    async with translating_server(make_server_module, tiny_nllb) as server:
         yield server
 
 
