@@ -15,6 +15,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("tts", []),
     ("translated_call", []),
     ("distributed_call", []),
+    ("mesh_video", ["--pin"]),
 ]
 
 
