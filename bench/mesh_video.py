@@ -12,7 +12,9 @@ measured alone), and once every page has N-1 connected peer links the benchmark 
 a second for ``--seconds``:
 
 - participant 0's whole Chromium process tree CPU from /proc (% of one core),
-- all N browsers' trees, the server, and the whole machine (/proc/stat), for context,
+- all N browsers' trees, the server, and the whole machine (/proc/stat), for context, and
+  the machine less this benchmark's own process tree ("other load": anything else running),
+- the server's audio peer connections and mixed frames (its /metrics),
 - from participant 0's page, ``getStats`` on every peer connection: outbound video bitrate
   per peer, frame size, frames per second and the quality limitation (reason and the share of
   time in each, from ``qualityLimitationDurations``), and the received frame rate.
@@ -24,7 +26,12 @@ and the table says the frame size getStats reports. The uncapped run is the base
 alternate within each size (the order flips every round), and the ratio is capped / uncapped
 median CPU of browser 0.
 
-Run: .venv/bin/python -m bench.mesh_video [--sizes 2 4 6] [--seconds 20] [--rounds 2]
+On a small machine N browsers saturate the CPUs from N=4 (2 cores), and a browser's CPU is
+then its share of a full machine, not what it would use alone. ``--pin`` gives participant 0
+CPU 0 to itself and puts everything else (the other browsers, the server, this process) on
+the other CPUs, so its figure is its own demand (its peers then send it fewer frames).
+
+Run: .venv/bin/python -m bench.mesh_video [--sizes 2 4 6] [--seconds 20] [--rounds 2] [--pin]
      [--json results.json]
 """
 
@@ -48,7 +55,7 @@ import aiohttp
 import numpy as np
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
 
-from bench.common import MEDIA_ONLY, ServerProcess, p50, p95, speech
+from bench.common import MEDIA_ONLY, ServerProcess, metric, p50, p95, speech
 from callserver.media.frames import SAMPLE_RATE
 
 CHROMIUM = "/usr/lib/chromium/chromium"
@@ -313,6 +320,9 @@ class RunResult:
     limited_s: dict[str, float] = field(default_factory=dict)  # qualityLimitationDurations delta
     encode_ms: list[float] = field(default_factory=list)  # per frame, per peer-second
     sent_frames: list[float] = field(default_factory=list)  # frames encoded/s, all peers
+    server_links: list[int] = field(default_factory=list)  # server's audio peer connections
+    video_links: list[int] = field(default_factory=list)  # browser 0's connected peer links
+    mixed: list[float] = field(default_factory=list)  # server's mixed 20 ms frames per second
     encoder: set[str] = field(default_factory=set)
     codec: set[str] = field(default_factory=set)
     encodings: list[dict[str, Any]] = field(default_factory=list)
@@ -341,6 +351,9 @@ class RunResult:
             "limited_s": self.limited_s,
             "encode_ms_per_frame": self.encode_ms,
             "sent_frames_per_s": self.sent_frames,
+            "server_links": self.server_links,
+            "video_links": self.video_links,
+            "mixed_frames_per_s": self.mixed,
             "encoder": sorted(self.encoder),
             "codec": sorted(self.codec),
             "encodings": self.encodings,
@@ -431,7 +444,7 @@ async def run_call(
         if bool(got) != caps:
             raise RuntimeError(f"page says videoCaps={got}, wanted {caps}")
         await asyncio.sleep(args.settle)
-        await sample(people, server, result, args.seconds)
+        await sample(people, server, session, result, args.seconds)
     finally:
         await asyncio.gather(*(p.context.close() for p in people), return_exceptions=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -439,7 +452,11 @@ async def run_call(
 
 
 async def sample(
-    people: list[Participant], server: ServerProcess, result: RunResult, seconds: float
+    people: list[Participant],
+    server: ServerProcess,
+    session: aiohttp.ClientSession,
+    result: RunResult,
+    seconds: float,
 ) -> None:
     """For ``seconds``: CPU from /proc every second, and participant 0's getStats.
 
@@ -448,10 +465,30 @@ async def sample(
     """
     deadline = time.monotonic() + seconds
     cpu = asyncio.create_task(sample_cpu(people, server, result, deadline))
+    media = asyncio.create_task(sample_server(session, server.url, result, deadline))
     try:
         await sample_stats(people[0].page, result, deadline)
     finally:
-        await cpu
+        await asyncio.gather(cpu, media)
+
+
+async def sample_server(
+    session: aiohttp.ClientSession, url: str, result: RunResult, deadline: float
+) -> None:
+    """Once a second: the server's audio peer connections and mixed frames (its /metrics)."""
+
+    async def scrape() -> tuple[float, str]:
+        async with session.get(url + "/metrics") as resp:
+            return time.monotonic(), await resp.text()
+
+    t0, text0 = await scrape()
+    while time.monotonic() + 1.0 <= deadline:
+        await asyncio.sleep(max(0.0, t0 + 1.0 - time.monotonic()))
+        t1, text1 = await scrape()
+        result.server_links.append(int(metric(text1, "callserver_peer_connections")))
+        mixed = metric(text1, "callserver_mixed_frames_total")
+        result.mixed.append((mixed - metric(text0, "callserver_mixed_frames_total")) / (t1 - t0))
+        t0, text0 = t1, text1
 
 
 Snapshot = tuple[float, list[dict[int, int]], float, tuple[int, int]]
@@ -516,6 +553,7 @@ async def sample_stats(page: Page, result: RunResult, deadline: float) -> None:
             if peer["inb"] is not None:
                 result.received_fps.append(float(peer["inb"]["framesPerSecond"]))
         result.sent_frames.append(encoded)
+        result.video_links.append(sum(p["state"] == "connected" for p in stats1["peers"]))
         stats0 = stats1
     # Seconds in each quality limitation over the window, summed over the peers.
     start = {p["id"]: p for p in first["peers"]}
@@ -551,6 +589,9 @@ def pooled(runs: list[RunResult], size: int, caps: bool) -> RunResult:
             "received_fps",
             "encode_ms",
             "sent_frames",
+            "server_links",
+            "video_links",
+            "mixed",
         ):
             getattr(out, name).extend(getattr(r, name))
         out.sizes.update(r.sizes)
@@ -578,6 +619,14 @@ def limitation(r: RunResult) -> str:
     return ", ".join(f"{k} {v / total:.0%}" for k, v in shares if v / total >= 0.005)
 
 
+def links(counts: list[int]) -> str:
+    """Connections counted over the window: ``5`` or ``min-max``."""
+    if not counts:
+        return "-"
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def cpu_per_frame(r: RunResult) -> str:
     """Browser 0's CPU (ms) per frame it encodes, from the two medians."""
     if not r.cpu0 or not r.sent_frames or p50(r.sent_frames) <= 0:
@@ -599,9 +648,9 @@ def frame_size(r: RunResult) -> str:
 def report(runs: list[RunResult], sizes: list[int]) -> str:
     lines = [
         "| call size | peers of browser 0 | caps | browser 0 CPU p50 (% of a core) | p95 "
-        "| capped / uncapped p50 | all browsers p50 | server p50 | machine busy p50 "
-        "| other load p50 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| capped / uncapped p50 | all browsers p50 | server p50 | server audio links "
+        "| browser 0 video links | machine busy p50 | other load p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     video = [
         "| call size | caps | sent per peer p50 kbit/s | p95 | sent frame size (share) "
@@ -625,7 +674,8 @@ def report(runs: list[RunResult], sizes: list[int]) -> str:
             label = "on" if caps else "off (`?videocaps=off`)"
             lines.append(
                 f"| {size} | {size - 1} | {label} | {c50} | {c95} | {ratio} "
-                f"| {_pp(r.browsers)[0]} | {_pp(r.server)[0]} | {_pp(r.machine)[0]} "
+                f"| {_pp(r.browsers)[0]} | {_pp(r.server)[0]} | {links(r.server_links)} "
+                f"| {links(r.video_links)} | {_pp(r.machine)[0]} "
                 f"| {_pp(r.others)[0]} |"
             )
             k50, k95 = _pp(r.kbps)
