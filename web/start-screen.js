@@ -107,7 +107,11 @@ async function createRoom(fields) {
   }
   setCreatedRoom(room);
   saveHostKey(room.id, room.host_key);
-  history.replaceState(null, "", `/?${new URL(joinUrl()).searchParams}`);
+  const address = new URL(joinUrl()).searchParams;
+  // A measuring switch on this page's address stays on it (it is not part of the link).
+  const caps = new URLSearchParams(window.location.search).get("videocaps");
+  if (caps) address.set("videocaps", caps);
+  history.replaceState(null, "", `/?${address}`);
   return true;
 }
 
