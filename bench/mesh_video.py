@@ -55,10 +55,10 @@ import aiohttp
 import numpy as np
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
 
+from bench.chromium import CHROMIUM, chromium_flags
 from bench.common import MEDIA_ONLY, ServerProcess, metric, p50, p95, speech
 from callserver.media.frames import SAMPLE_RATE
 
-CHROMIUM = "/usr/lib/chromium/chromium"
 #: Page loads, joins and ICE on a loaded 2-core machine (as tests/browser.py allows).
 CONNECT_TIMEOUT_MS = 60_000
 VIEWPORT_W, VIEWPORT_H = 1280, 800
@@ -166,32 +166,6 @@ def write_wav(path: Path) -> Path:
         wav.setframerate(SAMPLE_RATE)
         wav.writeframes(speech().astype("<i2").tobytes())
     return path
-
-
-def chromium_flags(audio: Path, video: Path) -> list[str]:
-    """tests/browser.py's flags (see /work/shared/notes), plus the fake camera's file."""
-    return [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={audio}",
-        f"--use-file-for-fake-video-capture={video}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--allow-loopback-in-peer-connection",
-        # One switch only: the last --disable-features wins and replaces Playwright's list.
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--disable-background-timer-throttling",
-        "--disable-renderer-backgrounding",
-        "--disable-backgrounding-occluded-windows",
-    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +353,7 @@ async def launch(
         str(profile),
         executable_path=executable,
         headless=True,
-        args=chromium_flags(audio, video),
+        args=chromium_flags(audio, fake_video=video),
         viewport={"width": VIEWPORT_W, "height": VIEWPORT_H},
     )
     page = context.pages[0] if context.pages else await context.new_page()

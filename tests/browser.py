@@ -9,10 +9,9 @@ from typing import Any
 
 from playwright.async_api import BrowserContext, Page, Playwright, expect
 
+from bench.chromium import CHROMIUM, chromium_flags
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.probe import load_wav_48k
-
-CHROMIUM = "/usr/lib/chromium/chromium"
 
 # RMS of received audio (float samples, full scale 1.0). Digital silence through Opus stays
 # below 0.001; the LibriVox speech after Chromium's processing peaks around 0.05-0.2.
@@ -21,38 +20,6 @@ SPEECH_MIN = 0.02
 # Page loads, connections (ICE, DTLS) and first frames: a second or two here, but CI is a
 # loaded 2-core machine running Whisper beside the browsers.
 CONNECT_TIMEOUT_MS = 45_000
-
-
-def chromium_flags(fake_audio: Path, devices_allowed: bool = True) -> list[str]:
-    """Flags for a headless Chromium caller on a loopback-only machine (see the testing notes).
-
-    Without ``devices_allowed`` the permission prompt is not auto-accepted, so getUserMedia is
-    refused (NotAllowedError) as when a user blocks the camera and microphone.
-    """
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={fake_audio}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--allow-loopback-in-peer-connection",
-        # One switch only: the last --disable-features wins and replaces Playwright's list.
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--disable-background-timer-throttling",
-        "--disable-renderer-backgrounding",
-        "--disable-backgrounding-occluded-windows",
-    ]
-    if not devices_allowed:
-        flags.remove("--use-fake-ui-for-media-stream")
-    return flags
 
 
 def fake_microphone(clip: Path, out: Path) -> Path:
@@ -78,7 +45,7 @@ async def launch(
         str(profile),
         executable_path=CHROMIUM,
         headless=True,
-        args=chromium_flags(fake_audio, devices_allowed),
+        args=chromium_flags(fake_audio, devices_allowed=devices_allowed),
         viewport={"width": 1100, "height": 720},
     )
     await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)

@@ -34,17 +34,12 @@ from playwright.async_api import (
     expect,
 )
 
+from bench.chromium import CHROMIUM, chromium_flags
 from callserver.app import HUB, MEDIA
 from callserver.media.frames import SAMPLE_RATE, silence
 from callserver.probe import ScriptedCaller
 from signaling.video_caps import VIDEO_CAPS, cap_for
-from tests.browser import (
-    CHROMIUM,
-    CONNECT_TIMEOUT_MS,
-    chromium_flags,
-    join_from_start,
-    open_page,
-)
+from tests.browser import CONNECT_TIMEOUT_MS, join_from_start, open_page
 from tests.conftest import RunningServer, wait_for
 
 pytestmark = pytest.mark.browser

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from bench.chromium import CHROMIUM
 from signaling.errors import SignalingError
 from signaling.languages import normalize_language
 from signaling.names import FORBIDDEN_CATEGORIES, check_name
 from signaling.rooms import ROOM_ID_CHARS, check_room_id
-from tests.browser import CHROMIUM
 from tests.conftest import RunningServer
 
 MAX = 64

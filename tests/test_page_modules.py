@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from playwright.async_api import ConsoleMessage, async_playwright
 
+from bench.chromium import CHROMIUM
 from signaling.errors import CloseCode, ErrorCode
-from tests.browser import CHROMIUM
 from tests.conftest import RunningServer
 
 WEB = Path(__file__).resolve().parent.parent / "web"
