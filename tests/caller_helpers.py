@@ -16,8 +16,10 @@ from tests.conftest import envelope, envelope_match, wait_for
 #: while the reversed clip, the control, stays below 0.7 (measured over 24 loaded runs).
 MAX_SLIP_BLOCKS = 5
 #: Cost of each block the alignment skips or repeats, in squared standard deviations, so it
-#: follows the diagonal unless the audio really slipped.
-SLIP_COST = 1.0
+#: follows the diagonal unless the audio really slipped. Replayed against 33 loaded recordings
+#: each given 0-2 underruns of 1-3 blocks and 0-2 drops of 1-2 blocks (198 in all), 3.0 kept
+#: every match above 0.9 and every reversed control at least 0.17 below its match.
+SLIP_COST = 3.0
 
 
 def heard_after(recording: Recording, mark: int, t0: float) -> int:
@@ -93,36 +95,32 @@ def _standardised(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _warp_path(
     a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], diagonal: int
 ) -> npt.NDArray[np.intp]:
-    """For each index of ``a``, the index of ``b`` on the cheapest monotone path in the band."""
+    """For each index of ``a``, the index of ``b`` on the cheapest monotone path in the band.
+
+    A path pays the squared distance of each pair it reads and ``SLIP_COST`` for each block of
+    ``b`` it repeats or skips. Skipped blocks are not read: an underrun's silence is passed over
+    for the price of the slip, where a classic warping path had to read it (a 2-block gap cost
+    more than 16 and the path ran straight through it, r=0.89 on audio that had every word).
+    """
     n, m, inf = a.size, b.size, np.inf
     cost = np.full((n, m), inf)
-    step = np.zeros((n, m), dtype=np.int8)  # 0 diagonal, 1 from above (a repeats), 2 from left
+    came_from = np.zeros((n, m), dtype=np.intp)
     for i in range(n):
         low = max(0, i + diagonal - MAX_SLIP_BLOCKS)
-        for j in range(low, min(m, i + diagonal + MAX_SLIP_BLOCKS + 1)):
+        high = min(m, i + diagonal + MAX_SLIP_BLOCKS + 1)
+        for j in range(low, high):
             here = (a[i] - b[j]) ** 2
             if i == 0:
-                # The path may start anywhere in the band; moving along b before it is free.
-                cost[i, j], step[i, j] = here, 2
+                # The path may start anywhere in the band.
+                cost[i, j] = here
                 continue
-            options = (
-                cost[i - 1, j - 1] if j > 0 else inf,
-                cost[i - 1, j] + SLIP_COST,
-                cost[i, j - 1] + SLIP_COST if j > low else inf,
-            )
-            best = int(np.argmin(options))
-            cost[i, j], step[i, j] = here + options[best], best
+            # From b[k] to b[j]: one block on is the diagonal, any other step is a slip.
+            first = max(0, low - 1)
+            previous = [cost[i - 1, k] + SLIP_COST * abs(j - k - 1) for k in range(first, j + 1)]
+            best = int(np.argmin(previous))
+            cost[i, j], came_from[i, j] = here + previous[best], first + best
     path = np.zeros(n, dtype=np.intp)
-    i, j = n - 1, int(np.argmin(cost[n - 1]))
-    while i >= 0:
-        path[i] = j
-        if i == 0:
-            break
-        move = step[i, j]
-        if move == 0:
-            i, j = i - 1, j - 1
-        elif move == 1:
-            i -= 1
-        else:
-            j -= 1
+    path[-1] = int(np.argmin(cost[n - 1]))
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = came_from[i, path[i]]
     return path
