@@ -8,7 +8,7 @@ import sys
 
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("call_latency", []),
-    ("call_load", []),
+    ("call_load", ["--profile", "4"]),
     ("stt", []),
     ("stt_live", []),
     ("translate", []),

@@ -5,18 +5,24 @@ once, both parties talking all the time (the test clips on a loop). For each N t
 CPU time and resident memory are read from /proc over a fixed window, and underruns from its
 /metrics. The baseline is the same server idle, measured in the same run.
 
-Run: .venv/bin/python -m bench.call_load [--calls 1 4 8 16] [--seconds 10]
+Run: .venv/bin/python -m bench.call_load [--calls 1 4 8 16] [--seconds 10] [--profile 4]
+
+``--profile N`` adds one run of N calls sampled by py-spy and prints where the server's time
+went (``bench/profile.py``); its CPU figures are not in the table, as the sampling costs some.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 
 from bench.common import MEDIA_ONLY, ServerProcess, metric, speech
+from bench.profile import Profile, record, summarise
 from callserver.media.frames import Pcm16
 from callserver.probe import ScriptedCaller
 
@@ -33,7 +39,10 @@ async def keep_talking(caller: ScriptedCaller, clip: Pcm16) -> None:
         await asyncio.sleep(0.2)
 
 
-async def run_level(calls: int, seconds: float, clip: Pcm16) -> dict[str, float]:
+async def run_level(
+    calls: int, seconds: float, clip: Pcm16, profile: list[Profile] | None = None
+) -> dict[str, float]:
+    """Hold ``calls`` calls and measure the server; with ``profile``, sample it instead."""
     server = await ServerProcess.start(**MEDIA_ONLY)
     talkers: list[asyncio.Task[None]] = []
     callers: list[ScriptedCaller] = []
@@ -54,7 +63,13 @@ async def run_level(calls: int, seconds: float, clip: Pcm16) -> dict[str, float]
             await asyncio.sleep(2.0)  # settle: jitter buffers fill, queues catch up
             before = await scrape(session, server.url)
             cpu0, t0 = server.cpu_seconds(), time.monotonic()
-            await asyncio.sleep(seconds)
+            if profile is None:
+                await asyncio.sleep(seconds)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "stacks.txt"
+                    await record(server.proc.pid, seconds, out)
+                    profile.append(summarise(out))
             cpu1, t1 = server.cpu_seconds(), time.monotonic()
             after = await scrape(session, server.url)
             rss = server.rss_bytes()
@@ -98,7 +113,7 @@ async def idle_cpu(seconds: float) -> float:
         await server.stop()
 
 
-async def main(levels: list[int], seconds: float) -> None:
+async def main(levels: list[int], seconds: float, profile_calls: int | None) -> None:
     clip = speech()
     idle = await idle_cpu(seconds / 2)
     print(f"idle server: {idle * 100:.1f}% of a core")
@@ -116,11 +131,20 @@ async def main(levels: list[int], seconds: float) -> None:
             f"| {r['dropped_per_min']:.1f} |",
             flush=True,
         )
+    if profile_calls is not None:
+        profiles: list[Profile] = []
+        r = await run_level(profile_calls, seconds, clip, profiles)
+        print(
+            f"\nprofile of the server at {profile_calls} calls ({profiles[0].total} busy samples, "
+            f"{r['cpu_core'] * 100:.0f}% of a core while sampled):\n"
+        )
+        print(profiles[0].table(rows=25))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--profile", type=int, default=None, metavar="CALLS")
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.seconds))
+    asyncio.run(main(args.calls, args.seconds, args.profile))
