@@ -127,6 +127,23 @@ def test_decode_to_mono_handles_stereo_and_other_rates() -> None:
     assert abs(total - 5 * 4800) <= 200  # resampler delay
 
 
+def test_decode_to_mono_downmixes_opus_output_as_ffmpeg_does() -> None:
+    # aiortc's Opus decoder gives packed s16 stereo at 48 kHz: DecodeToMono mixes that down in
+    # numpy; planar input still takes FFmpeg's resampler. Both must give the same samples.
+    rng = np.random.default_rng(7)
+    left_right = (rng.standard_normal((FRAME_SAMPLES, 2)) * 8000).astype(np.int16)
+    left_right[:4] = [[32767, 32767], [-32768, -32768], [1, 0], [-1, 0]]  # extremes, halves
+    packed = feed(DecodeToMono(), [av_frame(left_right.reshape(-1), 48_000, layout="stereo")])
+    planar = feed(
+        DecodeToMono(),
+        [av_frame(left_right.T.copy().reshape(-1), 48_000, layout="stereo", fmt="s16p")],
+    )
+    assert [f.samples.size for f in packed] == [f.samples.size for f in planar] == [FRAME_SAMPLES]
+    assert np.array_equal(packed[0].samples, planar[0].samples)
+    mean = left_right.astype(np.float64).mean(axis=1)
+    assert np.abs(packed[0].samples - mean).max() <= 0.5
+
+
 def test_rechunk_cuts_exact_frames_and_keeps_the_rest() -> None:
     chunker = Rechunk()
     data = np.arange(2500, dtype=np.int16)

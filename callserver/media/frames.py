@@ -28,5 +28,16 @@ class PcmFrame:
 
 
 def silence(samples: int = FRAME_SAMPLES) -> Pcm16:
-    """A block of digital silence."""
+    """A block of digital silence (a new, writable array)."""
     return np.zeros(samples, dtype=np.int16)
+
+
+def _read_only_silence() -> Pcm16:
+    block = silence()
+    block.flags.writeable = False
+    return block
+
+
+#: One 20 ms frame of silence shared by every silent tick: read-only, so nothing can write
+#: into what every other user reads, and the silent path allocates nothing.
+SILENT_FRAME: Pcm16 = _read_only_silence()

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from callserver.media.dub import DubClip, DubPlayer, DubSettings, drop_clip
-from callserver.media.frames import FRAME_SAMPLES, Pcm16, PcmFrame, silence
+from callserver.media.frames import FRAME_SAMPLES, SILENT_FRAME, Pcm16, PcmFrame
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,9 @@ class RoomMixer:
         queues = self._queues.get(listener)
         self.stats.mixed_frames += 1
         if queues is None:
-            return silence()
-        acc: np.ndarray | None = None
-        plain_acc: np.ndarray | None = None
+            return SILENT_FRAME
+        originals: list[Pcm16] = []
+        plain_ones: list[Pcm16] = []
         plain = self._plain.get(listener, frozenset())
         for speaker, queue in queues.items():
             samples, underrun, dropped = queue.pull()
@@ -204,23 +205,27 @@ class RoomMixer:
                 self.stats.underruns += 1
                 if self._on_underrun is not None:
                     self._on_underrun(listener, speaker)
-            if samples is None:
-                continue
-            if speaker in plain:
-                plain_acc = _add(plain_acc, samples)
-            else:
-                acc = _add(acc, samples)
+            if samples is not None:
+                (plain_ones if speaker in plain else originals).append(samples)
         player = self._dubs[listener]
         dub, gain = player.next_frame(self._clock() if now is None else now)
         self.stats.dub_frames += dub is not None
         self.stats.ducked_frames += player.ducking
-        if acc is not None and (not isinstance(gain, float) or gain != 1.0):
+        unity = isinstance(gain, float) and gain == 1.0
+        if dub is None and (unity or not originals):
+            sources = originals + plain_ones
+            if not sources:
+                return SILENT_FRAME
+            if len(sources) == 1:
+                # One voice at full volume (most of a two-party call): it is the mix already.
+                return sources[0]
+        acc = _sum(originals)
+        if acc is not None and not unity:
             acc = np.rint(acc * gain).astype(np.int32)
-        for part in (plain_acc, dub):
+        for part in (_sum(plain_ones), dub):
             if part is not None:
-                acc = _add(acc, part)
-        if acc is None:
-            return silence()
+                acc = part.astype(np.int32) if acc is None else acc + part
+        assert acc is not None  # some source was there, or the silent return above was taken
         mixed: Pcm16 = np.clip(acc, -32768, 32767).astype(np.int16)
         return mixed
 
@@ -228,9 +233,11 @@ class RoomMixer:
         return SpeakerQueue(self.max_queue_frames, self.prebuffer_frames)
 
 
-def _add(acc: np.ndarray | None, samples: np.ndarray) -> np.ndarray:
-    """``acc + samples`` in int32 (a copy of ``samples`` when there is nothing yet)."""
-    if acc is None:
-        return samples.astype(np.int32)
-    acc += samples
+def _sum(frames: list[Pcm16]) -> npt.NDArray[np.int32] | None:
+    """The frames summed in int32 (so a loud sum clips later instead of wrapping)."""
+    if not frames:
+        return None
+    acc: npt.NDArray[np.int32] = frames[0].astype(np.int32)
+    for samples in frames[1:]:
+        acc += samples
     return acc

@@ -18,7 +18,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from callserver.media import decoding
+from callserver.media import audio_level, decoding
 from callserver.media.frames import PcmFrame
 from callserver.media.mixer import RoomMixer
 from callserver.media.peer_tasks import FailureCounter, PeerScope
@@ -29,6 +29,7 @@ from signaling.errors import ErrorCode, SignalingError
 log = logging.getLogger(__name__)
 
 decoding.install()
+audio_level.install()
 
 #: Called with (room id, participant id, 20 ms frame) for every frame a participant sends.
 FrameTap = Callable[[str, str, PcmFrame], None]
