@@ -27,6 +27,7 @@ from callserver.ice import use_host_addresses
 from callserver.media.dub import DubSettings
 from callserver.media.offer_check import OfferLimits
 from callserver.media.plane import MediaLimits, MediaPlane
+from callserver.media.room_clock import TickSettings
 from callserver.metrics import Metrics
 from callserver.ops import ops_routes
 from callserver.pairs import language_pairs
@@ -130,6 +131,10 @@ def build_app(
             mixer_max_queue_frames=settings.mixer_max_queue_frames,
             mixer_prebuffer_frames=settings.mixer_prebuffer_frames,
             stun_urls=tuple(settings.server_stun_urls),
+            ticks=TickSettings(
+                arrival_margin_s=settings.mixer_arrival_margin_ms / 1000,
+                arrival_quantile=settings.mixer_arrival_quantile,
+            ),
             dub=DubSettings(
                 dub_gain=settings.dub_gain,
                 duck_db=settings.dub_duck_db,

@@ -160,6 +160,20 @@ class Settings(EnvSettings):
         description="Frames a speaker's queue holds before it starts to play after a gap; "
         "absorbs arrival jitter at the cost of 20 ms each.",
     )
+    mixer_arrival_margin_ms: float = Field(
+        3.0,
+        ge=0,
+        lt=20,
+        description="How long after a listener's speakers' frames arrive their mix is pulled "
+        "(the room clock places each listener's 20 ms ticks there).",
+    )
+    mixer_arrival_quantile: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of a speaker's recent frames that should arrive before the tick "
+        "that mixes them; the rest wait one tick in the speaker's queue.",
+    )
 
     # --- dubbed speech in each listener's mix ---------------------------------------------------
     translate_calls: bool = Field(

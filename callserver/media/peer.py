@@ -20,10 +20,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from callserver.media import audio_level, decoding
 from callserver.media.frames import PcmFrame
-from callserver.media.mixer import RoomMixer
 from callserver.media.peer_tasks import FailureCounter, PeerScope
 from callserver.media.processors import DecodeToMono, Rechunk
-from callserver.media.tracks import PacedAudioTrack
+from callserver.media.room_clock import RoomClock
+from callserver.media.tracks import FeedAudioTrack
 from signaling.errors import ErrorCode, SignalingError
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ParticipantPeer:
         *,
         room_id: str,
         participant_id: str,
-        mixer: RoomMixer,
+        room_clock: RoomClock,
         connect_timeout_s: float,
         close_timeout_s: float,
         stun_urls: tuple[str, ...] = (),
@@ -62,13 +62,14 @@ class ParticipantPeer:
         ice_servers = [RTCIceServer(urls=list(stun_urls))] if stun_urls else []
         with self._scope.active():
             self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
-        self.track = PacedAudioTrack(lambda: mixer.pull(participant_id))
+        feed = room_clock.attach(participant_id)
+        self.track = FeedAudioTrack(feed, on_stop=lambda: room_clock.detach(participant_id, feed))
         self.channel: RTCDataChannel | None = None
         self.closed = False
         self.bad_frames = 0
         #: A host muted this participant: their voice goes to nobody (see ``_consume``).
         self.muted = muted
-        self._mixer = mixer
+        self._room_clock = room_clock
         self._close_timeout_s = close_timeout_s
         self._on_closed = on_closed
         self._on_state = on_state
@@ -237,7 +238,7 @@ class ParticipantPeer:
                 continue
             for pcm in pcm_frames:
                 for chunk in rechunk.process(pcm):
-                    self._mixer.push(self.participant_id, chunk)
+                    self._room_clock.push(self.participant_id, chunk)
                     for tap in self._taps:
                         tap(self.room_id, self.participant_id, chunk)
 

@@ -13,6 +13,7 @@ from callserver.media.mixer import MixStats, RoomMixer
 from callserver.media.offer_check import OfferLimits, check_offer
 from callserver.media.peer import FrameTap, ParticipantPeer
 from callserver.media.peer_tasks import FailureCounter
+from callserver.media.room_clock import RoomClock, TickSettings
 from signaling.errors import ErrorCode, SignalingError
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,10 @@ PeerClosedCallback = Callable[[str, str, str], None]
 
 @dataclass
 class RoomMedia:
-    """A room's mixer and its participants' peers."""
+    """A room's mixer, the clock that ticks it, and its participants' peers."""
 
     mixer: RoomMixer
+    clock: RoomClock
     peers: dict[str, ParticipantPeer] = field(default_factory=dict)
 
 
@@ -43,6 +45,7 @@ class MediaLimits:
     #: STUN servers the server's own ICE agent uses; empty means host candidates only.
     stun_urls: tuple[str, ...] = ()
     dub: DubSettings = field(default_factory=DubSettings)
+    ticks: TickSettings = field(default_factory=TickSettings)
 
 
 class MediaPlane:
@@ -99,14 +102,13 @@ class MediaPlane:
         check_offer(offer_sdp, self.limits.offer)
         room = self._rooms.get(room_id)
         if room is None:
-            room = RoomMedia(
-                mixer=RoomMixer(
-                    self.limits.mixer_max_queue_frames,
-                    self.limits.mixer_prebuffer_frames,
-                    stats=self.stats,
-                    dub_settings=self.limits.dub,
-                )
+            mixer = RoomMixer(
+                self.limits.mixer_max_queue_frames,
+                self.limits.mixer_prebuffer_frames,
+                stats=self.stats,
+                dub_settings=self.limits.dub,
             )
+            room = RoomMedia(mixer=mixer, clock=RoomClock(mixer, self.limits.ticks))
             self._rooms[room_id] = room
         peer = room.peers.get(participant_id)
         fresh = peer is None or peer.closed
@@ -114,7 +116,7 @@ class MediaPlane:
             peer = ParticipantPeer(
                 room_id=room_id,
                 participant_id=participant_id,
-                mixer=room.mixer,
+                room_clock=room.clock,
                 connect_timeout_s=self.limits.connect_timeout_s,
                 close_timeout_s=self.limits.close_timeout_s,
                 stun_urls=self.limits.stun_urls,
@@ -208,6 +210,7 @@ class MediaPlane:
         """Close every peer connection (shutdown)."""
         peers = [peer for room in self._rooms.values() for peer in room.peers.values()]
         await asyncio.gather(*(peer.close("shutdown") for peer in peers), return_exceptions=True)
+        await asyncio.gather(*(room.clock.close() for room in self._rooms.values()))
         if self._hook_tasks:
             await asyncio.gather(*self._hook_tasks, return_exceptions=True)
         self._rooms.clear()
@@ -225,6 +228,7 @@ class MediaPlane:
         if room is None or room.peers.get(peer.participant_id) is not peer:
             return
         del room.peers[peer.participant_id]
+        room.clock.forget(peer.participant_id)
         room.mixer.remove(peer.participant_id)
         if not room.peers:
             del self._rooms[peer.room_id]

@@ -1,4 +1,8 @@
-"""Outgoing audio: a track that paces itself against the clock in fixed 20 ms frames."""
+"""Outgoing audio: tracks that send fixed 20 ms frames, paced by a clock.
+
+``FeedAudioTrack`` sends what a room's clock mixes for one listener (``room_clock.py``);
+``PacedAudioTrack`` keeps its own clock (scripted callers, tools).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from callserver.media.frames import FRAME_SAMPLES, SAMPLE_RATE, Pcm16
+from callserver.media.room_clock import ListenerFeed
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +68,54 @@ class PacedAudioTrack(MediaStreamTrack):
                 self._start, self._sent = now, 0
             if self.readyState != "live":
                 raise MediaStreamError
-        samples = self._source()
-        frame = av.AudioFrame.from_ndarray(
-            samples.reshape(1, FRAME_SAMPLES), format="s16", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = TIME_BASE
-        frame.pts = self._pts
+        frame = audio_frame(self._source(), self._pts)
         self._pts += FRAME_SAMPLES
         self._sent += FRAME_SAMPLES
         self.frames_sent += 1
         return frame
+
+
+class FeedAudioTrack(MediaStreamTrack):
+    """Sends the frames a room's clock mixes for one listener, as the ticks give them.
+
+    The room's clock paces it and sends silence when nobody speaks. Once stopped (peer gone,
+    leave, shutdown), or once the clock closes the feed, ``recv`` raises ``MediaStreamError``,
+    which ends aiortc's sender loop: the track never spins.
+    """
+
+    kind = "audio"
+
+    def __init__(self, feed: ListenerFeed, on_stop: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.feed = feed
+        self._on_stop = on_stop
+        self._pts = 0
+        self.frames_sent = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        samples = await self.feed.get()
+        if samples is None or self.readyState != "live":
+            raise MediaStreamError
+        frame = audio_frame(samples, self._pts)
+        self._pts += FRAME_SAMPLES
+        self.frames_sent += 1
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        if self._on_stop is not None:
+            self._on_stop()
+            self._on_stop = None
+
+
+def audio_frame(samples: Pcm16, pts: int) -> av.AudioFrame:
+    """One 20 ms mono frame for aiortc's encoder (the samples are copied)."""
+    frame = av.AudioFrame.from_ndarray(
+        samples.reshape(1, FRAME_SAMPLES), format="s16", layout="mono"
+    )
+    frame.sample_rate = SAMPLE_RATE
+    frame.time_base = TIME_BASE
+    frame.pts = pts
+    return frame
