@@ -173,3 +173,21 @@ async def test_the_clock_paces_listeners_on_the_loop_and_stops_when_none_is_left
 
 async def _take(track: FeedAudioTrack, n: int) -> list[int]:
     return [int((await track.recv()).pts or 0) for _ in range(n)]
+
+
+async def test_frames_a_late_sender_never_took_are_counted_once_it_sends() -> None:
+    time = FakeTime()
+    mixer, clock = _room("a", "b", time=time)
+    feed = clock.attach("b", start=False)
+    for _ in range(5):  # aiortc has not started sending: stale frames are not a late sender's
+        clock.run_due(time.now)
+        time.now += TICK_S
+    assert mixer.stats.unsent_frames == 0
+    assert await feed.get() is not None
+    # The sender stalls for four ticks: with the frame already waiting that makes five, of
+    # which the feed keeps the newest two.
+    for _ in range(4):
+        clock.run_due(time.now)
+        time.now += TICK_S
+    assert TickSettings().listener_buffer_frames == 2
+    assert mixer.stats.unsent_frames == 3

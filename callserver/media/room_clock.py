@@ -102,21 +102,26 @@ class ListenerFeed:
     def __init__(self, listener: str, capacity: int) -> None:
         self.listener = listener
         self.closed = False
-        #: Frames dropped because the track had not taken the ones before (a late sender).
-        self.overflows = 0
+        #: The track has asked for a frame: from then on a dropped frame is a late sender's
+        #: (before, aiortc has not started sending, and old frames are merely stale).
+        self.started = False
         self._frames: deque[Pcm16] = deque()
         self._capacity = capacity
         self._waiter: asyncio.Future[None] | None = None
 
-    def put(self, samples: Pcm16) -> None:
+    def put(self, samples: Pcm16) -> int:
+        """Hand over a mixed frame; return how many unsent ones were dropped for it."""
         self._frames.append(samples)
+        dropped = 0
         while len(self._frames) > self._capacity:
             self._frames.popleft()
-            self.overflows += 1
+            dropped += 1
         self._wake()
+        return dropped if self.started else 0
 
     async def get(self) -> Pcm16 | None:
         """The next mixed frame; None once the feed is closed."""
+        self.started = True
         while not self._frames:
             if self.closed:
                 return None
@@ -224,7 +229,7 @@ class RoomClock:
             if now - entry.next_due > MAX_LAG_S:
                 self.clock_resets += 1
                 entry.next_due = now
-            entry.feed.put(self.mixer.pull(listener, now))
+            self.mixer.stats.unsent_frames += entry.feed.put(self.mixer.pull(listener, now))
             entry.ticks += 1
             if entry.ticks % PLACE_EVERY_TICKS == 0:
                 entry.shift_left = self._shift_towards_speakers(listener, entry.next_due, now)
