@@ -109,15 +109,18 @@ class ListenerFeed:
         self._capacity = capacity
         self._waiter: asyncio.Future[None] | None = None
 
-    def put(self, samples: Pcm16) -> int:
-        """Hand over a mixed frame; return how many unsent ones were dropped for it."""
+    @property
+    def behind(self) -> bool:
+        """The track is sending and has not taken the frames it holds: mixing one more now
+        would only drop one (the speakers' queues keep their frames for the next tick)."""
+        return self.started and len(self._frames) >= self._capacity
+
+    def put(self, samples: Pcm16) -> None:
+        """Hand over a mixed frame (before the track starts, the oldest go)."""
         self._frames.append(samples)
-        dropped = 0
         while len(self._frames) > self._capacity:
             self._frames.popleft()
-            dropped += 1
         self._wake()
-        return dropped if self.started else 0
 
     async def get(self) -> Pcm16 | None:
         """The next mixed frame; None once the feed is closed."""
@@ -229,7 +232,12 @@ class RoomClock:
             if now - entry.next_due > MAX_LAG_S:
                 self.clock_resets += 1
                 entry.next_due = now
-            self.mixer.stats.unsent_frames += entry.feed.put(self.mixer.pull(listener, now))
+            if entry.feed.behind:
+                # The old per-track timer only pulled when aiortc's sender asked; a sender that
+                # fell behind (an overloaded encoder thread) still sets the pace here.
+                self.mixer.stats.late_sender_ticks += 1
+            else:
+                entry.feed.put(self.mixer.pull(listener, now))
             entry.ticks += 1
             if entry.ticks % PLACE_EVERY_TICKS == 0:
                 entry.shift_left = self._shift_towards_speakers(listener, entry.next_due, now)
