@@ -130,8 +130,11 @@ def test_downsample_output_does_not_depend_on_input_chunking() -> None:
     pcm = (3000 * rng.standard_normal(48_000)).astype(np.int16)
     whole = np.concatenate([f.samples for f in feed(Downsample(), pcm48(pcm))])
     odd = np.concatenate([f.samples for f in feed(Downsample(), pcm48(pcm, size=701))])
-    assert len(odd) == len(whole) == 16_000
+    # Blocks shorter than the filter's history (240 samples) move it in overlapping parts.
+    tiny = np.concatenate([f.samples for f in feed(Downsample(), pcm48(pcm, size=100))])
+    assert len(odd) == len(whole) == len(tiny) == 16_000
     np.testing.assert_allclose(odd, whole, atol=1e-6)
+    np.testing.assert_allclose(tiny, whole, atol=1e-6)
 
 
 # --- VAD -------------------------------------------------------------------------------------
@@ -147,6 +150,20 @@ def test_vad_model_is_shared_but_state_is_per_speaker() -> None:
     assert max(probs) > 0.9  # speech in the first second
     assert max(b.push(room_noise(1.0))) < 0.2  # no speech in room noise
     assert not np.array_equal(a.state.h, b.state.h)
+
+
+def test_vad_gives_the_same_probabilities_however_the_audio_is_chunked() -> None:
+    clip = load_clip(CLIP_B)[:32_000]
+    whole = SileroVad().push(clip)
+    assert len(whole) == 32_000 // 512 and max(whole) > 0.9
+    for size in (320, 700, 100):
+        vad = SileroVad()
+        chunked = [p for i in range(0, clip.size, size) for p in vad.push(clip[i : i + size])]
+        assert chunked == whole
+    again = SileroVad()
+    again.push(room_noise(0.5))
+    again.reset()  # forgets the noise: the clip reads as from a fresh start
+    assert again.push(clip) == whole
 
 
 # --- endpointer ------------------------------------------------------------------------------

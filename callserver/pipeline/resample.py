@@ -46,8 +46,12 @@ class Downsample:
     def __init__(self) -> None:
         self._factor = 0
         self._taps: Float32 = np.zeros(0, dtype=np.float32)
-        self._history: Float32 = np.zeros(0, dtype=np.float32)
+        self._history_len = 0
+        # Filter history then the newest input, in one buffer reused frame after frame: the
+        # history is moved to the front after each frame, so nothing is allocated per frame.
+        self._buffer: Float32 = np.zeros(0, dtype=np.float32)
         self._phase = 0  # index into the next input block of the next sample to keep
+        # Output short of a whole 320-sample frame (only when input frames are not 960 long).
         self._pending: Float32 = np.zeros(0, dtype=np.float32)
 
     def _configure(self, rate: int) -> None:
@@ -60,24 +64,33 @@ class Downsample:
             logger.info("input rate changed to %d Hz; resetting resampler", rate)
         self._factor = factor
         self._taps = lowpass(factor)
-        self._history = np.zeros(len(self._taps) - 1, dtype=np.float32)
+        self._history_len = len(self._taps) - 1
+        self._buffer = np.zeros(self._history_len + 960, dtype=np.float32)
         self._phase = 0
         self._pending = np.zeros(0, dtype=np.float32)
 
     def process(self, frame: PcmFrame) -> list[SpeechFrame]:
         self._configure(frame.sample_rate)
-        new = frame.samples.astype(np.float32) / 32768.0
-        factor = self._factor
+        factor, n = self._factor, frame.samples.size
         if factor == 1:
-            decimated = new
+            decimated = frame.samples.astype(np.float32) / 32768.0
         else:
-            data = np.concatenate((self._history, new))
+            history = self._history_len
+            if self._buffer.size < history + n:
+                grown = np.zeros(history + n, dtype=np.float32)
+                grown[:history] = self._buffer[:history]
+                self._buffer = grown
+            data = self._buffer[: history + n]
+            np.multiply(frame.samples, np.float32(1 / 32768), out=data[history:])
             windows = np.lib.stride_tricks.sliding_window_view(data, len(self._taps))
-            # windows[j] ends at new[j]; keep every factor-th output starting at the phase.
-            decimated = (windows[self._phase :: factor] @ self._taps).astype(np.float32)
-            kept = len(range(self._phase, len(new), factor))
-            self._phase = self._phase + kept * factor - len(new)
-            self._history = data[len(data) - len(self._history) :]
+            # windows[j] ends at the new block's sample j; keep every factor-th from the phase.
+            decimated = windows[self._phase :: factor] @ self._taps
+            kept = len(range(self._phase, n, factor))
+            self._phase = self._phase + kept * factor - n
+            data[:history] = data[n:].copy() if n < history else data[n : n + history]
+        if not self._pending.size and decimated.size == SPEECH_FRAME_SAMPLES:
+            # A 20 ms input frame gives exactly one output frame: it is the frame, no copy.
+            return [SpeechFrame(samples=decimated, captured_at=frame.captured_at)]
         pending = np.concatenate((self._pending, decimated))
         whole = len(pending) // SPEECH_FRAME_SAMPLES
         out = [

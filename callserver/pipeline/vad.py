@@ -6,10 +6,14 @@ be shared is the recurrent state (LSTM ``h``/``c`` and the 64-sample context): t
 shared it between speakers and one person's voice leaked into another's speech decisions.
 So each speaker owns a ``SileroVad`` with its own ``VadState``.
 
-Cost: one 512-sample window (32 ms of audio) took 0.10-0.13 ms on one core of the 2-core
-development machine (measured once, single-threaded session), i.e. well under 1 % of real
-time per speaker. That is why it runs inline in the frame path instead of in an executor:
-a thread hop would cost more than the inference.
+Cost (``python -m bench.vad_cost``, one core of the 2-core machine): a 512-sample window
+(32 ms of audio) takes 58 us, 1.06x a bare ONNX Runtime call; with the down-sampler, a
+speaker's 20 ms frame costs 89 us, 0.45 % of a core per speaker. Detection runs in the
+pipeline's detection thread (``speaker.py``), not inline: the hop there and back costs about
+as much again (70-90 us), but 89 us a frame for every speaker would otherwise come out of the
+event loop's 20 ms tick. The model's recurrent state has a batch of one, so windows of
+different speakers cannot share a run; several windows of one speaker can (0.63-0.84x a window
+each), which only a speaker's backlog would give.
 """
 
 from __future__ import annotations
@@ -60,11 +64,13 @@ class SileroModel:
         """Speech probability of one 512-sample window; advances ``state`` in place."""
         if window.shape != (WINDOW_SAMPLES,):
             raise ValueError(f"expected {WINDOW_SAMPLES} samples, got {window.shape}")
-        batch = np.concatenate((state.context, window))[np.newaxis, :]
-        prob, h, c = self._session.run(None, {"input": batch, "h": state.h, "c": state.c})
+        # The state's own input row holds its context; the window goes after it in place.
+        row = state.input
+        row[0, CONTEXT_SAMPLES:] = window
+        prob, h, c = self._session.run(None, {"input": row, "h": state.h, "c": state.c})
         state.h = np.asarray(h, dtype=np.float32)
         state.c = np.asarray(c, dtype=np.float32)
-        state.context = window[-CONTEXT_SAMPLES:].copy()
+        row[0, :CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
         return float(np.asarray(prob).reshape(-1)[0])
 
 
@@ -84,7 +90,15 @@ class VadState:
 
     h: Float32 = field(default_factory=lambda: _zeros(STATE_SHAPE))
     c: Float32 = field(default_factory=lambda: _zeros(STATE_SHAPE))
-    context: Float32 = field(default_factory=lambda: _zeros((CONTEXT_SAMPLES,)))
+    #: The model's input row: the last 64 samples heard (the context), then room for the next
+    #: window; reused for every window, so a window costs one copy and no allocation.
+    input: Float32 = field(default_factory=lambda: _zeros((1, CONTEXT_SAMPLES + WINDOW_SAMPLES)))
+
+    @property
+    def context(self) -> Float32:
+        """The last 64 samples of the previous window."""
+        context: Float32 = self.input[0, :CONTEXT_SAMPLES]
+        return context
 
 
 class SileroVad:
@@ -100,20 +114,26 @@ class SileroVad:
     def __init__(self, model: SileroModel | None = None) -> None:
         self.model = model or load_silero_model()
         self.state = VadState()
-        self._pending: Float32 = np.zeros(0, dtype=np.float32)
+        # The window being filled, reused: 20 ms frames (320 samples) fill a 512-sample
+        # window over two or three calls without concatenating anything.
+        self._window: Float32 = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+        self._filled = 0
 
     def push(self, samples: Float32) -> list[float]:
         """Add samples; return the probability of every window they complete."""
-        data = np.concatenate((self._pending, samples.astype(np.float32, copy=False)))
-        whole = len(data) // WINDOW_SAMPLES
-        probs = [
-            self.model.run(data[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES], self.state)
-            for i in range(whole)
-        ]
-        self._pending = data[whole * WINDOW_SAMPLES :].copy()
+        probs = []
+        at = 0
+        while at < len(samples):
+            take = min(WINDOW_SAMPLES - self._filled, len(samples) - at)
+            self._window[self._filled : self._filled + take] = samples[at : at + take]
+            self._filled += take
+            at += take
+            if self._filled == WINDOW_SAMPLES:
+                probs.append(self.model.run(self._window, self.state))
+                self._filled = 0
         return probs
 
     def reset(self) -> None:
         """Forget all history (e.g. after a long mute)."""
         self.state = VadState()
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._filled = 0
