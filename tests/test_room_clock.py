@@ -201,3 +201,17 @@ async def test_a_late_sender_sets_the_pace_and_its_speakers_frames_wait() -> Non
         clock.run_due(time.now)
         heard += [int(f[0]) for f in _drain(feed)]
     assert [k for k in heard if k] == [6, 7, 8, 9]  # then silence: a has stopped
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"arrival_margin_s": 0.02},
+        {"arrival_quantile": 0.0},
+        {"max_shift_per_tick_s": 0.0},
+        {"listener_buffer_frames": 0},
+    ],
+)
+def test_settings_out_of_range_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TickSettings(**bad)  # type: ignore[arg-type]
