@@ -88,8 +88,8 @@ async def run_level(
     dropped = metric(after, "callserver_mixer_dropped_frames_total") - metric(
         before, "callserver_mixer_dropped_frames_total"
     )
-    late = metric(after, "callserver_mixer_late_sender_ticks_total") - metric(
-        before, "callserver_mixer_late_sender_ticks_total"
+    unsent = metric(after, "callserver_mixer_unsent_frames_total") - metric(
+        before, "callserver_mixer_unsent_frames_total"
     )
     cpu = (cpu1 - cpu0) / (t1 - t0)
     return {
@@ -102,7 +102,7 @@ async def run_level(
         "underruns_per_min": underruns / (t1 - t0) * 60,
         "underrun_ratio": underruns / mixed if mixed else 0.0,
         "dropped_per_min": dropped / (t1 - t0) * 60,
-        "late_per_min": late / (t1 - t0) * 60,
+        "unsent_per_min": unsent / (t1 - t0) * 60,
     }
 
 
@@ -124,7 +124,7 @@ async def main(levels: list[int], seconds: float, profile_calls: int | None) -> 
     print(
         "| calls | server CPU (% of a core) | per call | RSS MB | per call MB "
         "| mixed frames/s | underruns/min | underrun share | catch-up drops/min "
-        "| late sender ticks/min |"
+        "| unsent/min |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for calls in levels:
@@ -133,7 +133,7 @@ async def main(levels: list[int], seconds: float, profile_calls: int | None) -> 
             f"| {calls} | {r['cpu_core'] * 100:.1f} | {r['cpu_per_call'] * 100:.1f} "
             f"| {r['rss_mb']:.0f} | {r['rss_per_call_mb']:.1f} | {r['mixed_per_s']:.0f} "
             f"| {r['underruns_per_min']:.1f} | {r['underrun_ratio'] * 100:.2f}% "
-            f"| {r['dropped_per_min']:.1f} | {r['late_per_min']:.1f} |",
+            f"| {r['dropped_per_min']:.1f} | {r['unsent_per_min']:.1f} |",
             flush=True,
         )
     if profile_calls is not None:

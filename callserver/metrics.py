@@ -35,9 +35,9 @@ class _MixerCollector(Collector):
                 stats.dropped_frames,
             ),
             CounterMetricFamily(
-                "callserver_mixer_late_sender_ticks",
-                "Ticks skipped for a listener whose sender had not taken the frames mixed before",
-                stats.late_sender_ticks,
+                "callserver_mixer_unsent_frames",
+                "Mixed frames dropped because a listener's sender fell behind the room's clock",
+                stats.unsent_frames,
             ),
             CounterMetricFamily(
                 "callserver_dub_frames", "20 ms frames of dubbed speech mixed", stats.dub_frames

@@ -175,32 +175,31 @@ async def _take(track: FeedAudioTrack, n: int) -> list[int]:
     return [int((await track.recv()).pts or 0) for _ in range(n)]
 
 
-async def test_a_late_sender_sets_the_pace_and_its_speakers_frames_wait() -> None:
+async def test_a_late_sender_loses_its_oldest_frames_and_the_queues_build_no_backlog() -> None:
     time = FakeTime()
     mixer, clock = _room("a", "b", time=time)
     feed = clock.attach("b", start=False)
-    for k in range(5):  # aiortc has not started sending: old mixes go, fresh ones stay
+    for k in range(5):  # aiortc has not started sending: old mixes go, uncounted
         clock.push("a", pcm(k + 1))
         clock.run_due(time.now)
         time.now += TICK_S
-    assert mixer.stats.late_sender_ticks == 0
+    assert mixer.stats.unsent_frames == 0
     assert [int(f[0]) for f in _drain(feed)] == [4, 5]
-    # The sender takes one frame, then stalls while a speaks on: once it holds two frames,
-    # the ticks mix nothing for it and a's frames wait in b's queue instead of being lost.
+    # The sender takes a frame, then stalls for four ticks while a speaks on: the feed keeps
+    # the newest two, and a's queue for b is drained on time (no voice waits behind the stall).
+    clock.push("a", pcm(6))
     clock.run_due(time.now)
     assert await feed.get() is not None
-    for k in range(6, 10):
+    for k in range(7, 11):
         clock.push("a", pcm(k))
         time.now += TICK_S
         clock.run_due(time.now)
-    assert mixer.stats.late_sender_ticks == 2  # 8 and 9 arrived while it held 6 and 7
-    assert mixer.stats.dropped_frames == 0
-    heard = [int(f[0]) for f in _drain(feed)]
-    for _ in range(3):
-        time.now += TICK_S
-        clock.run_due(time.now)
-        heard += [int(f[0]) for f in _drain(feed)]
-    assert [k for k in heard if k] == [6, 7, 8, 9]  # then silence: a has stopped
+    assert mixer.stats.unsent_frames == 2
+    assert [int(f[0]) for f in _drain(feed)] == [9, 10]
+    clock.push("a", pcm(11))
+    time.now += TICK_S
+    clock.run_due(time.now)
+    assert [int(f[0]) for f in _drain(feed)] == [11]  # right after its arrival, no backlog
 
 
 @pytest.mark.parametrize(

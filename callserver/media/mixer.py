@@ -41,9 +41,9 @@ class MixStats:
     dub_clips_skipped: int = 0
     #: Frames in which a listener's originals were ducked under a dub.
     ducked_frames: int = 0
-    #: Ticks at which a listener's sender still held the frames mixed before (an encoder
-    #: falling behind the room's clock), so nothing was mixed for them (``room_clock.py``).
-    late_sender_ticks: int = 0
+    #: Mixed frames dropped because the listener's sender had not taken the ones before (an
+    #: encoder falling behind the room's clock; see ``room_clock.ListenerFeed``).
+    unsent_frames: int = 0
 
 
 class SpeakerQueue:

@@ -109,18 +109,16 @@ class ListenerFeed:
         self._capacity = capacity
         self._waiter: asyncio.Future[None] | None = None
 
-    @property
-    def behind(self) -> bool:
-        """The track is sending and has not taken the frames it holds: mixing one more now
-        would only drop one (the speakers' queues keep their frames for the next tick)."""
-        return self.started and len(self._frames) >= self._capacity
-
-    def put(self, samples: Pcm16) -> None:
-        """Hand over a mixed frame (before the track starts, the oldest go)."""
+    def put(self, samples: Pcm16) -> int:
+        """Hand over a mixed frame, keeping the newest; return how many unsent frames of a
+        started track were dropped for it (before it starts, old frames are merely stale)."""
         self._frames.append(samples)
+        dropped = 0
         while len(self._frames) > self._capacity:
             self._frames.popleft()
+            dropped += 1
         self._wake()
+        return dropped if self.started else 0
 
     async def get(self) -> Pcm16 | None:
         """The next mixed frame; None once the feed is closed."""
@@ -232,12 +230,11 @@ class RoomClock:
             if now - entry.next_due > MAX_LAG_S:
                 self.clock_resets += 1
                 entry.next_due = now
-            if entry.feed.behind:
-                # The old per-track timer only pulled when aiortc's sender asked; a sender that
-                # fell behind (an overloaded encoder thread) still sets the pace here.
-                self.mixer.stats.late_sender_ticks += 1
-            else:
-                entry.feed.put(self.mixer.pull(listener, now))
+            # Mixed on time even for a sender that fell behind (an overloaded encoder thread):
+            # its oldest unsent frame goes, so the speakers' queues never build a backlog that
+            # would delay their voices after the stall. (Skipping the tick instead left up to
+            # 0.2 s of voice queued behind a stall until catch-up dropped it.)
+            self.mixer.stats.unsent_frames += entry.feed.put(self.mixer.pull(listener, now))
             entry.ticks += 1
             if entry.ticks % PLACE_EVERY_TICKS == 0:
                 entry.shift_left = self._shift_towards_speakers(listener, entry.next_due, now)
