@@ -99,8 +99,7 @@ class ArrivalPhase:
 class ListenerFeed:
     """One listener's mixed frames, handed from the room's tick to their outgoing track."""
 
-    def __init__(self, listener: str, capacity: int) -> None:
-        self.listener = listener
+    def __init__(self, capacity: int) -> None:
         self.closed = False
         #: The track has asked for a frame: from then on a dropped frame is a late sender's
         #: (before, aiortc has not started sending, and old frames are merely stale).
@@ -177,13 +176,13 @@ class RoomClock:
 
     # --- speakers -------------------------------------------------------------------------------
 
-    def push(self, speaker: str, frame: PcmFrame, at: float | None = None) -> None:
+    def push(self, speaker: str, frame: PcmFrame) -> None:
         """Offer a speaker's 20 ms frame to the room's listeners, noting when it arrived."""
         self.mixer.push(speaker, frame)
         arrival = self._arrivals.get(speaker)
         if arrival is None:
             arrival = self._arrivals[speaker] = ArrivalPhase()
-        arrival.note(self._clock() if at is None else at)
+        arrival.note(self._clock())
 
     def forget(self, participant: str) -> None:
         """``participant`` left: neither their arrivals nor their ticks count any more."""
@@ -195,7 +194,7 @@ class RoomClock:
     def attach(self, listener: str, start: bool = True) -> ListenerFeed:
         """A feed of ``listener``'s mix, one frame per tick from the next tick on."""
         self.detach(listener)
-        feed = ListenerFeed(listener, self.settings.listener_buffer_frames)
+        feed = ListenerFeed(self.settings.listener_buffer_frames)
         self._listeners[listener] = _Listener(feed=feed, next_due=self._clock())
         if start and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run(), name="room-clock")

@@ -87,7 +87,7 @@ class Downsample:
             decimated = windows[self._phase :: factor] @ self._taps
             kept = len(range(self._phase, n, factor))
             self._phase = self._phase + kept * factor - n
-            data[:history] = data[n:].copy() if n < history else data[n : n + history]
+            data[:history] = data[n:]  # numpy copies overlapping slices correctly
         if not self._pending.size and decimated.size == SPEECH_FRAME_SAMPLES:
             # A 20 ms input frame gives exactly one output frame: it is the frame, no copy.
             return [SpeechFrame(samples=decimated, captured_at=frame.captured_at)]
