@@ -12,7 +12,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import av
@@ -275,11 +275,11 @@ class ScriptedCaller:
         self._tasks.clear()
 
 
-def load_wav_48k(path: str) -> Pcm16:
-    """Decode any audio file to 48 kHz mono s16 with av."""
+def load_wav_48k(path: str | BinaryIO) -> Pcm16:
+    """Decode any audio file (a path or an open binary file) to 48 kHz mono s16 with av."""
     decode = DecodeToMono(SAMPLE_RATE)
     blocks: list[Pcm16] = []
-    with av.open(path) as container:
+    with av.open(path, mode="r") as container:
         for frame in container.decode(audio=0):
             blocks.extend(pcm.samples for pcm in decode.process(frame))
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)

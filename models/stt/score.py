@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from models.stt.filters import normalise
 
-_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
+_NUMBERS = str.split(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+)
+#: Spellings Whisper chooses either way: compared as one.
+_SPELLINGS = {
+    "mr": "mister",
+    "mrs": "missus",
+    "dr": "doctor",
+    **{str(n): word for n, word in enumerate(_NUMBERS)},
+}
 
 
 def words(text: str) -> list[str]:
-    """Words for scoring: case, punctuation and hyphens ignored, common abbreviations spelt out."""
-    return [_ABBREVIATIONS.get(w, w) for w in normalise(text.replace("-", " ")).split()]
+    """Words for scoring: case, punctuation and hyphens ignored, common abbreviations and the
+    numbers up to twenty spelt out."""
+    return [_SPELLINGS.get(w, w) for w in normalise(text.replace("-", " ")).split()]
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:
