@@ -170,6 +170,7 @@ def transcript_to_fields(transcript: Transcript) -> dict[str, bytes]:
             "language_probability": transcript.language_probability,
             "duration": transcript.duration,
             "window_s": transcript.window_s,
+            "end_probability": transcript.end_probability,
             "segments": [
                 [s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob]
                 for s in transcript.segments
@@ -191,9 +192,18 @@ def transcript_from_fields(fields: Fields) -> Transcript:
             ),
             duration=float(meta["duration"]),
             window_s=float(meta.get("window_s", 30.0)),
+            end_probability=_optional_float(meta.get("end_probability")),
         )
     except (TypeError, ValueError) as exc:
         raise WireError(f"a field of the transcript has the wrong type: {exc}") from exc
+
+
+def _optional_float(value: object) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float | str):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
 
 
 def speech_to_fields(speech: Speech) -> dict[str, bytes]:

@@ -326,6 +326,7 @@ def test_short_window_sizes_and_loop_detection() -> None:
         "Hello? Can you hear me now? Hello? Can you hear me now?",
         "My daughter starts school next week. My daughter starts school next week.",
         "the end " * 12,
+        "Yes. Yes.",  # greedy on a 0.6 s "Yes." starting over
     )
     for text in looped:
         assert looks_looped(text), text

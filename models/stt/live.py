@@ -7,12 +7,14 @@ table), and on utterances that voice detection already cut out the decoder gives
 words from a window only a little longer than the speech. Here the window is the utterance
 plus ``pad_s`` rounded up to ``step_s``, encoded once, and decoded with the same prompt, token
 suppression and thresholds faster-whisper uses. A decode that looks wrong (repetitive or low
-confidence on audio the model calls speech) returns ``None``, and the caller runs the
-standard 30 s path, so the shortcut never keeps a worse answer than the standard path gives.
+confidence on audio the model calls speech) is marked doubtful; the engine then tries beam
+search in the same window and, for utterances long enough that it can help, the standard 30 s
+path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -58,6 +60,11 @@ class LiveDecode:
     no_speech_prob: float
     compression_ratio: float
     window_frames: int
+    #: The probability the decoder gave the sentence-ending mark the text ends with (None:
+    #: the text ends otherwise).
+    end_probability: float | None = None
+    #: The decode looks wrong (a loop, the token limit, low confidence on speech).
+    doubtful: bool = False
 
 
 def window_frames(samples: int, pad_s: float, step_s: float) -> int | None:
@@ -85,12 +92,23 @@ def repeats_a_phrase(text: str, min_words: int = REPEATED_PHRASE_WORDS) -> bool:
     return False
 
 
+def said_over(text: str) -> bool:
+    """True when the whole text is one phrase, of any length, said two or more times
+    ("Yes. Yes."): on a short utterance the greedy decoder sometimes starts over."""
+    words = _WORD.findall(text.casefold())
+    return any(
+        len(words) % size == 0 and words == words[:size] * (len(words) // size)
+        for size in range(1, len(words) // 2 + 1)
+    )
+
+
 def looks_looped(text: str) -> bool:
     """A decoder loop: high compression, a stutter, or a phrase said twice running."""
     return (
         compression_ratio(text) > COMPRESSION_RATIO_LIMIT
         or _STUTTER.search(text) is not None
         or repeats_a_phrase(text)
+        or said_over(text)
     )
 
 
@@ -118,11 +136,11 @@ def decode_live_batch(
 
     ``model`` is a loaded ``faster_whisper.WhisperModel``. An utterance whose ``language`` is
     None has it detected on the same encoder output, restricted to its ``allowed`` when given.
-    An item is ``None`` when the utterance is too long for a short window or its decode looks
-    doubtful: a loop, the token limit reached, or an average log-probability below
-    ``min_logprob`` on audio the model does not call silent (``no_speech_threshold`` and
-    ``log_prob_threshold`` as in faster-whisper). Utterances whose windows are the same length
-    share one encoder pass and one ``generate``.
+    An item is ``None`` when the utterance is too long for a short window; it is marked
+    ``doubtful`` when its decode looks wrong: a loop, the token limit reached, or an average
+    log-probability below ``min_logprob`` on audio the model does not call silent
+    (``no_speech_threshold`` and ``log_prob_threshold`` as in faster-whisper). Utterances
+    whose windows are the same length share one encoder pass and one ``generate``.
 
     An encoder batch needs one length. Padding every utterance to the longest window would
     batch more but change words (measured on the test clips: "ill-sposed" alone, "ill-disposed"
@@ -161,7 +179,7 @@ def _decode_window(
     no_speech_threshold: float,
     log_prob_threshold: float,
     min_logprob: float,
-) -> list[LiveDecode | None]:
+) -> list[LiveDecode]:
     """Utterances that share the encoder window ``frames``, decoded as one batch."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
@@ -201,11 +219,12 @@ def _decode_window(
         ),
         return_scores=True,
         return_no_speech_prob=True,
+        return_logits_vocab=True,
         suppress_blank=True,
         # The suppressed tokens (non-speech symbols, task tokens) do not depend on the language.
         suppress_tokens=get_suppressed_tokens(tokenizers[0], (-1,)),
     )
-    decoded: list[LiveDecode | None] = []
+    decoded: list[LiveDecode] = []
     for row, result in enumerate(results):
         tokens = result.sequences_ids[0]
         text = tokenizers[row].decode(tokens).strip()
@@ -220,22 +239,55 @@ def _decode_window(
             no_speech_prob=float(result.no_speech_prob),
             compression_ratio=compression_ratio(text),
             window_frames=frames,
+            end_probability=_end_probability(tokenizers[row], tokens, result.logits[0]),
         )
         hit_limit = len(tokens) >= budgets[row]
         if _doubtful(item, hit_limit, no_speech_threshold, log_prob_threshold, min_logprob):
             log.info(
-                "short window doubtful, using the full window",
+                "short window doubtful",
                 extra={
                     "window_frames": frames,
+                    "beam_size": beam_size,
                     "avg_logprob": round(item.avg_logprob, 3),
                     "compression_ratio": round(item.compression_ratio, 2),
                     "tokens": len(tokens),
                 },
             )
-            decoded.append(None)
-        else:
-            decoded.append(item)
+            item = dataclasses.replace(item, doubtful=True)
+        decoded.append(item)
     return decoded
+
+
+#: Marks that end a sentence, as the tokenizer may write them.
+_TERMINAL_MARKS = (".", "?", "!", "。", "？", "！")
+
+
+def _end_probability(tokenizer: Any, tokens: Sequence[int], logits: Sequence[Any]) -> float | None:
+    """The probability of a sentence-ending mark where the decoder wrote the last one.
+
+    After a whole sentence Whisper is sure of its full stop (0.66-0.91 on the test speech);
+    after a fragment it writes one too, but doubts it ("Ask not." 0.52, "He was not." 0.41).
+    None when the text does not end in such a mark."""
+    if not tokens or not tokenizer.decode(tokens[-1:]).strip().endswith(_TERMINAL_MARKS):
+        return None
+    if len(logits) < len(tokens):
+        return None
+    step = np.asarray(logits[len(tokens) - 1], dtype=np.float64)
+    probabilities = np.exp(step - step.max())
+    probabilities /= probabilities.sum()
+    marks = _mark_tokens(tokenizer)
+    return float(probabilities[[t for t in marks if t < probabilities.size]].sum())
+
+
+def _mark_tokens(tokenizer: Any) -> list[int]:
+    """Single tokens that are a sentence-ending mark, with or without a space before it."""
+    found: set[int] = set()
+    for mark in _TERMINAL_MARKS:
+        for spelling in (mark, " " + mark):
+            ids = tokenizer.encode(spelling)
+            if len(ids) == 1:
+                found.add(ids[0])
+    return sorted(found)
 
 
 def _doubtful(

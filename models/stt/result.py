@@ -22,7 +22,9 @@ class Transcript:
 
     ``language`` is the declared or detected code (e.g. ``en``); ``duration`` is the input's
     length in seconds; ``window_s`` the encoder window it was decoded in (Whisper's 30 s, or
-    a live utterance's short window).
+    a live utterance's short window). ``end_probability``: for text ending in a full stop,
+    question or exclamation mark, the probability the decoder gave that mark (low after a
+    fragment such as "Ask not."); None when not known (the full window's decode).
     """
 
     text: str
@@ -31,6 +33,7 @@ class Transcript:
     segments: tuple[Segment, ...]
     duration: float
     window_s: float = 30.0
+    end_probability: float | None = None
 
     @property
     def is_empty(self) -> bool:

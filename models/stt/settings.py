@@ -70,7 +70,7 @@ class SttSettings(EnvSettings):
         True,
         description="Decode live utterances with an encoder window just longer than the "
         "speech instead of Whisper's 30 s (about 4x faster on a CPU); a doubtful result is "
-        "decoded again with the full window.",
+        "decoded again (see `live_window_min_logprob`).",
     )
     live_window_pad_s: float = Field(
         4.0,
@@ -85,12 +85,21 @@ class SttSettings(EnvSettings):
         le=30,
         description="Live windows are rounded up to a multiple of this many seconds.",
     )
+    live_full_window_min_s: float = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="A live utterance shorter than this whose short-window decode stays "
+        "doubtful after the beam-search retry keeps that decode (unless it loops) instead of "
+        "being decoded again in the full 30 s window, which costs about 1 s on a 2-core CPU "
+        "and gave the same words on short utterances.",
+    )
     live_window_min_logprob: float = Field(
         -0.8,
         le=0,
         description="A short-window decode whose average token log-probability is below "
-        "this (on audio the model does not call silent) is decoded again with the full "
-        "window.",
+        "this (on audio the model does not call silent) is doubtful: decoded again in the "
+        "short window with `beam_size`, then, if still doubtful, in the full window.",
     )
     cpu_threads: int = Field(
         0,

@@ -24,6 +24,7 @@ from models.stt.live import (
     LiveDecode,
     LiveRequest,
     decode_live_batch,
+    looks_looped,
     window_frames,
 )
 from models.stt.result import Segment, Transcript
@@ -234,9 +235,17 @@ class WhisperEngine:
             if live[p[0]] and self.settings.live_window and not requests[p[0]].to_english
         ]
         if batched:
-            decodes = self._decode_live_batch(model, [LiveRequest(*p[1:]) for p in batched])
+            decodes = self._decode_live_batch(
+                model, [LiveRequest(*p[1:]) for p in batched], self.settings.live_beam_size
+            )
+            self._retry_with_beam(model, batched, decodes, [r.draft for r in requests])
             for (i, samples, language, _), decoded in zip(batched, decodes, strict=True):
-                if decoded is not None:
+                if decoded is None:
+                    continue  # too long for a short window
+                if not decoded.doubtful or (
+                    samples.size < self.settings.live_full_window_min_s * SAMPLE_RATE
+                    and not looks_looped(decoded.text)
+                ):
                     results[i] = self._short_transcript(samples, decoded)
                 elif requests[i].draft:
                     results[i] = self._no_draft(samples, language)
@@ -330,12 +339,41 @@ class WhisperEngine:
         }
 
     def _decode_live_batch(
-        self, model: Any, requests: Sequence[LiveRequest]
+        self, model: Any, requests: Sequence[LiveRequest], beam_size: int
     ) -> list[LiveDecode | None]:
         try:
-            return decode_live_batch(model, requests, **self._live_options())
+            return decode_live_batch(
+                model, requests, **{**self._live_options(), "beam_size": beam_size}
+            )
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"speech recognition failed: {exc}") from exc
+
+    def _retry_with_beam(
+        self,
+        model: Any,
+        batched: Sequence[tuple[int, Audio, str | None, tuple[str, ...] | None]],
+        decodes: list[LiveDecode | None],
+        drafts: Sequence[bool],
+    ) -> None:
+        """Decode doubtful greedy results again in the same short window with beam search
+        (``beam_size``), in place. On short utterances the greedy decoder sometimes starts
+        over ("Yes. Yes.") or drops the first word; beam search fixes that at about the cost
+        of the greedy pass (the encoder dominates), where the full window costs eight times
+        as much and gave the same words (docs/benchmarks.md). Drafts are not retried."""
+        if self.settings.beam_size <= self.settings.live_beam_size:
+            return
+        again = [
+            k
+            for k, decoded in enumerate(decodes)
+            if decoded is not None and decoded.doubtful and not drafts[batched[k][0]]
+        ]
+        if not again:
+            return
+        retried = self._decode_live_batch(
+            model, [LiveRequest(*batched[k][1:]) for k in again], self.settings.beam_size
+        )
+        for k, decoded in zip(again, retried, strict=True):
+            decodes[k] = decoded
 
     def _no_draft(self, samples: Audio, language: str | None) -> Transcript | None:
         """A draft whose short decode was doubtful: no text (None: the audio is too long for
@@ -369,6 +407,7 @@ class WhisperEngine:
             tuple(kept),
             duration,
             window_s=decoded.window_frames / FRAMES_PER_SECOND,
+            end_probability=decoded.end_probability if kept else None,
         )
 
     def _speech_only(self, samples: Audio) -> Audio:
