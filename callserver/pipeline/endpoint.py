@@ -33,6 +33,7 @@ from callserver.pipeline.events import (
     SpeechUpdate,
     Utterance,
 )
+from callserver.pipeline.sentence_end import Verdict
 from callserver.pipeline.vad import SileroVad
 from models.env import EnvSettings
 
@@ -59,7 +60,29 @@ class EndpointSettings(EnvSettings):
         "(hysteresis: at most `threshold`).",
     )
     silence_ms: int = Field(
-        500, ge=40, le=10_000, description="Silence after speech that ends an utterance."
+        500,
+        ge=40,
+        le=10_000,
+        description="Silence after speech that ends an utterance when its words are not known "
+        "yet (recognition busy, or sentence-aware endpointing off).",
+    )
+    complete_silence_ms: int = Field(
+        300,
+        ge=0,
+        le=10_000,
+        description="Silence that ends an utterance whose words, recognised at the pause, "
+        "sound complete (a sentence ending in a full stop); taken as `tail_ms` when "
+        "shorter and as `silence_ms` when longer.",
+    )
+    unfinished_silence_ms: int = Field(
+        1200,
+        ge=40,
+        le=10_000,
+        description="Silence that ends an utterance whose words sound unfinished (a "
+        "trailing conjunction or article, a full stop the recogniser doubted, very few "
+        "words): a pause shorter than this "
+        "is taken for one inside the sentence. Also the longest wait for the words to be "
+        "known; taken as `silence_ms` when shorter.",
     )
     min_speech_ms: int = Field(
         250,
@@ -141,12 +164,18 @@ class Endpointer:
         settings: EndpointSettings | None = None,
         vad: SileroVad | None = None,
         new_id: Callable[[], str] = _new_utterance_id,
+        awaits_verdicts: bool = False,
     ) -> None:
         self.settings = settings or EndpointSettings()
         self.vad = vad or SileroVad()
         self._new_id = new_id
         s = self.settings
         self._silence_frames = max(1, _frames(s.silence_ms))
+        # Kept in order (tail <= complete <= silence <= unfinished) rather than refused, so
+        # that setting only silence_ms or tail_ms, as before these existed, still works.
+        complete_ms = min(max(s.complete_silence_ms, s.tail_ms), s.silence_ms)
+        self._complete_frames = max(1, _frames(complete_ms))
+        self._unfinished_frames = max(self._silence_frames, _frames(s.unfinished_silence_ms))
         self._min_frames = max(1, _frames(s.min_speech_ms))
         self._max_frames = _frames(s.max_utterance_s * 1000)
         self._search_frames = max(1, _frames(s.cut_search_s * 1000))
@@ -156,6 +185,10 @@ class Endpointer:
         self._pause_frames = max(1, self._tail_frames)
         if self._pause_frames >= self._silence_frames:
             self._pause_frames = -1
+        # Verdicts are given on the words of a pause, so with no pause event there are none.
+        self._awaits_verdicts = awaits_verdicts and self._pause_frames > 0
+        # Written by another thread (``judge``): one tuple, replaced whole, never mutated.
+        self._verdict: tuple[str, float, Verdict] | None = None
         self._interim_frames = max(1, _frames(s.interim_ms))
         self._pre_roll: deque[_Frame] = deque(maxlen=_frames(s.pre_roll_ms))
         self._prob = 0.0
@@ -214,7 +247,7 @@ class Endpointer:
                 return []
             return self._confirm()
         silent_for = index - self._last_voiced
-        if silent_for >= self._silence_frames:
+        if silent_for >= self._silence_frames_now():
             return [self._finish(rec.captured_at)]
         if len(self._frames) >= self._max_frames:
             return self._cut(rec.captured_at)
@@ -236,6 +269,30 @@ class Endpointer:
             self._since_update = 0
             return [SpeechUpdate(self._id, self._audio(self._frames), self._frames[0].captured_at)]
         return []
+
+    def judge(self, utterance_id: str, speech_end_at: float, verdict: Verdict) -> None:
+        """What the words of a paused utterance say about its end (``SpeechPaused`` gave the
+        id and ``speech_end_at``); safe to call from any thread. A verdict on a pause the
+        speaker has since talked through is ignored."""
+        self._verdict = (utterance_id, speech_end_at, verdict)
+
+    def _silence_frames_now(self) -> int:
+        """Frames of silence that end the current utterance, given what is known of its
+        words: until the verdict on this pause comes, up to the unfinished bound."""
+        if not self._awaits_verdicts:
+            return self._silence_frames
+        given = self._verdict
+        if (
+            given is None
+            or given[0] != self._id
+            or given[1] != self._frames[self._last_voiced].captured_at
+        ):
+            return self._unfinished_frames
+        if given[2] is Verdict.COMPLETE:
+            return self._complete_frames
+        if given[2] is Verdict.UNFINISHED:
+            return self._unfinished_frames
+        return self._silence_frames
 
     def flush(self) -> list[EndpointEvent]:
         """End of stream: emit the utterance in progress, if any, as finished (``discard``

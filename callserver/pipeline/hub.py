@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from callserver.engines import EngineSet
 from callserver.media.frames import PcmFrame
+from callserver.pairs import primary
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.events import SpeechDiscarded, SpeechPaused, SpeechUpdate, Utterance
 from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.sentence_end import Verdict, judge
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker import SpeakerPipeline, SpeechEvent
 from callserver.pipeline.speaker_state import EarlyRecognition, Heard, SpeakerState
@@ -105,6 +107,8 @@ class TranslationHub:
                 functools.partial(self._on_speech, state),
                 self.settings.frame_queue_max,
                 functools.partial(self._on_speaking, state),
+                awaits_verdicts=self.settings.sentence_endpointing
+                and self.settings.early_recognition,
             )
             state.worker = asyncio.create_task(self._work(state))
             self._speakers[key] = state
@@ -214,10 +218,14 @@ class TranslationHub:
         The endpoint needs ``silence_ms`` of silence; the audio is settled after the shorter
         tail, so the difference is recognition time the listener does not wait for. Only when
         idle: early work must never delay another speaker's final utterance."""
-        if not self.settings.early_recognition or state.pending or self._recognition.locked():
-            return
         speaker = self._participant(state.room_id, state.participant_id)
-        if speaker is None:
+        if (
+            not self.settings.early_recognition
+            or state.pending
+            or self._recognition.locked()
+            or speaker is None
+        ):
+            self._judge(state, paused, Verdict.UNKNOWN)
             return
         self._discard_early(state)  # speech resumed since that one started: stale audio
 
@@ -225,12 +233,53 @@ class TranslationHub:
             async with self._recognition:
                 return await self.translator.recognize(speaker, paused.audio)
 
+        task = asyncio.create_task(recognize())
         state.early = EarlyRecognition(
-            paused.utterance_id,
-            paused.speech_end_at,
-            paused.audio.size,
-            asyncio.create_task(recognize()),
+            paused.utterance_id, paused.speech_end_at, paused.audio.size, task
         )
+        task.add_done_callback(functools.partial(self._judge_words, state, paused, speaker))
+
+    def _judge_words(
+        self,
+        state: SpeakerState,
+        paused: SpeechPaused,
+        speaker: Participant,
+        task: asyncio.Task[Transcript],
+    ) -> None:
+        """The early words are known: tell the endpointer whether they end a sentence, and
+        show an unfinished clause as a caption in progress while the speaker pauses."""
+        if task.cancelled() or task.exception() is not None:
+            self._judge(state, paused, Verdict.UNKNOWN)
+            return
+        transcript = task.result()
+        text = transcript.text
+        verdict = judge(
+            text,
+            primary(speaker.spoken),
+            self.settings.sentence_min_words,
+            transcript.end_probability,
+            self.settings.sentence_end_min_probability,
+        )
+        self._judge(state, paused, verdict)
+        if (
+            verdict is Verdict.UNFINISHED
+            and self.settings.interim_captions
+            and paused.utterance_id not in state.finals
+        ):
+            self.translator.draft(
+                state.room_id,
+                speaker,
+                paused.utterance_id,
+                text,
+                wall(paused.started_at),
+                self.participants(state.room_id),
+            )
+
+    def _judge(self, state: SpeakerState, paused: SpeechPaused, verdict: Verdict) -> None:
+        if not self.settings.sentence_endpointing or state.front is None:
+            return
+        self.metrics.sentence_verdicts.labels(verdict.value).inc()
+        state.front.judge(paused.utterance_id, paused.speech_end_at, verdict)
 
     def _discard_early(self, state: SpeakerState) -> None:
         if state.early is not None:

@@ -34,6 +34,13 @@ class PipelineMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.sentence_verdicts = Counter(
+            "callserver_sentence_verdicts",
+            "What the words at a pause said about the utterance's end (complete; unfinished: "
+            "the endpoint waits longer; unknown: no words in time)",
+            ["verdict"],
+            registry=registry,
+        )
         self.utterances = Counter(
             "callserver_utterances",
             "Utterances by outcome (translated, empty, echo, dropped_backlog, dub_skipped, failed)",

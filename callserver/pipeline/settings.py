@@ -36,6 +36,29 @@ class PipelineSettings(EnvSettings):
         "if speech did not resume, so the words are the same, sooner. Only when recognition "
         "is idle.",
     )
+    sentence_endpointing: bool = Field(
+        True,
+        description="Judge the words early recognition finds at a pause: an utterance that "
+        "sounds complete ends after `CALLSERVER_VAD_COMPLETE_SILENCE_MS`, an unfinished "
+        "clause only after `CALLSERVER_VAD_UNFINISHED_SILENCE_MS`, so a pause inside a "
+        "sentence does not cut it in two. Needs `early_recognition`.",
+    )
+    sentence_min_words: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Fewer words than this (other than a short reply such as 'yes') sound "
+        "unfinished to sentence-aware endpointing.",
+    )
+    sentence_end_min_probability: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="A full stop the recogniser gave less probability than this sounds "
+        "unfinished to sentence-aware endpointing (after a fragment such as 'Ask not.' "
+        "Whisper writes one but doubts it: 0.4-0.5 on the test speech, against 0.66-0.91 at "
+        "sentence ends).",
+    )
     interim_captions: bool = Field(
         True,
         description="Transcribe speech in progress for revisable captions, when recognition "

@@ -26,6 +26,7 @@ from callserver.pipeline.events import (
     Utterance,
 )
 from callserver.pipeline.resample import Downsample
+from callserver.pipeline.sentence_end import Verdict
 from models.pool import InferencePool
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,14 @@ class SpeakerPipeline:
         on_event: Callable[[SpeechEvent], None],
         max_frames: int = 250,
         on_speaking: Callable[[bool], None] | None = None,
+        awaits_verdicts: bool = False,
     ) -> None:
         self.speaker = speaker
         self.dropped_frames = 0
         #: Frames pushed since the start; tests compare it with what a caller sent.
         self.frames_received = 0
         self._downsample = Downsample()
-        self._endpointer = Endpointer(settings)
+        self._endpointer = Endpointer(settings, awaits_verdicts=awaits_verdicts)
         self._pool = pool
         self._on_event = on_event
         self._on_speaking = on_speaking
@@ -77,6 +79,10 @@ class SpeakerPipeline:
         """Accept one 20 ms frame (event loop; cheap)."""
         self.frames_received += 1
         self._enqueue(frame)
+
+    def judge(self, utterance_id: str, speech_end_at: float, verdict: Verdict) -> None:
+        """Tell voice detection what the words of a paused utterance say about its end."""
+        self._endpointer.judge(utterance_id, speech_end_at, verdict)
 
     def cut_off(self) -> None:
         """The speaker's audio stops here (a host muted them): the utterance in progress is

@@ -78,7 +78,19 @@ class UtteranceTranslator:
             return
         if is_final() or not transcript.text:
             return
-        event = self._caption(speaker, utterance_id, transcript.text, {}, started_at, None, False)
+        self.draft(room_id, speaker, utterance_id, transcript.text, started_at, participants)
+
+    def draft(
+        self,
+        room_id: str,
+        speaker: Participant,
+        utterance_id: str,
+        text: str,
+        started_at: float,
+        participants: Iterable[Participant],
+    ) -> None:
+        """A revisable caption of speech in progress (``started_at`` in Unix seconds)."""
+        event = self._caption(speaker, utterance_id, text, {}, started_at, None, False)
         self._broadcast(room_id, participants, event)
 
     def retract(
