@@ -58,7 +58,9 @@ def front_end(engine: WhisperEngine, audio: Audio, sentence_aware: bool) -> list
             audio[start : start + SPEECH_FRAME_SAMPLES].copy(),
             (start + SPEECH_FRAME_SAMPLES) / 16_000,
         )
-        for event in endpointer.process(frame):
+        events = endpointer.process(frame)
+        while events:
+            event = events.pop(0)
             if isinstance(event, SpeechPaused) and sentence_aware:
                 transcript = engine.transcribe_sync(event.audio, language="en", live=True)
                 early[(event.utterance_id, event.speech_end_at)] = transcript.text
@@ -69,7 +71,7 @@ def front_end(engine: WhisperEngine, audio: Audio, sentence_aware: bool) -> list
                     transcript.end_probability,
                     MIN_END_PROBABILITY,
                 )
-                endpointer.judge(event.utterance_id, event.speech_end_at, verdict)
+                events += endpointer.judge(event.utterance_id, event.speech_end_at, verdict)
             elif isinstance(event, Utterance):
                 text = early.get((event.utterance_id, event.speech_end_at))
                 if text is None:
@@ -148,9 +150,9 @@ async def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for label, aware in SETTINGS:
         result = judge_heard(speech, await asyncio.to_thread(front_end, engine, audio, aware))
-        ratio = result.wer / baseline if baseline else float("inf")
+        ratio = f"{result.wer / baseline:.2f}" if baseline else "n/a (baseline 0)"
         print(
-            f"| {label} | {result.wer:.3f} | {ratio:.2f} | {result.utterances} "
+            f"| {label} | {result.wer:.3f} | {ratio} | {result.utterances} "
             f"| {result.split_inside} | {result.first_words_lost} "
             f"| {p50(result.endpoint_waits):.2f} / {p95(result.endpoint_waits):.2f} |"
         )

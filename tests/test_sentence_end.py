@@ -69,7 +69,7 @@ def run(
         for event in endpointer.process(frame):
             events.append(event)
             if isinstance(event, SpeechPaused) and verdict is not None:
-                endpointer.judge(event.utterance_id, event.speech_end_at, verdict)
+                assert endpointer.judge(event.utterance_id, event.speech_end_at, verdict) == []
     utterances = [e for e in events if isinstance(e, Utterance)]
     pauses = [e for e in events if isinstance(e, SpeechPaused)]
     return utterances, pauses
@@ -117,11 +117,30 @@ def test_a_verdict_on_a_pause_the_speaker_talked_through_is_ignored() -> None:
                 first = event  # the short pause: speech resumes after it
             elif isinstance(event, SpeechPaused) and first is not None:
                 # Late news about the first pause: it must not end the utterance now.
-                endpointer.judge(first.utterance_id, first.speech_end_at, Verdict.COMPLETE)
+                late = endpointer.judge(first.utterance_id, first.speech_end_at, Verdict.COMPLETE)
+                assert late == []
             elif isinstance(event, Utterance):
                 utterances.append(event)
     assert first is not None and len(utterances) == 1
     assert utterances[0].endpoint_at - utterances[0].speech_end_at == pytest.approx(1.2, abs=0.03)
+
+
+def test_a_verdict_after_the_whole_pause_was_heard_ends_the_utterance_at_once() -> None:
+    # Detection saw the pause and 0.8 s of the silence after it before the words came (it
+    # lagged, or the speaker's frames stopped): no further frame is needed to end it.
+    audio = np.concatenate([room_noise(0.5), load_clip(CLIP_B), room_noise(0.8, seed=1)])
+    endpointer = Endpointer(EndpointSettings(), awaits_verdicts=True)
+    events = [e for f in speech_frames(audio.astype(np.float32)) for e in endpointer.process(f)]
+    paused = [e for e in events if isinstance(e, SpeechPaused)]
+    assert len(paused) == 1 and not [e for e in events if isinstance(e, Utterance)]
+    assert (
+        endpointer.judge(paused[0].utterance_id, paused[0].speech_end_at, Verdict.UNFINISHED) == []
+    )
+    ended = endpointer.judge(paused[0].utterance_id, paused[0].speech_end_at, Verdict.COMPLETE)
+    assert len(ended) == 1 and isinstance(ended[0], Utterance)
+    assert ended[0].speech_end_at == paused[0].speech_end_at
+    assert ended[0].audio.size == paused[0].audio.size  # what early recognition was given
+    assert endpointer.idle
 
 
 def test_without_verdicts_the_endpointer_ends_on_silence_alone() -> None:
@@ -143,7 +162,7 @@ def test_endpoint_silences_out_of_order_are_kept_in_order() -> None:
         for frame in speech_frames(audio.astype(np.float32)):
             for event in endpointer.process(frame):
                 if isinstance(event, SpeechPaused):
-                    endpointer.judge(event.utterance_id, event.speech_end_at, verdict)
+                    assert endpointer.judge(event.utterance_id, event.speech_end_at, verdict) == []
                 elif isinstance(event, Utterance):
                     ends.append(event.endpoint_at - event.speech_end_at)
         assert ends and all(e == pytest.approx(wait, abs=0.03) for e in ends), (verdict, ends)

@@ -187,7 +187,7 @@ class Endpointer:
             self._pause_frames = -1
         # Verdicts are given on the words of a pause, so with no pause event there are none.
         self._awaits_verdicts = awaits_verdicts and self._pause_frames > 0
-        # Written by another thread (``judge``): one tuple, replaced whole, never mutated.
+        # The latest verdict given; it counts only for the pause it names.
         self._verdict: tuple[str, float, Verdict] | None = None
         self._interim_frames = max(1, _frames(s.interim_ms))
         self._pre_roll: deque[_Frame] = deque(maxlen=_frames(s.pre_roll_ms))
@@ -270,11 +270,19 @@ class Endpointer:
             return [SpeechUpdate(self._id, self._audio(self._frames), self._frames[0].captured_at)]
         return []
 
-    def judge(self, utterance_id: str, speech_end_at: float, verdict: Verdict) -> None:
+    def judge(
+        self, utterance_id: str, speech_end_at: float, verdict: Verdict
+    ) -> list[EndpointEvent]:
         """What the words of a paused utterance say about its end (``SpeechPaused`` gave the
-        id and ``speech_end_at``); safe to call from any thread. A verdict on a pause the
-        speaker has since talked through is ignored."""
+        id and ``speech_end_at``). A verdict on a pause the speaker has since talked through
+        is ignored. Returns the utterance, ended, if the silence already heard suffices."""
         self._verdict = (utterance_id, speech_end_at, verdict)
+        if self._state is not _State.SPEAKING:
+            return []
+        silent_for = len(self._frames) - 1 - self._last_voiced
+        if silent_for >= max(self._pause_frames, self._silence_frames_now()):
+            return [self._finish(self._frames[-1].captured_at)]
+        return []
 
     def _silence_frames_now(self) -> int:
         """Frames of silence that end the current utterance, given what is known of its

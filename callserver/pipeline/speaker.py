@@ -60,6 +60,7 @@ class SpeakerPipeline:
         # None marks where the speaker was cut off (muted): detection must drop the speech in
         # progress there, after the frames before it and before any that follow an unmute.
         self._frames: deque[PcmFrame | None] = deque()
+        self._verdicts: list[tuple[str, float, Verdict]] = []
         self._max_frames = max_frames
         self._ready = asyncio.Event()
         self._detecting = False
@@ -68,7 +69,12 @@ class SpeakerPipeline:
     @property
     def idle(self) -> bool:
         """No frame waits or is being detected, and no speech is in progress."""
-        return not self._frames and not self._detecting and self._endpointer.idle
+        return (
+            not self._frames
+            and not self._verdicts
+            and not self._detecting
+            and self._endpointer.idle
+        )
 
     @property
     def speaking(self) -> bool:
@@ -81,8 +87,13 @@ class SpeakerPipeline:
         self._enqueue(frame)
 
     def judge(self, utterance_id: str, speech_end_at: float, verdict: Verdict) -> None:
-        """Tell voice detection what the words of a paused utterance say about its end."""
-        self._endpointer.judge(utterance_id, speech_end_at, verdict)
+        """Tell voice detection what the words of a paused utterance say about its end.
+
+        Handed to detection with the next batch, before its frames (event loop; cheap). It
+        is applied even if no frame follows: detection may have seen the whole pause already
+        (it lags, or the speaker's frames stopped), and the utterance must still end."""
+        self._verdicts.append((utterance_id, speech_end_at, verdict))
+        self._ready.set()
 
     def cut_off(self) -> None:
         """The speaker's audio stops here (a host muted them): the utterance in progress is
@@ -112,11 +123,12 @@ class SpeakerPipeline:
             self._ready.clear()
             batch = list(self._frames)
             self._frames.clear()
+            verdicts, self._verdicts = self._verdicts, []
             # Busy until the batch's events are handed on, so ``idle`` never reports a gap
             # between frames leaving the queue and their utterance reaching the hub.
             self._detecting = True
             try:
-                events = await self._pool.run(self._detect, batch)
+                events = await self._pool.run(self._detect, batch, verdicts)
             except Exception:
                 # Detection failing on one batch must not end the speaker's translation.
                 log.exception("voice detection failed", extra={"participant": self.speaker})
@@ -145,8 +157,12 @@ class SpeakerPipeline:
             if self._on_speaking is not None:
                 self._on_speaking(speaking)
 
-    def _detect(self, batch: list[PcmFrame | None]) -> list[SpeechEvent]:
+    def _detect(
+        self, batch: list[PcmFrame | None], verdicts: list[tuple[str, float, Verdict]]
+    ) -> list[SpeechEvent]:
         events: list[SpeechEvent] = []
+        for verdict in verdicts:
+            events.extend(self._endpointer.judge(*verdict))
         for frame in batch:
             if frame is None:
                 events.extend(self._endpointer.discard())

@@ -224,6 +224,8 @@ def _decode_window(
         # The suppressed tokens (non-speech symbols, task tokens) do not depend on the language.
         suppress_tokens=get_suppressed_tokens(tokenizers[0], (-1,)),
     )
+    # The same ids in every language's tokenizer: the vocabulary is shared.
+    marks = _mark_tokens(tokenizers[0])
     decoded: list[LiveDecode] = []
     for row, result in enumerate(results):
         tokens = result.sequences_ids[0]
@@ -239,7 +241,9 @@ def _decode_window(
             no_speech_prob=float(result.no_speech_prob),
             compression_ratio=compression_ratio(text),
             window_frames=frames,
-            end_probability=_end_probability(tokenizers[row], tokens, result.logits[0]),
+            end_probability=_end_probability(
+                tokenizers[row], marks, tokens, result.logits[0] if result.logits else []
+            ),
         )
         hit_limit = len(tokens) >= budgets[row]
         if _doubtful(item, hit_limit, no_speech_threshold, log_prob_threshold, min_logprob):
@@ -262,7 +266,9 @@ def _decode_window(
 _TERMINAL_MARKS = (".", "?", "!", "。", "？", "！")
 
 
-def _end_probability(tokenizer: Any, tokens: Sequence[int], logits: Sequence[Any]) -> float | None:
+def _end_probability(
+    tokenizer: Any, marks: list[int], tokens: Sequence[int], logits: Sequence[Any]
+) -> float | None:
     """The probability of a sentence-ending mark where the decoder wrote the last one.
 
     After a whole sentence Whisper is sure of its full stop (0.66-0.91 on the test speech);
@@ -275,7 +281,6 @@ def _end_probability(tokenizer: Any, tokens: Sequence[int], logits: Sequence[Any
     step = np.asarray(logits[len(tokens) - 1], dtype=np.float64)
     probabilities = np.exp(step - step.max())
     probabilities /= probabilities.sum()
-    marks = _mark_tokens(tokenizer)
     return float(probabilities[[t for t in marks if t < probabilities.size]].sum())
 
 
