@@ -3,18 +3,16 @@ and the offline Piper voice, for judging where a pipeline ends utterances.
 
 Each sentence is real speech (a narrated test clip, or Piper speaking a call-like sentence).
 Pauses are inserted *inside* sentences at word boundaries that Whisper's word timestamps find
-(at the quietest 10 ms near the boundary, so no word is cut), each longer than the endpoint's
-default silence, so an endpointer that ends utterances on silence alone splits the sentence
-there. Sentences are joined with longer gaps. Everything is 48 kHz mono s16, a caller's format;
-``to_16k`` gives what recognition takes.
+(in the middle of the quietest 30 ms near the boundary, so no word is cut), each longer than
+the endpoint's default silence, so an endpointer that ends utterances on silence alone splits
+the sentence there. Sentences are joined with longer gaps. Everything is 48 kHz mono s16, a
+caller's format; ``to_16k`` gives what recognition takes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import re
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from callserver.probe import load_wav_48k
 from models.stt import decode_audio
 from models.stt.audio import Audio
 from models.stt.score import words
+from models.tts.audio import pcm_wav_bytes, resample_to_48k
 from models.tts.piper_engine import installed_voices
 
 CLIP_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -72,10 +71,6 @@ class Sentence:
     text: str
     start_s: float
     end_s: float
-    #: Where each inserted pause starts and ends, in the long-form audio.
-    pauses: tuple[tuple[float, float], ...]
-    #: The sentence's audio without the inserted pauses (48 kHz).
-    unsplit: Pcm16
 
 
 @dataclass(frozen=True)
@@ -90,20 +85,9 @@ class LongForm:
         return " ".join(s.text for s in self.sentences)
 
 
-def pcm_wav(pcm: Pcm16, rate: int = SAMPLE_RATE) -> bytes:
-    """A 16-bit mono WAV file of ``pcm``."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(np.ascontiguousarray(pcm, dtype="<i2").tobytes())
-    return out.getvalue()
-
-
 def to_16k(pcm: Pcm16) -> Audio:
     """48 kHz s16 as recognition takes it: 16 kHz float32."""
-    return decode_audio(pcm_wav(pcm))
+    return decode_audio(pcm_wav_bytes(pcm, SAMPLE_RATE))
 
 
 def _trim(pcm: Pcm16, threshold: float = 300.0) -> Pcm16:
@@ -130,13 +114,13 @@ def _quietest(pcm: Pcm16, lo: int, hi: int) -> int:
 
 def insert_pauses(
     pcm: Pcm16, word_times: list[tuple[str, float, float]], pauses: tuple[tuple[str, float], ...]
-) -> tuple[Pcm16, list[tuple[int, int]]]:
-    """``pcm`` with silence inserted after the named words; also where each pause lies.
+) -> Pcm16:
+    """``pcm`` with silence inserted after the named words.
 
     ``word_times``: (word, start s, end s) from Whisper's word timestamps. Each pause follows
     the first word named that comes after the previous pause."""
-    cuts: list[tuple[int, float]] = []
-    index = 0
+    pieces: list[Pcm16] = []
+    index = previous = 0
     for word, seconds in pauses:
         while index < len(word_times) and word not in words(word_times[index][0]):
             index += 1
@@ -145,21 +129,12 @@ def insert_pauses(
         end, start = word_times[index][2], word_times[index + 1][1]
         lo = int((min(end, start) - BOUNDARY_SEARCH_S) * SAMPLE_RATE)
         hi = int((max(end, start) + BOUNDARY_SEARCH_S) * SAMPLE_RATE)
-        cuts.append((_quietest(pcm, lo, hi), seconds))
-        index += 1
-    pieces: list[Pcm16] = []
-    spans: list[tuple[int, int]] = []
-    at = previous = 0
-    for cut, seconds in cuts:
-        pieces.append(pcm[previous:cut])
-        at += cut - previous
-        gap = int(seconds * SAMPLE_RATE)
-        pieces.append(np.zeros(gap, dtype=np.int16))
-        spans.append((at, at + gap))
-        at += gap
+        cut = _quietest(pcm, lo, hi)
+        pieces += [pcm[previous:cut], np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16)]
         previous = cut
+        index += 1
     pieces.append(pcm[previous:])
-    return np.concatenate(pieces), spans
+    return np.concatenate(pieces)
 
 
 async def sentence_audio(spec: SentenceSpec, piper: Any) -> tuple[str, Pcm16]:
@@ -180,8 +155,7 @@ def _speak(voice: Any, text: str) -> Pcm16:
 
     quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=quiet)]
-    rate = int(voice.config.sample_rate)
-    return load_wav_48k(io.BytesIO(pcm_wav(np.concatenate(chunks), rate)))
+    return resample_to_48k(np.concatenate(chunks), int(voice.config.sample_rate))
 
 
 def _with_commas(spec: SentenceSpec) -> str:
@@ -220,16 +194,8 @@ async def build(model: Any, specs: tuple[SentenceSpec, ...] = SENTENCES) -> Long
         if spec.pauses:
             segments, _ = model.transcribe(to_16k(pcm), language="en", word_timestamps=True)
             timed = [(w.word, w.start, w.end) for s in segments for w in s.words or ()]
-        spoken, spans = insert_pauses(pcm, timed, spec.pauses)
-        sentences.append(
-            Sentence(
-                text,
-                at / SAMPLE_RATE,
-                (at + spoken.size) / SAMPLE_RATE,
-                tuple(((at + a) / SAMPLE_RATE, (at + b) / SAMPLE_RATE) for a, b in spans),
-                pcm,
-            )
-        )
+        spoken = insert_pauses(pcm, timed, spec.pauses)
+        sentences.append(Sentence(text, at / SAMPLE_RATE, (at + spoken.size) / SAMPLE_RATE))
         pieces += [spoken, gap]
         at += spoken.size + gap.size
     return LongForm(np.concatenate(pieces), tuple(sentences))

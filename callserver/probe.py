@@ -12,7 +12,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 import aiohttp
 import av
@@ -275,8 +275,8 @@ class ScriptedCaller:
         self._tasks.clear()
 
 
-def load_wav_48k(path: str | BinaryIO) -> Pcm16:
-    """Decode any audio file (a path or an open binary file) to 48 kHz mono s16 with av."""
+def load_wav_48k(path: str) -> Pcm16:
+    """Decode any audio file to 48 kHz mono s16 with av."""
     decode = DecodeToMono(SAMPLE_RATE)
     blocks: list[Pcm16] = []
     with av.open(path, mode="r") as container:

@@ -61,12 +61,17 @@ def decode_to_48k(data: bytes) -> Pcm16:
 
 def wav_bytes(speech: Speech) -> bytes:
     """A 16-bit mono WAV file of ``speech``."""
+    return pcm_wav_bytes(speech.samples, speech.sample_rate)
+
+
+def pcm_wav_bytes(samples: Pcm16, sample_rate: int) -> bytes:
+    """A 16-bit mono WAV file of ``samples`` at ``sample_rate``."""
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
-        wav.setframerate(speech.sample_rate)
-        wav.writeframes(np.ascontiguousarray(speech.samples, dtype="<i2").tobytes())
+        wav.setframerate(sample_rate)
+        wav.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
     return out.getvalue()
 
 
