@@ -119,6 +119,17 @@ class LiveRequest:
     samples: Audio
     language: str | None = None
     allowed: Sequence[str] | None = None
+    #: Whether a doubtful decode is tried again with ``retry_beam_size`` (not for drafts).
+    retry: bool = True
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """What makes a decode doubtful (see ``decode_live_batch``)."""
+
+    no_speech_threshold: float
+    log_prob_threshold: float
+    min_logprob: float
 
 
 def decode_live_batch(
@@ -126,6 +137,7 @@ def decode_live_batch(
     requests: Sequence[LiveRequest],
     *,
     beam_size: int,
+    retry_beam_size: int,
     pad_s: float,
     step_s: float,
     no_speech_threshold: float,
@@ -148,7 +160,14 @@ def decode_live_batch(
     each gets exactly what it would alone.
     ``step_s`` sets how many distinct windows there are: a larger step batches more. Each
     item gets its own prompt (languages may differ), token budget and verdict.
+
+    A doubtful item (whose request allows it) is decoded again from the same encoder output
+    with ``retry_beam_size``, when that is wider than ``beam_size``: on short utterances the
+    greedy decoder sometimes starts over ("Yes. Yes.") or drops the first word, and beam
+    search fixes that for the decoder's cost alone (docs/benchmarks.md). It stays marked
+    doubtful if the wider search is doubtful too.
     """
+    limits = _Limits(no_speech_threshold, log_prob_threshold, min_logprob)
     decoded: list[LiveDecode | None] = [None] * len(requests)
     groups: dict[int, list[int]] = {}
     for i, request in enumerate(requests):
@@ -157,13 +176,7 @@ def decode_live_batch(
             groups.setdefault(frames, []).append(i)
     for frames, indices in groups.items():
         group = _decode_window(
-            model,
-            [requests[i] for i in indices],
-            frames,
-            beam_size=beam_size,
-            no_speech_threshold=no_speech_threshold,
-            log_prob_threshold=log_prob_threshold,
-            min_logprob=min_logprob,
+            model, [requests[i] for i in indices], frames, beam_size, retry_beam_size, limits
         )
         for i, item in zip(indices, group, strict=True):
             decoded[i] = item
@@ -174,16 +187,13 @@ def _decode_window(
     model: Any,
     requests: Sequence[LiveRequest],
     frames: int,
-    *,
     beam_size: int,
-    no_speech_threshold: float,
-    log_prob_threshold: float,
-    min_logprob: float,
+    retry_beam_size: int,
+    limits: _Limits,
 ) -> list[LiveDecode]:
     """Utterances that share the encoder window ``frames``, decoded as one batch."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import get_suppressed_tokens
 
     features = []
     for request in requests:
@@ -205,61 +215,99 @@ def _decode_window(
         Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
         for language, _ in languages
     ]
-    prompts = [[*t.sot_sequence, t.no_timestamps] for t in tokenizers]
-    budgets = [
-        MIN_NEW_TOKENS + math.ceil(TOKENS_PER_SECOND * r.samples.size / SAMPLE_RATE)
-        for r in requests
-    ]
-    results = model.model.generate(
-        encoder_output,
-        prompts,
-        beam_size=beam_size,
-        max_length=min(
-            model.max_length, max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
-        ),
-        return_scores=True,
-        return_no_speech_prob=True,
-        return_logits_vocab=True,
-        suppress_blank=True,
-        # The suppressed tokens (non-speech symbols, task tokens) do not depend on the language.
-        suppress_tokens=get_suppressed_tokens(tokenizers[0], (-1,)),
+    batch = _Batch(
+        tokenizers,
+        languages,
+        [
+            MIN_NEW_TOKENS + math.ceil(TOKENS_PER_SECOND * r.samples.size / SAMPLE_RATE)
+            for r in requests
+        ],
+        frames,
     )
-    # The same ids in every language's tokenizer: the vocabulary is shared.
-    marks = _mark_tokens(tokenizers[0])
-    decoded: list[LiveDecode] = []
-    for row, result in enumerate(results):
+    decoded = batch.generate(model, encoder_output, beam_size, limits)
+    again = [row for row, item in enumerate(decoded) if item.doubtful and requests[row].retry]
+    if again and retry_beam_size > beam_size:
+        # One generate over the whole batch, which shares this encoder output; only the
+        # doubtful rows take its answer.
+        retried = batch.generate(model, encoder_output, retry_beam_size, limits)
+        for row in again:
+            decoded[row] = retried[row]
+    return decoded
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What a window's ``generate`` needs besides the encoder output, one entry per row."""
+
+    tokenizers: list[Any]
+    languages: list[tuple[str, float]]
+    budgets: list[int]
+    frames: int
+
+    def generate(
+        self, model: Any, encoder_output: Any, beam_size: int, limits: _Limits
+    ) -> list[LiveDecode]:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        prompts = [[*t.sot_sequence, t.no_timestamps] for t in self.tokenizers]
+        results = model.model.generate(
+            encoder_output,
+            prompts,
+            beam_size=beam_size,
+            max_length=min(
+                model.max_length,
+                max(len(p) + b for p, b in zip(prompts, self.budgets, strict=True)),
+            ),
+            return_scores=True,
+            return_no_speech_prob=True,
+            return_logits_vocab=True,
+            suppress_blank=True,
+            # The suppressed tokens (non-speech symbols, task tokens) do not depend on the
+            # language.
+            suppress_tokens=get_suppressed_tokens(self.tokenizers[0], (-1,)),
+        )
+        # The same ids in every language's tokenizer: the vocabulary is shared.
+        marks = _mark_tokens(self.tokenizers[0])
+        return [
+            self._verdict(row, result, marks, beam_size, limits)
+            for row, result in enumerate(results)
+        ]
+
+    def _verdict(
+        self, row: int, result: Any, marks: list[int], beam_size: int, limits: _Limits
+    ) -> LiveDecode:
+        """One row's decode, marked doubtful where it looks wrong."""
         tokens = result.sequences_ids[0]
-        text = tokenizers[row].decode(tokens).strip()
+        text = self.tokenizers[row].decode(tokens).strip()
         # The score is the cumulative log-probability over length**1.0; faster-whisper's
         # recovery.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         item = LiveDecode(
             text=text,
-            language=languages[row][0],
-            language_probability=languages[row][1],
+            language=self.languages[row][0],
+            language_probability=self.languages[row][1],
             avg_logprob=float(avg_logprob),
             no_speech_prob=float(result.no_speech_prob),
             compression_ratio=compression_ratio(text),
-            window_frames=frames,
+            window_frames=self.frames,
             end_probability=_end_probability(
-                tokenizers[row], marks, tokens, result.logits[0] if result.logits else []
+                self.tokenizers[row], marks, tokens, result.logits[0] if result.logits else []
             ),
         )
-        hit_limit = len(tokens) >= budgets[row]
-        if _doubtful(item, hit_limit, no_speech_threshold, log_prob_threshold, min_logprob):
-            log.info(
-                "short window doubtful",
-                extra={
-                    "window_frames": frames,
-                    "beam_size": beam_size,
-                    "avg_logprob": round(item.avg_logprob, 3),
-                    "compression_ratio": round(item.compression_ratio, 2),
-                    "tokens": len(tokens),
-                },
-            )
-            item = dataclasses.replace(item, doubtful=True)
-        decoded.append(item)
-    return decoded
+        hit_limit = len(tokens) >= self.budgets[row]
+        if not _doubtful(item, hit_limit, limits):
+            return item
+        log.info(
+            "short window doubtful",
+            extra={
+                "window_frames": self.frames,
+                "beam_size": beam_size,
+                "avg_logprob": round(item.avg_logprob, 3),
+                "compression_ratio": round(item.compression_ratio, 2),
+                "tokens": len(tokens),
+            },
+        )
+        return dataclasses.replace(item, doubtful=True)
 
 
 #: Marks that end a sentence, as the tokenizer may write them.
@@ -295,20 +343,15 @@ def _mark_tokens(tokenizer: Any) -> list[int]:
     return sorted(found)
 
 
-def _doubtful(
-    decoded: LiveDecode,
-    hit_limit: bool,
-    no_speech_threshold: float,
-    log_prob_threshold: float,
-    min_logprob: float,
-) -> bool:
-    """A decode to redo with the full window: a loop, the token limit, or low confidence on
-    audio the model does not call silent."""
+def _doubtful(decoded: LiveDecode, hit_limit: bool, limits: _Limits) -> bool:
+    """A decode to redo: a loop, the token limit, or low confidence on audio the model does
+    not call silent."""
     silent = (
-        decoded.no_speech_prob > no_speech_threshold and decoded.avg_logprob < log_prob_threshold
+        decoded.no_speech_prob > limits.no_speech_threshold
+        and decoded.avg_logprob < limits.log_prob_threshold
     )
     return not silent and (
-        looks_looped(decoded.text) or decoded.avg_logprob < min_logprob or hit_limit
+        looks_looped(decoded.text) or decoded.avg_logprob < limits.min_logprob or hit_limit
     )
 
 

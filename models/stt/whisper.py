@@ -236,9 +236,8 @@ class WhisperEngine:
         ]
         if batched:
             decodes = self._decode_live_batch(
-                model, [LiveRequest(*p[1:]) for p in batched], self.settings.live_beam_size
+                model, [LiveRequest(*p[1:], retry=not requests[p[0]].draft) for p in batched]
             )
-            self._retry_with_beam(model, batched, decodes, [r.draft for r in requests])
             for (i, samples, language, _), decoded in zip(batched, decodes, strict=True):
                 if decoded is None:
                     continue  # too long for a short window
@@ -331,6 +330,7 @@ class WhisperEngine:
         settings = self.settings
         return {
             "beam_size": settings.live_beam_size,
+            "retry_beam_size": settings.beam_size,
             "pad_s": settings.live_window_pad_s,
             "step_s": settings.live_window_step_s,
             "no_speech_threshold": settings.no_speech_threshold,
@@ -339,41 +339,12 @@ class WhisperEngine:
         }
 
     def _decode_live_batch(
-        self, model: Any, requests: Sequence[LiveRequest], beam_size: int
+        self, model: Any, requests: Sequence[LiveRequest]
     ) -> list[LiveDecode | None]:
         try:
-            return decode_live_batch(
-                model, requests, **{**self._live_options(), "beam_size": beam_size}
-            )
+            return decode_live_batch(model, requests, **self._live_options())
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"speech recognition failed: {exc}") from exc
-
-    def _retry_with_beam(
-        self,
-        model: Any,
-        batched: Sequence[tuple[int, Audio, str | None, tuple[str, ...] | None]],
-        decodes: list[LiveDecode | None],
-        drafts: Sequence[bool],
-    ) -> None:
-        """Decode doubtful greedy results again in the same short window with beam search
-        (``beam_size``), in place. On short utterances the greedy decoder sometimes starts
-        over ("Yes. Yes.") or drops the first word; beam search fixes that at about the cost
-        of the greedy pass (the encoder dominates), where the full window costs eight times
-        as much and gave the same words (docs/benchmarks.md). Drafts are not retried."""
-        if self.settings.beam_size <= self.settings.live_beam_size:
-            return
-        again = [
-            k
-            for k, decoded in enumerate(decodes)
-            if decoded is not None and decoded.doubtful and not drafts[batched[k][0]]
-        ]
-        if not again:
-            return
-        retried = self._decode_live_batch(
-            model, [LiveRequest(*batched[k][1:]) for k in again], self.settings.beam_size
-        )
-        for k, decoded in zip(again, retried, strict=True):
-            decodes[k] = decoded
 
     def _no_draft(self, samples: Audio, language: str | None) -> Transcript | None:
         """A draft whose short decode was doubtful: no text (None: the audio is too long for
