@@ -13,6 +13,10 @@ piece. Reported per setting: word error rate against what was said, pipeline ove
 utterances that end inside a sentence; sentences whose first word is missing; and the silence
 each utterance waited for (the latency the endpoint costs).
 
+Then the short utterances (under 2 s) that silence alone cut out, decoded three ways and
+timed: greedy in the short window alone; the engine's live path; and the full 30 s window,
+the second pass a doubtful short decode took before.
+
 Run: ``.venv/bin/python -m bench.long_form``.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +33,16 @@ from bench.long_form_speech import LongForm, build, to_16k
 from callserver.pipeline.endpoint import Endpointer, EndpointSettings
 from callserver.pipeline.events import SPEECH_FRAME_SAMPLES, SpeechFrame, SpeechPaused, Utterance
 from callserver.pipeline.sentence_end import judge
+from callserver.pipeline.settings import PipelineSettings
 from models.stt import SttSettings, WhisperEngine
 from models.stt.audio import Audio
+from models.stt.live import LiveRequest, decode_live_batch
 from models.stt.score import wer, words
 
 #: The front end's options for each setting compared: (label, sentence-aware).
 SETTINGS = (("silence only (before)", False), ("sentence-aware", True))
-MIN_WORDS = 3
-MIN_END_PROBABILITY = 0.6
+#: The pipeline's defaults for judging the words at a pause.
+PIPELINE = PipelineSettings()
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class Heard:
     started_at: float
     speech_end_at: float
     endpoint_at: float
+    #: The utterance's audio (16 kHz), as recognition was given it.
+    audio: Audio
 
 
 def front_end(engine: WhisperEngine, audio: Audio, sentence_aware: bool) -> list[Heard]:
@@ -67,16 +76,20 @@ def front_end(engine: WhisperEngine, audio: Audio, sentence_aware: bool) -> list
                 verdict = judge(
                     transcript.text,
                     "en",
-                    MIN_WORDS,
+                    PIPELINE.sentence_min_words,
                     transcript.end_probability,
-                    MIN_END_PROBABILITY,
+                    PIPELINE.sentence_end_min_probability,
                 )
                 events += endpointer.judge(event.utterance_id, event.speech_end_at, verdict)
             elif isinstance(event, Utterance):
                 text = early.get((event.utterance_id, event.speech_end_at))
                 if text is None:
                     text = engine.transcribe_sync(event.audio, language="en", live=True).text
-                heard.append(Heard(text, event.started_at, event.speech_end_at, event.endpoint_at))
+                heard.append(
+                    Heard(
+                        text, event.started_at, event.speech_end_at, event.endpoint_at, event.audio
+                    )
+                )
     return heard
 
 
@@ -148,15 +161,75 @@ async def main() -> None:
         "| first words lost | endpoint wait p50 / p95 s |"
     )
     print("|---|---|---|---|---|---|---|")
+    split: list[Heard] = []
     for label, aware in SETTINGS:
-        result = judge_heard(speech, await asyncio.to_thread(front_end, engine, audio, aware))
+        heard = await asyncio.to_thread(front_end, engine, audio, aware)
+        split = split or heard
+        result = judge_heard(speech, heard)
         ratio = f"{result.wer / baseline:.2f}" if baseline else "n/a (baseline 0)"
         print(
             f"| {label} | {result.wer:.3f} | {ratio} | {result.utterances} "
             f"| {result.split_inside} | {result.first_words_lost} "
             f"| {p50(result.endpoint_waits):.2f} / {p95(result.endpoint_waits):.2f} |"
         )
+    short = [u.audio for u in split if u.audio.size < SHORT_S * 16_000]
+    await asyncio.to_thread(short_utterances, engine, short)
     engine.close()
+
+
+#: Utterances shorter than this are the "short" ones (``CALLSERVER_STT_LIVE_FULL_WINDOW_MIN_S``).
+SHORT_S = 2.0
+
+
+def short_utterances(engine: WhisperEngine, clips: list[Audio], runs: int = 3) -> None:
+    """The short utterances silence alone cut out: greedy in the short window alone, the
+    engine's path (greedy, then beam search from the same encoder output where doubtful),
+    and the full 30 s window (the second pass short utterances took before), each timed
+    ``runs`` times, the engine's words compared with the full window's."""
+    model = engine.loaded_model()
+    settings = engine.settings
+    full_window = WhisperEngine(SttSettings(live_window=False))
+    times: dict[str, list[float]] = {"greedy": [], "engine": [], "full": []}
+    same = 0
+    doubtful = 0
+    for clip in clips:
+        for _ in range(runs):
+            started = time.perf_counter()
+            greedy = decode_live_batch(
+                model,
+                [LiveRequest(clip, "en")],
+                beam_size=settings.live_beam_size,
+                retry_beam_size=settings.live_beam_size,
+                pad_s=settings.live_window_pad_s,
+                step_s=settings.live_window_step_s,
+                no_speech_threshold=settings.no_speech_threshold,
+                log_prob_threshold=settings.log_prob_threshold,
+                min_logprob=settings.live_window_min_logprob,
+            )[0]
+            times["greedy"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            ours = engine.transcribe_sync(clip, language="en", live=True).text
+            times["engine"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            full = full_window.transcribe_sync(clip, language="en", live=True).text
+            times["full"].append(time.perf_counter() - started)
+        doubtful += greedy is not None and greedy.doubtful
+        same += words(ours) == words(full)
+    print(
+        f"\n### Short utterances: {len(clips)} under {SHORT_S:.0f} s, {runs} runs each\n\n"
+        f"greedy decodes doubtful: {doubtful}; engine's words equal to the full window's: "
+        f"{same} of {len(clips)}\n"
+    )
+    print("| path | p50 ms | p95 ms | / full window (p50) |\n|---|---|---|---|")
+    for name, label in (
+        ("greedy", "short window, greedy only"),
+        ("engine", "engine (greedy, beam 5 where doubtful, no full window)"),
+        ("full", "full 30 s window (the old second pass)"),
+    ):
+        values = times[name]
+        ratio = p50(values) / p50(times["full"])
+        print(f"| {label} | {p50(values) * 1000:.0f} | {p95(values) * 1000:.0f} | {ratio:.2f} |")
+    full_window.close()
 
 
 if __name__ == "__main__":
