@@ -1,0 +1,160 @@
+"""Long-form speech with pauses inside sentences, spoken in a real call: mouth to ear and words.
+
+A speaks ``bench.long_form_speech``'s speech (English, ten sentences with pauses inside them)
+in one go over a real aiortc connection; B listens in Spanish (Whisper base + Apertium +
+espeak-ng, as ``bench.translated_call``'s configuration (a)). From B's events:
+
+- per utterance, the server's mouth-to-ear (end of speech to the first dub frame mixed for B);
+- per sentence, from the end of the sentence in A's *sent* audio to the arrival at B of the
+  latency event of the utterance that ends it (the dub's first frame leaves with that event);
+- the final captions' words against what was said, and utterances that end inside a sentence.
+
+Run: ``.venv/bin/python -m bench.long_form_call [--settings before after]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.common import ServerProcess, metric, p50, p95
+from bench.long_form_speech import LongForm, build
+from callserver.media.frames import SAMPLE_RATE
+from callserver.probe import ScriptedCaller
+from models.stt import SttSettings, WhisperEngine
+from models.stt.score import wer
+
+#: Settings compared, by label: the server's environment.
+SETTINGS: dict[str, dict[str, str]] = {
+    "before": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "false"},
+    "after": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true"},
+    # A dub that waits behind another speeds the queue up at once, not past 4 s of backlog.
+    "after-speedup": {
+        "CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true",
+        "CALLSERVER_DUB_SPEEDUP_BACKLOG_S": "0.5",
+    },
+}
+#: A caption's end of speech belongs to a sentence when it lies this close to the sentence's
+#: end or inside it.
+SLACK_S = 0.5
+
+
+def monotonic(wall: float) -> float:
+    """A Unix time (the captions' clock) on this process's monotonic clock."""
+    return wall - (time.time() - time.monotonic())
+
+
+async def one_call(speech: LongForm, env: dict[str, str]) -> dict[str, Any]:
+    """A speaks the whole speech once; what B saw and heard."""
+    server = await ServerProcess.start(
+        CALLSERVER_PRELOAD_ENGINES="true",
+        CALLSERVER_CACHE_ENABLED="false",
+        CALLSERVER_MT_ENGINES="apertium",
+        **env,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            await asyncio.sleep(8.0)  # the engines load before the first word
+            a = ScriptedCaller(server.url, session, name="A", spoken="en", listen="en")
+            b = ScriptedCaller(server.url, session, name="B", spoken="es", listen="es")
+            await a.join("bench-long-form")
+            await b.join("bench-long-form")
+            await a.start_media()
+            await b.start_media()
+            await asyncio.sleep(1.0)
+            tail = np.zeros(4 * SAMPLE_RATE, dtype=np.int16)
+            a.play(np.concatenate((speech.audio, tail)))
+            await asyncio.sleep(0.05)
+            sent_at = a.play_started[-1]
+            await asyncio.sleep(speech.audio.size / SAMPLE_RATE + 8.0)
+            metrics = await (await session.get(server.url + "/metrics")).text()
+            events = list(zip(b.events, b.event_times, strict=True))
+            await a.close()
+            await b.close()
+    finally:
+        await server.stop()
+    return {"sent_at": sent_at, "events": events, "metrics": metrics}
+
+
+def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
+    """Mouth to ear per utterance and per sentence end, words, and splits, from B's events."""
+    sent_at: float = run["sent_at"]
+    finals: dict[str, tuple[str, float]] = {}
+    latency: dict[str, tuple[float, float]] = {}
+    stages: dict[str, list[float]] = {}
+    for event, arrived in run["events"]:
+        if event.get("type") == "caption" and event.get("final") and event.get("text"):
+            finals[event["utterance_id"]] = (event["text"], monotonic(event["ended_at"]))
+        elif event.get("type") == "latency" and event["utterance_id"] not in latency:
+            latency[event["utterance_id"]] = (event["stages_ms"]["mouth_to_ear"] / 1000, arrived)
+            for stage, ms in event["stages_ms"].items():
+                stages.setdefault(stage, []).append(ms / 1000)
+    by_sentence: list[list[tuple[str, str, float]]] = [[] for _ in speech.sentences]
+    split_inside = 0
+    for utterance_id, (text, ended) in sorted(finals.items(), key=lambda item: item[1][1]):
+        at = ended - sent_at  # seconds into the speech
+        index = max(
+            (i for i, s in enumerate(speech.sentences) if s.start_s - SLACK_S <= at), default=0
+        )
+        by_sentence[index].append((utterance_id, text, at))
+        if at < speech.sentences[index].end_s - SLACK_S:
+            split_inside += 1
+    sentence_m2e = []
+    for sentence, heard in zip(speech.sentences, by_sentence, strict=True):
+        if heard and heard[-1][0] in latency:
+            sentence_m2e.append(latency[heard[-1][0]][1] - (sent_at + sentence.end_s))
+    hypotheses = [" ".join(text for _, text, _ in heard) for heard in by_sentence]
+    return {
+        "wer": wer([s.text for s in speech.sentences], hypotheses),
+        "utterances": len(finals),
+        "dubbed": len(latency),
+        "split_inside": split_inside,
+        "utterance_m2e": [m2e for m2e, _ in latency.values()],
+        "sentence_m2e": sentence_m2e,
+        "stages": stages,
+        "verdicts": {
+            v: metric(run["metrics"], f'callserver_sentence_verdicts_total{{verdict="{v}"}}')
+            for v in ("complete", "unfinished", "unknown")
+        },
+    }
+
+
+async def main(labels: list[str]) -> None:
+    engine = WhisperEngine(SttSettings())
+    speech = await build(engine.loaded_model())
+    engine.close()
+    print(f"## Long-form speech in a call: {len(speech.sentences)} sentences\n")
+    print(
+        "| setting | WER | utterances (dubbed) | ended inside a sentence "
+        "| mouth-to-ear per utterance p50 / p95 s | sentence end to dub p50 / p95 s "
+        "| verdicts complete / unfinished / unknown |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    results = {}
+    for label in labels:
+        result = results[label] = judge_call(speech, await one_call(speech, SETTINGS[label]))
+        u, s, v = result["utterance_m2e"], result["sentence_m2e"], result["verdicts"]
+        print(
+            f"| {label} | {result['wer']:.3f} | {result['utterances']} ({result['dubbed']}) "
+            f"| {result['split_inside']} | {p50(u):.2f} / {p95(u):.2f} "
+            f"| {p50(s):.2f} / {p95(s):.2f} "
+            f"| {v['complete']:.0f} / {v['unfinished']:.0f} / {v['unknown']:.0f} |"
+        )
+    names = sorted({name for result in results.values() for name in result["stages"]})
+    print("\nStages, p50 / p95 s (the server's latency events):\n")
+    print("| stage | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+    for name in names:
+        cells = [r["stages"].get(name, []) for r in results.values()]
+        row = " | ".join(f"{p50(c):.2f} / {p95(c):.2f}" if c else "-" for c in cells)
+        print(f"| {name} | {row} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    asyncio.run(main(parser.parse_args().settings))
