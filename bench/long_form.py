@@ -36,7 +36,6 @@ from callserver.pipeline.sentence_end import judge
 from callserver.pipeline.settings import PipelineSettings
 from models.stt import SttSettings, WhisperEngine
 from models.stt.audio import Audio
-from models.stt.live import LiveRequest, decode_live_batch
 from models.stt.score import wer, words
 
 #: The front end's options for each setting compared: (label, sentence-aware).
@@ -182,54 +181,41 @@ SHORT_S = 2.0
 
 
 def short_utterances(engine: WhisperEngine, clips: list[Audio], runs: int = 3) -> None:
-    """The short utterances silence alone cut out: greedy in the short window alone, the
-    engine's path (greedy, then beam search from the same encoder output where doubtful),
-    and the full 30 s window (the second pass short utterances took before), each timed
-    ``runs`` times, the engine's words compared with the full window's."""
-    model = engine.loaded_model()
-    settings = engine.settings
-    full_window = WhisperEngine(SttSettings(live_window=False))
-    times: dict[str, list[float]] = {"greedy": [], "engine": [], "full": []}
-    same = 0
-    doubtful = 0
+    """The short utterances silence alone cut out: greedy in the short window alone (the
+    engine with no wider beam to retry with), the engine's path (greedy, then beam search
+    from the same encoder output where doubtful), and the full 30 s window (the second pass
+    short utterances took before), each timed ``runs`` times; the engine's words compared
+    with the full window's."""
+    paths = {
+        "short window, greedy only": WhisperEngine(SttSettings(beam_size=1)),
+        "engine: greedy, then beam 5 where doubtful; no full window": engine,
+        "full 30 s window (the old second pass)": WhisperEngine(SttSettings(live_window=False)),
+    }
+    times: dict[str, list[float]] = {label: [] for label in paths}
+    texts: dict[str, list[str]] = {label: [] for label in paths}
     for clip in clips:
-        for _ in range(runs):
-            started = time.perf_counter()
-            greedy = decode_live_batch(
-                model,
-                [LiveRequest(clip, "en")],
-                beam_size=settings.live_beam_size,
-                retry_beam_size=settings.live_beam_size,
-                pad_s=settings.live_window_pad_s,
-                step_s=settings.live_window_step_s,
-                no_speech_threshold=settings.no_speech_threshold,
-                log_prob_threshold=settings.log_prob_threshold,
-                min_logprob=settings.live_window_min_logprob,
-            )[0]
-            times["greedy"].append(time.perf_counter() - started)
-            started = time.perf_counter()
-            ours = engine.transcribe_sync(clip, language="en", live=True).text
-            times["engine"].append(time.perf_counter() - started)
-            started = time.perf_counter()
-            full = full_window.transcribe_sync(clip, language="en", live=True).text
-            times["full"].append(time.perf_counter() - started)
-        doubtful += greedy is not None and greedy.doubtful
-        same += words(ours) == words(full)
+        for label, path in paths.items():
+            for _ in range(runs):
+                started = time.perf_counter()
+                text = path.transcribe_sync(clip, language="en", live=True).text
+                times[label].append(time.perf_counter() - started)
+            texts[label].append(text)
+    greedy, ours, full = texts.values()
+    changed = sum(words(a) != words(b) for a, b in zip(greedy, ours, strict=True))
+    same = sum(words(a) == words(b) for a, b in zip(ours, full, strict=True))
     print(
         f"\n### Short utterances: {len(clips)} under {SHORT_S:.0f} s, {runs} runs each\n\n"
-        f"greedy decodes doubtful: {doubtful}; engine's words equal to the full window's: "
-        f"{same} of {len(clips)}\n"
+        f"words the beam retry changed: {changed}; engine's words equal to the full "
+        f"window's: {same} of {len(clips)}\n"
     )
     print("| path | p50 ms | p95 ms | / full window (p50) |\n|---|---|---|---|")
-    for name, label in (
-        ("greedy", "short window, greedy only"),
-        ("engine", "engine (greedy, beam 5 where doubtful, no full window)"),
-        ("full", "full 30 s window (the old second pass)"),
-    ):
-        values = times[name]
-        ratio = p50(values) / p50(times["full"])
+    reference = p50(list(times.values())[-1])
+    for label, values in times.items():
+        ratio = p50(values) / reference
         print(f"| {label} | {p50(values) * 1000:.0f} | {p95(values) * 1000:.0f} | {ratio:.2f} |")
-    full_window.close()
+    for path in paths.values():
+        if path is not engine:
+            path.close()
 
 
 if __name__ == "__main__":
