@@ -140,7 +140,7 @@ def build_app(
                 duck_db=settings.dub_duck_db,
                 duck_ramp_ms=settings.dub_duck_ramp_ms,
                 speedup_backlog_s=settings.dub_speedup_backlog_s,
-                speedup_release_s=min(2.0, settings.dub_speedup_backlog_s),
+                speedup_release_s=settings.dub_speedup_backlog_s / 2,
                 max_speedup=settings.dub_max_speedup,
                 skip_backlog_s=settings.dub_skip_backlog_s,
             ),

@@ -189,12 +189,13 @@ class Settings(EnvSettings):
         50.0, ge=0, le=1000, description="Length of the duck's fade down and up."
     )
     dub_speedup_backlog_s: float = Field(
-        4.0,
+        1.0,
         gt=0,
-        description="Queued dub audio per listener above which playback speeds up to catch up.",
+        description="Queued dub audio per listener (seconds) above which playback speeds up, "
+        "pitch kept, to catch up; back to natural speed under half of it.",
     )
     dub_max_speedup: float = Field(
-        1.25, ge=1, le=2, description="Fastest catch-up playback rate (pitch rises with it)."
+        1.5, ge=1, le=2, description="Fastest catch-up playback rate (the pitch stays)."
     )
     dub_skip_backlog_s: float = Field(
         8.0,

