@@ -50,23 +50,25 @@ def noise(seconds: float, seed: int) -> Pcm16:
     return (60 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.int16)
 
 
-async def speak(hub: TranslationHub, stream: Pcm16) -> None:
-    """Ann's microphone: 20 ms frames with real-time capture stamps, sent SPEED times faster."""
+async def speak(hub: TranslationHub, stream: Pcm16, speed: float = SPEED) -> None:
+    """Ann's microphone: 20 ms frames with real-time capture stamps, sent ``speed`` times
+    faster than real time."""
     t0 = time.monotonic()
     for i in range(stream.size // FRAME_SAMPLES):
         block = stream[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
         hub.on_frame("room", "p_a", PcmFrame(block, captured_at=t0 + (i + 1) * 0.02))
-        await asyncio.sleep(0.02 / SPEED)
+        await asyncio.sleep(0.02 / speed)
 
 
 def ann_to_bea(
     registry: CollectorRegistry, delivery: RecordingDelivery, engines: EngineSet, **settings: Any
 ) -> TranslationHub:
-    """A hub in which Ann speaks English to Bea, who hears Spanish; no interim captions."""
+    """A hub in which Ann speaks English to Bea, who hears Spanish; no interim captions
+    unless ``settings`` ask for them."""
     ann = Participant("p_a", "Ann", "en", "en", 0.0)
     bea = Participant("p_b", "Bea", "es", "es", 0.0)
     return TranslationHub(
-        PipelineSettings(interim_captions=False, **settings),
+        PipelineSettings(**{"interim_captions": False, **settings}),
         EndpointSettings(),
         engines,
         delivery,

@@ -11,15 +11,15 @@ from collections.abc import Callable
 
 from callserver.engines import EngineSet
 from callserver.media.frames import PcmFrame
-from callserver.pairs import primary
+from callserver.pipeline.early import EarlyRecognizer
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.events import SpeechDiscarded, SpeechPaused, SpeechUpdate, Utterance
 from callserver.pipeline.latency import PipelineMetrics
-from callserver.pipeline.sentence_end import Verdict, judge
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker import SpeakerPipeline, SpeechEvent
-from callserver.pipeline.speaker_state import EarlyRecognition, Heard, SpeakerState
+from callserver.pipeline.speaker_state import Heard, SpeakerState
+from callserver.pipeline.streamer import Streamer
 from callserver.pipeline.transcript import TranscriptEntry
 from callserver.pipeline.translator import Delivery, UtteranceTranslator, wall
 from models.errors import DeadlinePassed, EngineError
@@ -54,11 +54,19 @@ class TranslationHub:
         # Utterances wait for recognition here, in their speaker's queue, where the backlog
         # bound can see and drop them; not inside the engine's pool, where it could not.
         self._recognition = asyncio.Semaphore(settings.recognition_slots)
-        # Early recognitions nobody will use, left to finish: their decode runs on in the
-        # engine whatever happens to the task, so they keep their slot until it ends.
-        self._abandoned: set[asyncio.Task[Transcript]] = set()
         self.translator = UtteranceTranslator(
             engines, delivery, metrics, self.echo_guard, on_final, settings.whisper_translate
+        )
+        self._streamer = Streamer(settings, metrics, self.translator, participants)
+        self._early = EarlyRecognizer(
+            settings,
+            metrics,
+            self.translator,
+            self._recognition,
+            participants,
+            on_words=lambda state, speaker, paused, text: self._streamer.offer(
+                state, speaker, paused.utterance_id, paused.started_at, text
+            ),
         )
 
     @property
@@ -71,7 +79,7 @@ class TranslationHub:
         """No speech of anyone's is in the pipeline: from frames waiting for voice detection
         to the dub handed to the mixer. Only as complete as the frames received so far, which
         ``frames_received`` tells."""
-        return not self._abandoned and all(state.idle for state in self._speakers.values())
+        return not self._early.abandoned and all(s.idle for s in self._speakers.values())
 
     def frames_received(self, participant_id: str) -> int:
         """Frames of ``participant_id``'s voice the hub was given, in any room."""
@@ -139,10 +147,7 @@ class TranslationHub:
         self._speakers.clear()
         for state in states:
             await self._stop(state)
-        for task in list(self._abandoned):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._early.close()
         self._vad_pool.close()
 
     async def _stop(self, state: SpeakerState) -> None:
@@ -154,7 +159,7 @@ class TranslationHub:
         ]:
             self._settle(state.room_id, utterance_id)
         early = state.early.task if state.early is not None else None
-        for task in (state.worker, state.interim, early):
+        for task in (state.worker, state.interim, early, *self._streamer.tasks(state)):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -177,7 +182,8 @@ class TranslationHub:
         if isinstance(event, Utterance):
             self._admit(state, event)
         elif isinstance(event, SpeechPaused):
-            self._recognize_early(state, event)
+            speaker = self._participant(state.room_id, state.participant_id)
+            self._early.start(state, speaker, event)
         elif isinstance(event, SpeechDiscarded):
             self._on_discarded(state, event)
         elif (
@@ -199,8 +205,9 @@ class TranslationHub:
         dropped: listeners heard the original voice up to the mute, and that is all."""
         # Marked final, so an interim recognition still running never shows it again.
         state.finals.append(discarded.utterance_id)
+        self._streamer.end(state, discarded.utterance_id)
         if state.early is not None and state.early.utterance_id == discarded.utterance_id:
-            self._discard_early(state)
+            self._early.discard(state)
         speaker = self._participant(state.room_id, state.participant_id)
         if speaker is not None and self.settings.interim_captions:
             self.translator.retract(
@@ -211,109 +218,6 @@ class TranslationHub:
                 wall(discarded.ended_at),
                 self.participants(state.room_id),
             )
-
-    def _recognize_early(self, state: SpeakerState, paused: SpeechPaused) -> None:
-        """Start recognising a paused utterance now, if recognition is idle.
-
-        The endpoint needs ``silence_ms`` of silence; the audio is settled after the shorter
-        tail, so the difference is recognition time the listener does not wait for. Only when
-        idle: early work must never delay another speaker's final utterance."""
-        speaker = self._participant(state.room_id, state.participant_id)
-        if (
-            not self.settings.early_recognition
-            or state.pending
-            or self._recognition.locked()
-            or speaker is None
-        ):
-            self._judge(state, paused, Verdict.UNKNOWN)
-            return
-        self._discard_early(state)  # speech resumed since that one started: stale audio
-
-        async def recognize() -> Transcript:
-            async with self._recognition:
-                return await self.translator.recognize(speaker, paused.audio)
-
-        task = asyncio.create_task(recognize())
-        state.early = EarlyRecognition(
-            paused.utterance_id, paused.speech_end_at, paused.audio.size, task
-        )
-        task.add_done_callback(functools.partial(self._judge_words, state, paused, speaker))
-
-    def _judge_words(
-        self,
-        state: SpeakerState,
-        paused: SpeechPaused,
-        speaker: Participant,
-        task: asyncio.Task[Transcript],
-    ) -> None:
-        """The early words are known: tell the endpointer whether they end a sentence, and
-        show an unfinished clause as a caption in progress while the speaker pauses."""
-        if task.cancelled() or task.exception() is not None:
-            self._judge(state, paused, Verdict.UNKNOWN)
-            return
-        transcript = task.result()
-        text = transcript.text
-        verdict = judge(
-            text,
-            primary(speaker.spoken),
-            self.settings.sentence_min_words,
-            transcript.end_probability,
-            self.settings.sentence_end_min_probability,
-        )
-        self._judge(state, paused, verdict)
-        if (
-            verdict is Verdict.UNFINISHED
-            and self.settings.interim_captions
-            and paused.utterance_id not in state.finals
-        ):
-            self.translator.draft(
-                state.room_id,
-                speaker,
-                paused.utterance_id,
-                text,
-                wall(paused.started_at),
-                self.participants(state.room_id),
-            )
-
-    def _judge(self, state: SpeakerState, paused: SpeechPaused, verdict: Verdict) -> None:
-        if not self.settings.sentence_endpointing or state.front is None:
-            return
-        self.metrics.sentence_verdicts.labels(verdict.value).inc()
-        state.front.judge(paused.utterance_id, paused.speech_end_at, verdict)
-
-    def _discard_early(self, state: SpeakerState) -> None:
-        if state.early is not None:
-            task = state.early.task
-            # Not cancelled: that would free its recognition slot while the engine goes on
-            # decoding, and the next utterance would wait inside the engine, unseen by the
-            # backlog bound. It finishes holding the slot; its result is dropped.
-            if not task.done():
-                self._abandoned.add(task)
-            task.add_done_callback(self._forget_abandoned)
-            state.early = None
-            self.metrics.early_recognitions.labels("discarded").inc()
-
-    def _forget_abandoned(self, task: asyncio.Task[Transcript]) -> None:
-        self._abandoned.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a failure nobody needs is not an error to log
-
-    def _take_early(self, state: SpeakerState, utterance: Utterance) -> EarlyRecognition | None:
-        """The early recognition of ``utterance``, if one was started; any other is stale."""
-        early, state.early = state.early, None
-        if early is not None and not early.matches(utterance):
-            state.early = early
-            self._discard_early(state)
-            return None
-        return early
-
-    async def _early_transcript(self, early: EarlyRecognition) -> Transcript | None:
-        await asyncio.wait([early.task])
-        if early.task.cancelled() or early.task.exception() is not None:
-            self.metrics.early_recognitions.labels("failed").inc()
-            return None
-        self.metrics.early_recognitions.labels("used").inc()
-        return early.task.result()
 
     def _admit(self, state: SpeakerState, utterance: Utterance) -> None:
         # Guards of participants who were only ever listeners are not freed by a speaker's
@@ -360,6 +264,7 @@ class TranslationHub:
         victim = min(waiting, key=lambda s: s.pending[0].endpoint_at)
         dropped = victim.pending.popleft()
         self._settle(victim.room_id, dropped.utterance_id)
+        self._streamer.end(victim, dropped.utterance_id)
         self.metrics.utterances.labels("dropped_backlog").inc()
         log.warning(
             "utterance dropped: backlog",
@@ -404,12 +309,12 @@ class TranslationHub:
     async def _drain(self, state: SpeakerState) -> None:
         """Recognise and translate the speaker's pending utterances, oldest first."""
         while state.pending:
-            early = self._take_early(state, state.pending[0])
+            early = self._early.take(state, state.pending[0])
             if early is not None:
                 # Out of the queue: while its early recognition finishes it is being
                 # recognised, not waiting, and the backlog bound must not drop it.
                 utterance = state.pending.popleft()
-                transcript = await self._early_transcript(early)
+                transcript = await self._early.transcript(early)
                 if transcript is not None:
                     await self._process(state, utterance, transcript, lambda: None)
                     continue
@@ -466,6 +371,7 @@ class TranslationHub:
                 recognized=release,
                 transcript=transcript,
                 others_heard=functools.partial(self._others_heard, state, utterance),
+                streamed=self._streamer.take(state, utterance.utterance_id),
             )
         except DeadlinePassed:
             # The workers could not take it in time: dropped, not done late, and said so.
@@ -490,7 +396,7 @@ class TranslationHub:
         if speaker is None:
             return
         try:
-            await self.translator.interim(
+            text = await self.translator.interim(
                 state.room_id,
                 speaker,
                 update.utterance_id,
@@ -501,3 +407,6 @@ class TranslationHub:
             )
         except Exception:
             log.exception("interim caption failed", extra={"participant": state.participant_id})
+            return
+        if text is not None:
+            self._streamer.offer(state, speaker, update.utterance_id, update.started_at, text)

@@ -28,6 +28,18 @@ class PipelineMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        self.start_to_dub = Histogram(
+            "callserver_start_to_dub_seconds",
+            "From the start of an utterance's speech to the first frame of its dub sent to a "
+            "listener (with streaming, the dub of its first committed piece)",
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.streamed_pieces = Counter(
+            "callserver_streamed_pieces",
+            "Clauses dubbed while their utterance was still being spoken (streaming)",
+            registry=registry,
+        )
         self.early_recognitions = Counter(
             "callserver_early_recognitions",
             "Recognitions started at a pause, by outcome (used; discarded: speech resumed; failed)",

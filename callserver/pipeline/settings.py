@@ -59,6 +59,19 @@ class PipelineSettings(EnvSettings):
         "Whisper writes one but doubts it: 0.29-0.52 on the test speech, against 0.54-0.92 "
         "at sentence ends; at 0.6 the clip ending 0.62 waited 1.2 s in one call of four).",
     )
+    streaming: bool = Field(
+        False,
+        description="Dub a long utterance clause by clause while the speaker goes on: words "
+        "two interim recognitions agree on, up to a comma or full stop, are translated and "
+        "dubbed at once, and only the rest when the utterance ends. Needs "
+        "`interim_captions`; not for pairs Whisper translates.",
+    )
+    streaming_min_words: int = Field(
+        4,
+        ge=1,
+        le=50,
+        description="Fewest new words a clause needs before streaming dubs it on its own.",
+    )
     interim_captions: bool = Field(
         True,
         description="Transcribe speech in progress for revisable captions, when recognition "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from callserver.pipeline.events import Utterance
 from callserver.pipeline.speaker import SpeakerPipeline
+from callserver.pipeline.streaming import Streamed
 from models.stt.result import Transcript
 
 #: Utterance ids whose final caption went out, remembered per speaker so a late interim
@@ -58,6 +59,8 @@ class SpeakerState:
     finals: deque[str] = field(default_factory=lambda: deque(maxlen=FINAL_MEMORY))
     interim: asyncio.Task[None] | None = None
     early: EarlyRecognition | None = None
+    #: Utterances in progress with pieces dubbed ahead of their end (streaming), by id.
+    streams: dict[str, Streamed] = field(default_factory=dict)
     #: An utterance taken from ``pending`` is being recognised, translated or synthesised.
     busy: bool = False
 
@@ -70,4 +73,5 @@ class SpeakerState:
             and not self.busy
             and (self.interim is None or self.interim.done())
             and (self.early is None or self.early.task.done())
+            and all(streamed.done for streamed in self.streams.values())
         )

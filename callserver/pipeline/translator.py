@@ -16,9 +16,11 @@ from callserver.pairs import primary, voice_engine
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.events import Float32, StageTimes, Utterance
 from callserver.pipeline.latency import PipelineMetrics, stages_ms
+from callserver.pipeline.streaming import Streamed
 from callserver.pipeline.transcript import TranscriptEntry
 from models.errors import EngineError
 from models.stt.result import Transcript
+from models.tts.speech import Speech
 from signaling.rooms import Participant
 
 log = logging.getLogger(__name__)
@@ -65,20 +67,22 @@ class UtteranceTranslator:
         started_at: float,
         participants: Iterable[Participant],
         is_final: Callable[[], bool],
-    ) -> None:
-        """Caption speech in progress (revisable), if recognition has nothing better to do."""
+    ) -> str | None:
+        """Caption speech in progress (revisable), if recognition has nothing better to do;
+        the text shown, if any."""
         stt = await self.engines.stt()
         if stt.pending > 0:
-            return
+            return None
         try:
             transcript = await stt.transcribe(
                 audio, language=primary(speaker.spoken), live=True, draft=True
             )
         except EngineError:
-            return
+            return None
         if is_final() or not transcript.text:
-            return
+            return None
         self.draft(room_id, speaker, utterance_id, transcript.text, started_at, participants)
+        return transcript.text
 
     def draft(
         self,
@@ -121,12 +125,15 @@ class UtteranceTranslator:
         recognized: Callable[[], None] | None = None,
         transcript: Transcript | None = None,
         others_heard: Callable[[], Awaitable[None]] | None = None,
+        streamed: Streamed | None = None,
     ) -> None:
         """The whole chain for one finished utterance; ``recognized`` is called (always) once
         recognition is over, so the caller can hand its recognition slot to the next one.
         ``transcript``: the utterance's text, already recognised (early, at the pause).
         ``others_heard``: awaited before the echo check, until what the speaker may have
-        heard from others is known to their echo guard."""
+        heard from others is known to their echo guard. ``streamed``: the pieces of the
+        utterance already dubbed while it was spoken; only the rest is dubbed here, after
+        them."""
         times = StageTimes(speech_end=utterance.speech_end_at, endpoint=utterance.endpoint_at)
         self.metrics.stage.labels("endpoint").observe(
             utterance.endpoint_at - utterance.speech_end_at
@@ -169,16 +176,7 @@ class UtteranceTranslator:
             self._broadcast(room_id, participants, caption)
 
         announce(translations, caption_stages)
-        targets: dict[str, list[Participant]] = {}
-        service = await self.engines.translation()
-        for listener in others:
-            # A pair no engine serves gets the original caption (sent above) and a notice
-            # (pair_notices), not an error per utterance.
-            if primary(listener.listen) != primary(speaker.spoken) and (
-                service.engine_names(speaker.spoken, listener.listen)
-                or self._whisper_translates(listener.listen)
-            ):
-                targets.setdefault(listener.listen, []).append(listener)
+        targets = await self.targets(speaker, others)
         results = await asyncio.gather(
             *(
                 self._dub(
@@ -191,6 +189,7 @@ class UtteranceTranslator:
                     times,
                     translations,
                     announce,
+                    streamed,
                 )
                 for language, listeners in targets.items()
             ),
@@ -227,22 +226,35 @@ class UtteranceTranslator:
         times: StageTimes,
         translations: dict[str, str],
         announce: Callable[[dict[str, str], dict[str, float]], None],
+        streamed: Streamed | None = None,
     ) -> None:
         service = await self.engines.translation()
-        if service.engine_names(speaker.spoken, language):
-            translated = await service.translate(text, speaker.spoken, language)
-        else:  # only targets Whisper translates get here
-            stt = await self.engines.stt()
-            english = await stt.transcribe(
-                utterance.audio, language=primary(speaker.spoken), live=True, to_english=True
-            )
-            translated = english.text
+        # Whisper's own translation (the only other way a target gets here) takes audio, so
+        # it always translates the whole utterance: such pairs are never streamed.
+        by_engine = bool(service.engine_names(speaker.spoken, language))
+        pieces = streamed if by_engine else None
+        rest = text if pieces is None else pieces.prefix.remainder(text)
+        translated = ""
+        if rest.strip():
+            if by_engine:
+                translated = await service.translate(rest, speaker.spoken, language)
+            else:
+                stt = await self.engines.stt()
+                english = await stt.transcribe(
+                    utterance.audio, language=primary(speaker.spoken), live=True, to_english=True
+                )
+                translated = english.text
+        if pieces is not None:
+            # The caption joins the pieces' translations, and the rest's dub follows theirs.
+            await pieces.settled()
         times.translated[language] = time.monotonic()
         assert times.recognized is not None
         self.metrics.stage.labels("translate").observe(
             times.translated[language] - times.recognized
         )
-        translations[language] = translated
+        translations[language] = (
+            translated if pieces is None else pieces.joined(language, translated)
+        )
         announce(dict(translations), stages_ms(times))
         # Listeners who turned dubbing off still get the caption; nobody waits for speech
         # they would not hear.
@@ -257,24 +269,54 @@ class UtteranceTranslator:
         self.metrics.stage.labels("synthesize").observe(
             times.first_audio[language] - times.translated[language]
         )
-
+        first = pieces is None or not pieces.translations.get(language)
         for listener in listeners:
             self.echo_guard(listener.id).sent(translated)
-            clip = DubClip(
-                utterance_id=utterance.utterance_id,
-                speaker_id=speaker.id,
-                samples=speech.samples,
-                on_first_frame=functools.partial(
-                    self._first_frame,
-                    room_id,
-                    listener.id,
-                    utterance.utterance_id,
-                    language,
-                    times,
-                ),
-                on_skipped=functools.partial(self._skipped, room_id, listener, speaker),
+            first_frame = functools.partial(
+                self._first_frame,
+                room_id,
+                listener.id,
+                utterance.utterance_id,
+                language,
+                times,
+                utterance.started_at if first else None,
             )
-            self.delivery.enqueue_dub(room_id, listener.id, clip)
+            self.enqueue(room_id, speaker, listener, utterance.utterance_id, speech, first_frame)
+
+    async def targets(
+        self, speaker: Participant, others: list[Participant]
+    ) -> dict[str, list[Participant]]:
+        """Listeners who get a translation, by the language they hear."""
+        targets: dict[str, list[Participant]] = {}
+        service = await self.engines.translation()
+        for listener in others:
+            # A pair no engine serves gets the original caption and a notice (pair_notices),
+            # not an error per utterance.
+            if primary(listener.listen) != primary(speaker.spoken) and (
+                service.engine_names(speaker.spoken, listener.listen)
+                or self._whisper_translates(listener.listen)
+            ):
+                targets.setdefault(listener.listen, []).append(listener)
+        return targets
+
+    def enqueue(
+        self,
+        room_id: str,
+        speaker: Participant,
+        listener: Participant,
+        utterance_id: str,
+        speech: Speech,
+        on_first_frame: Callable[[DubClip, float], None],
+    ) -> None:
+        """Queue ``speech`` in one listener's mix as the dub of ``utterance_id``."""
+        clip = DubClip(
+            utterance_id=utterance_id,
+            speaker_id=speaker.id,
+            samples=speech.samples,
+            on_first_frame=on_first_frame,
+            on_skipped=functools.partial(self._skipped, room_id, listener, speaker),
+        )
+        self.delivery.enqueue_dub(room_id, listener.id, clip)
 
     def _whisper_translates(self, language: str) -> bool:
         return self.whisper_translate and primary(language) == "en"
@@ -286,21 +328,28 @@ class UtteranceTranslator:
         utterance_id: str,
         language: str,
         times: StageTimes,
+        started_at: float | None,
         clip: DubClip,
         at: float,
     ) -> None:
+        """The utterance's dub (or, streamed, its last part) starts for one listener;
+        ``started_at``: the speech's start when this is the first of its dubs they hear."""
+        if started_at is not None:
+            self.metrics.start_to_dub.observe(at - started_at)
         if language not in times.first_dub_frame:
             times.first_dub_frame[language] = at
             self.metrics.stage.labels("first_dub_frame").observe(at - times.first_audio[language])
         self.metrics.mouth_to_ear.observe(at - times.speech_end)
         figures = stages_ms(times, language)
         figures["mouth_to_ear"] = round((at - times.speech_end) * 1000, 1)
-        event = {
+        event: dict[str, Any] = {
             "type": "latency",
             "utterance_id": utterance_id,
             "language": language,
             "stages_ms": figures,
         }
+        if started_at is not None:
+            event["start_to_dub_ms"] = round((at - started_at) * 1000, 1)
         self.delivery.send_event(room_id, listener_id, event)
 
     def _skipped(

@@ -1,0 +1,166 @@
+"""The hub's side of streaming: each speaker's utterances in progress, the clauses their
+interim transcripts settle, and the dubs of those clauses (``callserver.pipeline.streaming``
+holds the agreement rule)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+
+from callserver.media.dub import DubClip
+from callserver.pairs import voice_engine
+from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.settings import PipelineSettings
+from callserver.pipeline.speaker_state import SpeakerState
+from callserver.pipeline.streaming import StablePrefix, Streamed
+from callserver.pipeline.translator import UtteranceTranslator
+from models.errors import EngineError
+from models.tts.speech import Speech
+from signaling.rooms import Participant
+
+log = logging.getLogger(__name__)
+
+
+class Streamer:
+    """Dubs the clauses of utterances still being spoken, when streaming is on."""
+
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        metrics: PipelineMetrics,
+        translator: UtteranceTranslator,
+        participants: Callable[[str], list[Participant]],
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.translator = translator
+        self.participants = participants
+
+    def offer(
+        self,
+        state: SpeakerState,
+        speaker: Participant,
+        utterance_id: str,
+        started_at: float,
+        text: str,
+    ) -> None:
+        """Another transcript of speech in progress (``started_at``: its start, monotonic):
+        dub the clause it settles, if any."""
+        if not self.settings.streaming or utterance_id in state.finals:
+            return
+        for old in [u for u in state.streams if u != utterance_id and u in state.finals]:
+            state.streams.pop(old)  # ended without reaching translation (dropped, discarded)
+        streamed = state.streams.get(utterance_id)
+        if streamed is None:
+            streamed = Streamed(StablePrefix(self.settings.streaming_min_words))
+            state.streams[utterance_id] = streamed
+        piece = streamed.prefix.offer(text)
+        if piece is None:
+            return
+        self.metrics.streamed_pieces.inc()
+        task = asyncio.create_task(
+            self._dub(
+                state.room_id,
+                speaker,
+                utterance_id,
+                piece,
+                started_at,
+                self.participants(state.room_id),
+                streamed,
+                streamed.last,
+            )
+        )
+        task.add_done_callback(functools.partial(self._piece_done, state, utterance_id))
+        streamed.tasks.append(task)
+
+    async def _dub(
+        self,
+        room_id: str,
+        speaker: Participant,
+        utterance_id: str,
+        piece: str,
+        started_at: float,
+        participants: list[Participant],
+        streamed: Streamed,
+        after: asyncio.Task[None] | None,
+    ) -> None:
+        """Translate and dub one committed piece of an utterance still being spoken, queued
+        after the task ``after`` (the piece before it)."""
+        translator = self.translator
+        others = [p for p in participants if p.id != speaker.id]
+        targets = await translator.targets(speaker, others)
+        service = await translator.engines.translation()
+        tts = await translator.engines.tts()
+        spoken: dict[str, Speech] = {}
+        for language in targets:
+            if not service.engine_names(speaker.spoken, language):
+                continue  # Whisper translates the whole utterance's audio at its end
+            translated = await service.translate(piece, speaker.spoken, language)
+            streamed.translations.setdefault(language, []).append(translated)
+            if translated.strip() and voice_engine(tts.voices(), language) is not None:
+                spoken[language] = await tts.synthesize(translated, language)
+        if after is not None:
+            await asyncio.wait([after])
+        for language, speech in spoken.items():
+            for listener in targets[language]:
+                if not listener.dub:
+                    continue
+                translator.echo_guard(listener.id).sent(streamed.translations[language][-1])
+                first_frame = functools.partial(
+                    self._first_frame, room_id, listener.id, utterance_id, language, started_at
+                )
+                translator.enqueue(room_id, speaker, listener, utterance_id, speech, first_frame)
+
+    def _first_frame(
+        self,
+        room_id: str,
+        listener_id: str,
+        utterance_id: str,
+        language: str,
+        started_at: float,
+        clip: DubClip,
+        at: float,
+    ) -> None:
+        self.metrics.start_to_dub.observe(at - started_at)
+        event = {
+            "type": "latency",
+            "utterance_id": utterance_id,
+            "language": language,
+            # A piece has no end of speech yet, so no stages: the page shows none for it.
+            "part": "prefix",
+            "start_to_dub_ms": round((at - started_at) * 1000, 1),
+        }
+        self.translator.delivery.send_event(room_id, listener_id, event)
+
+    def take(self, state: SpeakerState, utterance_id: str) -> Streamed | None:
+        """The utterance's pieces, handed over to its translation (which dubs the rest)."""
+        return state.streams.pop(utterance_id, None)
+
+    def end(self, state: SpeakerState, utterance_id: str) -> None:
+        """The utterance will not be translated: pieces not yet queued never will be."""
+        streamed = state.streams.pop(utterance_id, None)
+        if streamed is not None:
+            streamed.cancel()
+
+    def tasks(self, state: SpeakerState) -> list[asyncio.Task[None]]:
+        """Every piece task of the speaker's, forgotten here (the speaker is stopping)."""
+        tasks = [task for streamed in state.streams.values() for task in streamed.tasks]
+        state.streams.clear()
+        return tasks
+
+    def _piece_done(self, state: SpeakerState, utterance_id: str, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.warning(
+            "streamed piece failed",
+            extra={
+                "room": state.room_id,
+                "participant": state.participant_id,
+                "utterance": utterance_id,
+                "error": str(error),
+                "retry": isinstance(error, EngineError) and error.retryable,
+            },
+        )

@@ -1,0 +1,122 @@
+"""Streaming a long utterance: dubbing the clauses recognition has settled on while the
+speaker goes on (``CALLSERVER_PIPELINE_STREAMING``).
+
+Interim recognition transcribes the speech in progress again and again, each pass from the
+utterance's start. Words two consecutive passes agree on (LocalAgreement-2) are taken as
+stable; once the stable words reach the end of a clause (a comma, a full stop, a colon...)
+and there are at least ``min_words`` new ones, that clause is *committed*: translated and
+dubbed at once, ahead of the utterance's end. When the utterance ends, its final recognition is
+aligned with what was committed, and only the rest is translated and dubbed, after the
+committed pieces in the listener's queue. The final caption's translation joins the pieces.
+
+Why clauses and not every stable word: a translation engine needs a phrase to translate
+(word order moves across languages), and a clause boundary is where a listener expects the
+voice to pause anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from dataclasses import dataclass, field
+
+from callserver.pipeline.echo import words
+
+#: Marks that end a clause, with the full-width ones of Chinese and Japanese.
+CLAUSE_ENDS = (",", ".", "?", "!", ";", ":", "…", "，", "。", "？", "！", "；", "：", "、")
+
+
+def _key(token: str) -> str:
+    """A token as passes are compared: case, accents and punctuation ignored."""
+    return "".join(words(token))
+
+
+class StablePrefix:
+    """LocalAgreement-2 over successive transcripts of one utterance in progress."""
+
+    def __init__(self, min_words: int) -> None:
+        if min_words < 1:
+            raise ValueError("min_words must be >= 1")
+        self.min_words = min_words
+        self.committed: list[str] = []  # tokens (with their punctuation) already committed
+        self._previous: list[str] = []
+
+    def offer(self, text: str) -> str | None:
+        """A new transcript of the speech so far; the clause(s) to commit now, if any."""
+        tokens = text.split()
+        agreed = 0
+        for mine, theirs in zip(tokens, self._previous, strict=False):
+            if _key(mine) != _key(theirs) or not _key(mine):
+                break
+            agreed += 1
+        previous, self._previous = self._previous, tokens
+        start = len(self.committed)
+        if agreed <= start or [_key(t) for t in tokens[:start]] != [
+            _key(t) for t in self.committed
+        ]:
+            return None  # nothing new is stable, or the passes now disagree on the past
+        # The last clause end among the new stable words. Whisper ends whatever audio it is
+        # given with a full stop, so a mark on the last word heard so far counts only if the
+        # previous pass wrote it too; before later words, the latest pass's mark is informed.
+        for end in range(agreed, start, -1):
+            token = tokens[end - 1]
+            if token.endswith(CLAUSE_ENDS) and (end < len(tokens) or previous[end - 1] == token):
+                break
+        else:
+            return None
+        if end - start < self.min_words:
+            return None
+        piece = tokens[start:end]
+        self.committed += piece
+        return " ".join(piece)
+
+    def remainder(self, final: str) -> str:
+        """What of the utterance's final text was not committed (aligned word by word, so a
+        final pass that words the committed part slightly differently still splits right)."""
+        tokens = final.split()
+        if not self.committed:
+            return final.strip()
+        done = [_key(t) for t in self.committed]
+        keys = [_key(t) for t in tokens]
+        matcher = difflib.SequenceMatcher(None, done, keys, autojunk=False)
+        blocks = [b for b in matcher.get_matching_blocks() if b.size]
+        if not blocks:
+            # Nothing in common: the final pass heard something else; trust the count.
+            return " ".join(tokens[len(done) :])
+        last = blocks[-1]
+        # Committed words after the last match are taken to have been heard as the same
+        # number of words.
+        at = last.b + last.size + (len(done) - (last.a + last.size))
+        return " ".join(tokens[min(at, len(tokens)) :])
+
+
+@dataclass
+class Streamed:
+    """One utterance's committed pieces: their dubs in flight and their translations."""
+
+    prefix: StablePrefix
+    #: Per listening language, each committed piece's translation, in order.
+    translations: dict[str, list[str]] = field(default_factory=dict)
+    #: The pieces' dub tasks; each queues its dub only after the one before it.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def last(self) -> asyncio.Task[None] | None:
+        return self.tasks[-1] if self.tasks else None
+
+    @property
+    def done(self) -> bool:
+        return all(task.done() for task in self.tasks)
+
+    async def settled(self) -> None:
+        """Every piece's dub is queued (or failed): what comes next may follow it."""
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+
+    def joined(self, language: str, rest: str) -> str:
+        """The whole utterance's translation into ``language``: the pieces, then ``rest``."""
+        return " ".join(t for t in [*self.translations.get(language, []), rest] if t.strip())
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()

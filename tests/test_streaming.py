@@ -1,0 +1,123 @@
+"""Streaming: clauses two recognitions agree on are dubbed while the speaker goes on, and the
+utterance's end dubs only the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from callserver.engines import EngineSet
+from callserver.pipeline.echo import words
+from callserver.pipeline.streaming import StablePrefix
+from models.metrics import EngineMetrics
+from tests.conftest import wait_for
+from tests.hub_helpers import RecordingDelivery
+from tests.test_early_recognition import FIRST, SECOND, ann_to_bea, noise, speak, trimmed
+
+# --- which words are stable, and what is left at the end -------------------------------------
+
+
+def test_a_clause_is_committed_once_two_passes_agree_on_it() -> None:
+    stable = StablePrefix(min_words=3)
+    assert stable.offer("And so, my fellow") is None  # one pass: nothing to agree with
+    assert stable.offer("And so, my fellow Americans, ask") is None  # "so," has 2 words
+    assert stable.offer("And so, my fellow Americans, ask not what") == (
+        "And so, my fellow Americans,"
+    )
+    # Already committed words are not committed again.
+    assert stable.offer("And so, my fellow Americans, ask not what your") is None
+    assert stable.committed == ["And", "so,", "my", "fellow", "Americans,"]
+
+
+def test_words_the_passes_disagree_on_are_not_committed() -> None:
+    stable = StablePrefix(min_words=2)
+    stable.offer("He was not an ill disposed young man,")
+    # The second pass heard "a" for "an": agreement stops before the comma.
+    assert stable.offer("He was not a ill disposed young man, unless") is None
+    # Case does not count as disagreement; the text committed is the latest pass's.
+    assert stable.offer("he was NOT a ill disposed young man, unless to") == (
+        "he was NOT a ill disposed young man,"
+    )
+
+
+def test_a_mark_on_the_last_word_heard_counts_only_if_both_passes_wrote_it() -> None:
+    stable = StablePrefix(min_words=1)
+    stable.offer("what your country can do for you")
+    # The audio so far ends after "you": Whisper's full stop there is a guess.
+    assert stable.offer("What your country can do for you.") is None
+    assert stable.offer("What your country can do for you.") == (
+        "What your country can do for you."
+    )
+    # Before later words the latest pass's mark is enough: it heard what follows.
+    stable = StablePrefix(min_words=1)
+    stable.offer("I think the meeting starts")
+    assert stable.offer("I think the meeting, starts at") == "I think the meeting,"
+
+
+def test_the_rest_is_what_the_final_text_says_after_the_committed_words() -> None:
+    stable = StablePrefix(min_words=1)
+    stable.offer("Ask not what your country can do for you, ask")
+    stable.offer("Ask not what your country can do for you, ask what")
+    assert stable.remainder("Ask not what your country can do for you, ask what you can do.") == (
+        "ask what you can do."
+    )
+    # The final pass words the committed part differently: aligned, not counted.
+    assert stable.remainder("Ask not, what our country could do for you? Ask what you can.") == (
+        "Ask what you can."
+    )
+    assert stable.remainder("Something else entirely") == ""
+    assert StablePrefix(min_words=1).remainder(" All of it. ") == "All of it."
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_words"):
+        StablePrefix(min_words=0)
+
+
+# --- in the pipeline: a long utterance's first clause is dubbed before it ends ------------------
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> None:
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, streaming=streaming, interim_captions=True)
+    # One utterance of about 6 s: "He was not an ill disposed young man, unless to be rather
+    # cold hearted and rather selfish is to be ill disposed", the clips 350 ms apart (under
+    # the silence that ends an utterance).
+    spoken = np.concatenate(
+        [noise(0.5, 0), trimmed(str(FIRST)), noise(0.35, 1), trimmed(str(SECOND))]
+    )
+    try:
+        await (await engines.stt()).warm_up()
+        await speak(hub, spoken, speed=1.0)
+        dubbed_while_speaking = len(delivery.dubs)
+        await speak(hub, noise(1.5, 2), speed=1.0)
+        await wait_for(lambda: hub.idle, timeout=90)
+        finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
+        # The whole utterance translated in one piece, to compare the pieces with.
+        whole = await (await engines.translation()).translate(str(finals[-1]["text"]), "en", "es")
+    finally:
+        await hub.close()
+        await engines.close()
+    (utterance,) = {e["utterance_id"] for e in finals}
+    said = words(str(finals[-1]["text"]))
+    assert {"young", "man", "selfish", "rather"} <= set(said), said
+    pieces = registry.get_sample_value("callserver_streamed_pieces_total") or 0
+    if not streaming:
+        assert dubbed_while_speaking == 0 and pieces == 0
+        assert len(delivery.dubs) == 1
+        return
+    assert dubbed_while_speaking >= 1 and pieces >= 1
+    # The pieces, then the rest (none when the pass at the final pause settled the end).
+    assert pieces <= len(delivery.dubs) <= pieces + 1
+    assert {clip.utterance_id for _, clip in delivery.dubs} == {utterance}
+    # Nothing dubbed twice, nothing lost: the joined translation is as long as the whole
+    # utterance's translated in one piece (give or take words a clause changes).
+    joined = str(finals[-1]["translations"]["es"])
+    assert abs(len(joined.split()) - len(whole.split())) <= 0.15 * len(whole.split()), (
+        joined,
+        whole,
+    )
