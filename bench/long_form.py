@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.common import p50, p95
@@ -161,8 +161,9 @@ async def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     split: list[Heard] = []
+    segmented: dict[str, list[Heard]] = {}
     for label, aware in SETTINGS:
-        heard = await asyncio.to_thread(front_end, engine, audio, aware)
+        heard = segmented[label] = await asyncio.to_thread(front_end, engine, audio, aware)
         split = split or heard
         result = judge_heard(speech, heard)
         ratio = f"{result.wer / baseline:.2f}" if baseline else "n/a (baseline 0)"
@@ -171,9 +172,35 @@ async def main() -> None:
             f"| {result.split_inside} | {result.first_words_lost} "
             f"| {p50(result.endpoint_waits):.2f} / {p95(result.endpoint_waits):.2f} |"
         )
+    await asyncio.to_thread(context, model, speech, segmented)
     short = [u.audio for u in split if u.audio.size < SHORT_S * 16_000]
     await asyncio.to_thread(short_utterances, engine, short)
     engine.close()
+
+
+def context(model: Any, speech: LongForm, segmented: dict[str, list[Heard]]) -> None:
+    """Whether the previous utterance's text, given to Whisper as its prompt, helps: each
+    setting's utterances decoded by faster-whisper's ``transcribe`` without and with it."""
+    print("\nPrevious utterance as context (faster-whisper per utterance, beam 5):\n")
+    print("| utterances of | WER, no context | WER, previous text as prompt | texts changed |")
+    print("|---|---|---|---|")
+    for label, heard in segmented.items():
+        plain, prompted, previous = [], [], ""
+        for utterance in heard:
+            texts = []
+            for prompt in (None, previous or None):
+                segments, _ = model.transcribe(
+                    utterance.audio, language="en", initial_prompt=prompt
+                )
+                texts.append(" ".join(s.text.strip() for s in segments))
+            plain.append(replace(utterance, text=texts[0]))
+            prompted.append(replace(utterance, text=texts[1]))
+            previous = texts[1]
+        changed = sum(words(a.text) != words(b.text) for a, b in zip(plain, prompted, strict=True))
+        print(
+            f"| {label} | {judge_heard(speech, plain).wer:.3f} "
+            f"| {judge_heard(speech, prompted).wer:.3f} | {changed} of {len(heard)} |"
+        )
 
 
 #: Utterances shorter than this are the "short" ones (``CALLSERVER_STT_LIVE_FULL_WINDOW_MIN_S``).

@@ -7,9 +7,11 @@ espeak-ng, as ``bench.translated_call``'s configuration (a)). From B's events:
 - per utterance, the server's mouth-to-ear (end of speech to the first dub frame mixed for B);
 - per sentence, from the end of the sentence in A's *sent* audio to the arrival at B of the
   latency event of the utterance that ends it (the dub's first frame leaves with that event);
+- per sentence, from its start in A's sent audio to the arrival at B of the first latency
+  event of any of its utterances, streamed clauses included (start of speech to start of dub);
 - the final captions' words against what was said, and utterances that end inside a sentence.
 
-Run: ``.venv/bin/python -m bench.long_form_call [--settings before after]``.
+Run: ``.venv/bin/python -m bench.long_form_call [--settings silence sentences streaming]``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import aiohttp
 import numpy as np
 
 from bench.common import ServerProcess, metric, p50, p95
-from bench.long_form_speech import LongForm, build
+from bench.long_form_speech import LONG_SENTENCES, SENTENCES, LongForm, build
 from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
 from models.stt import SttSettings, WhisperEngine
@@ -31,14 +33,15 @@ from models.stt.score import wer
 
 #: Settings compared, by label: the server's environment.
 SETTINGS: dict[str, dict[str, str]] = {
-    "before": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "false"},
-    "after": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true"},
-    # A dub that waits behind another speeds the queue up at once, not past 4 s of backlog.
-    "after-speedup": {
+    "silence": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "false"},
+    "sentences": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true"},
+    "streaming": {
         "CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true",
-        "CALLSERVER_DUB_SPEEDUP_BACKLOG_S": "0.5",
+        "CALLSERVER_PIPELINE_STREAMING": "true",
     },
 }
+#: Sentences at least this long count as long for start-of-speech to start-of-dub.
+LONG_S = 4.0
 #: A caption's end of speech belongs to a sentence when it lies this close to the sentence's
 #: end or inside it.
 SLACK_S = 0.5
@@ -86,11 +89,18 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
     sent_at: float = run["sent_at"]
     finals: dict[str, tuple[str, float]] = {}
     latency: dict[str, tuple[float, float]] = {}
+    first_dub: dict[str, float] = {}  # utterance -> arrival of its first latency event
     stages: dict[str, list[float]] = {}
     for event, arrived in run["events"]:
+        if event.get("type") == "latency":
+            first_dub.setdefault(event["utterance_id"], arrived)
         if event.get("type") == "caption" and event.get("final") and event.get("text"):
             finals[event["utterance_id"]] = (event["text"], monotonic(event["ended_at"]))
-        elif event.get("type") == "latency" and event["utterance_id"] not in latency:
+        elif (
+            event.get("type") == "latency"
+            and event.get("part") != "prefix"
+            and event["utterance_id"] not in latency
+        ):
             latency[event["utterance_id"]] = (event["stages_ms"]["mouth_to_ear"] / 1000, arrived)
             for stage, ms in event["stages_ms"].items():
                 stages.setdefault(stage, []).append(ms / 1000)
@@ -104,10 +114,13 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
         by_sentence[index].append((utterance_id, text, at))
         if at < speech.sentences[index].end_s - SLACK_S:
             split_inside += 1
-    sentence_m2e = []
+    sentence_m2e, start_to_dub = [], []
     for sentence, heard in zip(speech.sentences, by_sentence, strict=True):
         if heard and heard[-1][0] in latency:
             sentence_m2e.append(latency[heard[-1][0]][1] - (sent_at + sentence.end_s))
+        dubs = [first_dub[u] for u, _, _ in heard if u in first_dub]
+        if dubs and sentence.end_s - sentence.start_s >= LONG_S:
+            start_to_dub.append(min(dubs) - (sent_at + sentence.start_s))
     hypotheses = [" ".join(text for _, text, _ in heard) for heard in by_sentence]
     return {
         "wer": wer([s.text for s in speech.sentences], hypotheses),
@@ -116,7 +129,9 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
         "split_inside": split_inside,
         "utterance_m2e": [m2e for m2e, _ in latency.values()],
         "sentence_m2e": sentence_m2e,
+        "start_to_dub": start_to_dub,
         "stages": stages,
+        "pieces": metric(run["metrics"], "callserver_streamed_pieces_total"),
         "verdicts": {
             v: metric(run["metrics"], f'callserver_sentence_verdicts_total{{verdict="{v}"}}')
             for v in ("complete", "unfinished", "unknown")
@@ -124,26 +139,37 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def main(labels: list[str]) -> None:
+#: The speech A says, by name: sentences with pauses inside them, or long ones without.
+SPEECH = {"pauses": SENTENCES, "long": LONG_SENTENCES}
+
+
+async def main(labels: list[str], speech_name: str) -> None:
     engine = WhisperEngine(SttSettings())
-    speech = await build(engine.loaded_model())
+    speech = await build(engine.loaded_model(), SPEECH[speech_name])
     engine.close()
-    print(f"## Long-form speech in a call: {len(speech.sentences)} sentences\n")
+    print(
+        f"## Long-form speech in a call: {len(speech.sentences)} sentences ({speech_name}), "
+        f"{speech.audio.size / SAMPLE_RATE:.1f} s\n"
+    )
+    long = sum(s.end_s - s.start_s >= LONG_S for s in speech.sentences)
     print(
         "| setting | WER | utterances (dubbed) | ended inside a sentence "
         "| mouth-to-ear per utterance p50 / p95 s | sentence end to dub p50 / p95 s "
-        "| verdicts complete / unfinished / unknown |"
+        f"| start of speech to dub, {long} sentences >= {LONG_S:g} s, p50 / p95 s "
+        "| verdicts complete / unfinished / unknown | clauses streamed |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     results = {}
     for label in labels:
         result = results[label] = judge_call(speech, await one_call(speech, SETTINGS[label]))
         u, s, v = result["utterance_m2e"], result["sentence_m2e"], result["verdicts"]
+        d = result["start_to_dub"]
         print(
             f"| {label} | {result['wer']:.3f} | {result['utterances']} ({result['dubbed']}) "
             f"| {result['split_inside']} | {p50(u):.2f} / {p95(u):.2f} "
-            f"| {p50(s):.2f} / {p95(s):.2f} "
-            f"| {v['complete']:.0f} / {v['unfinished']:.0f} / {v['unknown']:.0f} |"
+            f"| {p50(s):.2f} / {p95(s):.2f} | {p50(d):.2f} / {p95(d):.2f} "
+            f"| {v['complete']:.0f} / {v['unfinished']:.0f} / {v['unknown']:.0f} "
+            f"| {result['pieces']:.0f} |"
         )
     names = sorted({name for result in results.values() for name in result["stages"]})
     print("\nStages, p50 / p95 s (the server's latency events):\n")
@@ -157,4 +183,6 @@ async def main(labels: list[str]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
-    asyncio.run(main(parser.parse_args().settings))
+    parser.add_argument("--speech", default="pauses", choices=list(SPEECH))
+    args = parser.parse_args()
+    asyncio.run(main(args.settings, args.speech))

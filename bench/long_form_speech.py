@@ -58,6 +58,23 @@ SENTENCES = (
     SentenceSpec("Yes."),
     SentenceSpec("Let me check my calendar and get back to you.", (("and", 0.9),)),
 )
+#: Long sentences spoken without a pause (6-10 s each), for streaming: a dub that waits for
+#: the sentence's end starts that long after its first word.
+LONG_SENTENCES = (
+    SentenceSpec("clip:0870"),
+    SentenceSpec(
+        "Before we start the review, I would like to thank everyone who stayed late last week "
+        "to finish the migration, because without your help we would have missed the deadline."
+    ),
+    SentenceSpec(
+        "The new build runs on every commit, it takes about twelve minutes, and if a test "
+        "fails the author gets a message with the log and the name of the test."
+    ),
+    SentenceSpec(
+        "When you travel next month, please keep your receipts, write the purpose of each "
+        "expense on the back, and send them to the finance team before the end of the quarter."
+    ),
+)
 #: Silence between sentences: longer than any pause inside one.
 GAP_S = 1.8
 #: How far either side of a word boundary the cut may move to find the quietest point.
