@@ -3,16 +3,23 @@ utterance's end dubs only the rest."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from callserver.engines import EngineSet
+from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.pipeline.echo import words
+from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.streaming import StablePrefix
 from models.metrics import EngineMetrics
+from models.mt.settings import MtSettings
 from tests.conftest import wait_for
 from tests.hub_helpers import RecordingDelivery
+from tests.pipeline_helpers import ANN, BETO, callers, drain, finals, speech_then_silence
 from tests.test_early_recognition import FIRST, SECOND, ann_to_bea, noise, speak, trimmed
 
 # --- which words are stable, and what is left at the end -------------------------------------
@@ -78,18 +85,29 @@ def test_bad_settings_are_refused() -> None:
 # --- in the pipeline: a long utterance's first clause is dubbed before it ends ------------------
 
 
+def long_utterance() -> Pcm16:
+    """About 8 s that end as one utterance: "He was not an ill disposed young man, unless to
+    be rather cold hearted and rather selfish is to be ill disposed. He was not an ill
+    disposed young man." The gaps (350 ms, then 200 ms) are shorter than the silence that
+    ends even a complete sentence, so the first clause settles seconds before the end."""
+    return np.concatenate(
+        [
+            trimmed(str(FIRST)),
+            noise(0.35, 1),
+            trimmed(str(SECOND)),
+            noise(0.2, 4),
+            trimmed(str(FIRST)),
+        ]
+    )
+
+
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> None:
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     engines = EngineSet(EngineMetrics(registry))
     hub = ann_to_bea(registry, delivery, engines, streaming=streaming, interim_captions=True)
-    # One utterance of about 6 s: "He was not an ill disposed young man, unless to be rather
-    # cold hearted and rather selfish is to be ill disposed", the clips 350 ms apart (under
-    # the silence that ends an utterance).
-    spoken = np.concatenate(
-        [noise(0.5, 0), trimmed(str(FIRST)), noise(0.35, 1), trimmed(str(SECOND))]
-    )
+    spoken = np.concatenate([noise(0.5, 0), long_utterance()])
     try:
         await (await engines.stt()).warm_up()
         await speak(hub, spoken, speed=1.0)
@@ -121,3 +139,40 @@ async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> Non
         joined,
         whole,
     )
+
+
+# --- in a real call ---------------------------------------------------------------------------
+
+
+@pytest.mark.needs("apertium", "espeak-ng")
+async def test_in_a_call_the_listener_hears_the_first_clause_before_the_sentence_ends(
+    make_server: Callable[..., Any],
+) -> None:
+    """Ann says an 8 s utterance over aiortc; Beto, listening in Spanish, is sent the dub of
+    its first clause while she is still speaking, then the rest, with one caption for all."""
+    engines = EngineSet(EngineMetrics(), mt_settings=MtSettings(engines=["apertium"]))
+    pipeline = PipelineSettings(streaming=True)
+    sentence = long_utterance()
+    async with make_server(translate_calls=True, engines=engines, pipeline=pipeline) as server:
+        await (await engines.stt()).warm_up()
+        async with callers(server, "streaming", ANN, BETO) as (ann, beto):
+            ann.play(speech_then_silence(sentence))
+            await wait_for(lambda: ann.play_started != [], 10)
+            speech_ends = ann.play_started[-1] + sentence.size / SAMPLE_RATE
+            await drain(server, ann)
+            await wait_for(lambda: bool(finals(beto, ann)), 30)
+            received = list(zip(beto.events, beto.event_times, strict=True))
+    early = [
+        at
+        for event, at in received
+        if event.get("type") == "latency" and event.get("part") == "prefix"
+    ]
+    assert early, [event for event, _ in received if event.get("type") == "latency"]
+    # The clause's dub reached Beto's mix before Ann stopped speaking.
+    assert early[0] < speech_ends, (early[0], speech_ends)
+    prefix = next(e for e, _ in received if e.get("part") == "prefix")
+    assert 0 < prefix["start_to_dub_ms"] < sentence.size / SAMPLE_RATE * 1000
+    (caption,) = {e["utterance_id"]: e for e in finals(beto, ann)}.values()
+    assert {"young", "man", "selfish"} <= set(words(caption["text"])), caption["text"]
+    spanish = set(words(caption["translations"]["es"]))
+    assert {"hombre", "joven", "egoista"} <= spanish, caption["translations"]

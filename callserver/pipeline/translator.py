@@ -245,7 +245,8 @@ class UtteranceTranslator:
                 )
                 translated = english.text
         if pieces is not None:
-            # The caption joins the pieces' translations, and the rest's dub follows theirs.
+            # The caption joins the pieces' translations, and the rest's dub follows theirs
+            # (so a streamed utterance's translate stage includes this wait).
             await pieces.settled()
         times.translated[language] = time.monotonic()
         assert times.recognized is not None
