@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -30,6 +31,8 @@ from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
 from models.stt import SttSettings, WhisperEngine
 from models.stt.score import wer
+
+log = logging.getLogger(__name__)
 
 #: Settings compared, by label: the server's environment.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -102,6 +105,7 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
             and event["utterance_id"] not in latency
         ):
             latency[event["utterance_id"]] = (event["stages_ms"]["mouth_to_ear"] / 1000, arrived)
+            log.debug("utterance %s stages %s", event["utterance_id"], event["stages_ms"])
             for stage, ms in event["stages_ms"].items():
                 stages.setdefault(stage, []).append(ms / 1000)
     by_sentence: list[list[tuple[str, str, float]]] = [[] for _ in speech.sentences]
@@ -112,6 +116,7 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
             (i for i, s in enumerate(speech.sentences) if s.start_s - SLACK_S <= at), default=0
         )
         by_sentence[index].append((utterance_id, text, at))
+        log.debug("utterance %s ends at %.2f s in sentence %d: %s", utterance_id, at, index, text)
         if at < speech.sentences[index].end_s - SLACK_S:
             split_inside += 1
     sentence_m2e, start_to_dub = [], []
@@ -184,5 +189,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--speech", default="pauses", choices=list(SPEECH))
+    parser.add_argument("--verbose", action="store_true", help="each utterance's text and stages")
     args = parser.parse_args()
+    if args.verbose:
+        logging.basicConfig(format="%(message)s")
+        log.setLevel(logging.DEBUG)
     asyncio.run(main(args.settings, args.speech))
