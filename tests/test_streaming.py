@@ -15,6 +15,7 @@ from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.pipeline.echo import words
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.streaming import StablePrefix
+from models.errors import EngineError
 from models.metrics import EngineMetrics
 from models.mt.settings import MtSettings
 from tests.conftest import wait_for
@@ -176,3 +177,40 @@ async def test_in_a_call_the_listener_hears_the_first_clause_before_the_sentence
     assert {"young", "man", "selfish"} <= set(words(caption["text"])), caption["text"]
     spanish = set(words(caption["translations"]["es"]))
     assert {"hombre", "joven", "egoista"} <= spanish, caption["translations"]
+
+
+async def test_a_piece_that_fails_to_translate_loses_no_words() -> None:
+    """Fault injection: the first clause's translation raises. No later clause plays ahead
+    of it; the utterance's end dubs everything from that clause on."""
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, streaming=True, interim_captions=True)
+    service = await engines.translation()
+    real = service.translate
+    calls: list[str] = []
+
+    async def first_fails(text: str, source: str, target: str) -> str:
+        calls.append(text)
+        if len(calls) == 1:
+            raise EngineError("fault injection: the translator is away")
+        return await real(text, source, target)
+
+    service.translate = first_fails  # type: ignore[method-assign]
+    try:
+        await (await engines.stt()).warm_up()
+        await speak(hub, np.concatenate([noise(0.5, 0), long_utterance(), noise(1.5, 2)]), 1.0)
+        await wait_for(lambda: hub.idle, timeout=90)
+        finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
+        whole = await real(str(finals[-1]["text"]), "en", "es")
+    finally:
+        await hub.close()
+        await engines.close()
+    assert len(calls) >= 2  # the failed clause, then the end (and any clause after the first)
+    # Only the end's dub played: every clause after the failed one waited for it and stopped.
+    assert len(delivery.dubs) == 1
+    joined = str(finals[-1]["translations"]["es"])
+    assert abs(len(joined.split()) - len(whole.split())) <= 0.15 * len(whole.split()), (
+        joined,
+        whole,
+    )

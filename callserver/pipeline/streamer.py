@@ -23,6 +23,11 @@ from signaling.rooms import Participant
 log = logging.getLogger(__name__)
 
 
+class PieceSkipped(Exception):
+    """A piece is not dubbed because one before it failed: the utterance's end dubs it with
+    the rest (a retry of this piece alone would play it out of order)."""
+
+
 class Streamer:
     """Dubs the clauses of utterances still being spoken, when streaming is on."""
 
@@ -69,11 +74,11 @@ class Streamer:
                 started_at,
                 self.participants(state.room_id),
                 streamed,
-                streamed.last,
+                len(streamed.tasks),
             )
         )
         task.add_done_callback(functools.partial(self._piece_done, state, utterance_id))
-        streamed.tasks.append(task)
+        streamed.add(piece, task)
 
     async def _dub(
         self,
@@ -84,10 +89,10 @@ class Streamer:
         started_at: float,
         participants: list[Participant],
         streamed: Streamed,
-        after: asyncio.Task[None] | None,
+        index: int,
     ) -> None:
-        """Translate and dub one committed piece of an utterance still being spoken, queued
-        after the task ``after`` (the piece before it)."""
+        """Translate and dub piece ``index`` of an utterance still being spoken, queued after
+        the piece before it, and only if that one was dubbed."""
         translator = self.translator
         others = [p for p in participants if p.id != speaker.id]
         targets = await translator.targets(speaker, others)
@@ -98,16 +103,19 @@ class Streamer:
             if not service.engine_names(speaker.spoken, language):
                 continue  # Whisper translates the whole utterance's audio at its end
             translated = await service.translate(piece, speaker.spoken, language)
-            streamed.translations.setdefault(language, []).append(translated)
+            streamed.translations[index][language] = translated
             if translated.strip() and voice_engine(tts.voices(), language) is not None:
                 spoken[language] = await tts.synthesize(translated, language)
-        if after is not None:
-            await asyncio.wait([after])
+        if index > 0:
+            before = streamed.tasks[index - 1]
+            await asyncio.wait([before])
+            if streamed.dubbed < index:
+                raise PieceSkipped("an earlier piece of the utterance was not dubbed")
         for language, speech in spoken.items():
             for listener in targets[language]:
                 if not listener.dub:
                     continue
-                translator.echo_guard(listener.id).sent(streamed.translations[language][-1])
+                translator.echo_guard(listener.id).sent(streamed.translations[index][language])
                 first_frame = functools.partial(
                     self._first_frame, room_id, listener.id, utterance_id, language, started_at
                 )

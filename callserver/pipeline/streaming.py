@@ -70,13 +70,15 @@ class StablePrefix:
         self.committed += piece
         return " ".join(piece)
 
-    def remainder(self, final: str) -> str:
+    def remainder(self, final: str, count: int | None = None) -> str:
         """What of the utterance's final text was not committed (aligned word by word, so a
-        final pass that words the committed part slightly differently still splits right)."""
+        final pass that words the committed part slightly differently still splits right).
+        ``count``: only the first ``count`` committed tokens count as done."""
         tokens = final.split()
-        if not self.committed:
+        committed = self.committed if count is None else self.committed[:count]
+        if not committed:
             return final.strip()
-        done = [_key(t) for t in self.committed]
+        done = [_key(t) for t in committed]
         keys = [_key(t) for t in tokens]
         matcher = difflib.SequenceMatcher(None, done, keys, autojunk=False)
         blocks = [b for b in matcher.get_matching_blocks() if b.size]
@@ -92,17 +94,25 @@ class StablePrefix:
 
 @dataclass
 class Streamed:
-    """One utterance's committed pieces: their dubs in flight and their translations."""
+    """One utterance's committed pieces: their dubs in flight and their translations.
+
+    A piece whose dub fails stops the pieces after it (they never play), so what was dubbed
+    is always the leading pieces up to the first failure, and the utterance's end dubs the
+    rest from there: no words are lost to a failed piece."""
 
     prefix: StablePrefix
-    #: Per listening language, each committed piece's translation, in order.
-    translations: dict[str, list[str]] = field(default_factory=dict)
-    #: The pieces' dub tasks; each queues its dub only after the one before it.
+    #: Each committed piece's tokens, in order.
+    sizes: list[int] = field(default_factory=list)
+    #: Each piece's translation per listening language, in order.
+    translations: list[dict[str, str]] = field(default_factory=list)
+    #: The pieces' dub tasks; each queues its dub only after the one before it succeeded.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    @property
-    def last(self) -> asyncio.Task[None] | None:
-        return self.tasks[-1] if self.tasks else None
+    def add(self, piece: str, task: asyncio.Task[None]) -> None:
+        """A piece committed and its dub task started."""
+        self.sizes.append(len(piece.split()))
+        self.translations.append({})
+        self.tasks.append(task)
 
     @property
     def done(self) -> bool:
@@ -113,9 +123,25 @@ class Streamed:
         if self.tasks:
             await asyncio.wait(self.tasks)
 
+    @property
+    def dubbed(self) -> int:
+        """How many leading pieces were dubbed (their tasks succeeded); after ``settled``."""
+        count = 0
+        for task in self.tasks:
+            if not task.done() or task.cancelled() or task.exception() is not None:
+                break
+            count += 1
+        return count
+
+    def dubbed_tokens(self) -> int:
+        """Committed tokens the dubbed pieces hold."""
+        return sum(self.sizes[: self.dubbed])
+
     def joined(self, language: str, rest: str) -> str:
-        """The whole utterance's translation into ``language``: the pieces, then ``rest``."""
-        return " ".join(t for t in [*self.translations.get(language, []), rest] if t.strip())
+        """The whole utterance's translation into ``language``: the dubbed pieces', then
+        ``rest``."""
+        pieces = [t.get(language, "") for t in self.translations[: self.dubbed]]
+        return " ".join(t for t in [*pieces, rest] if t.strip())
 
     def cancel(self) -> None:
         for task in self.tasks:

@@ -233,7 +233,11 @@ class UtteranceTranslator:
         # it always translates the whole utterance: such pairs are never streamed.
         by_engine = bool(service.engine_names(speaker.spoken, language))
         pieces = streamed if by_engine else None
-        rest = text if pieces is None else pieces.prefix.remainder(text)
+        if pieces is not None:
+            # Which pieces were dubbed decides the rest, and the rest's dub follows theirs
+            # (so a streamed utterance's translate stage includes this wait).
+            await pieces.settled()
+        rest = text if pieces is None else pieces.prefix.remainder(text, pieces.dubbed_tokens())
         translated = ""
         if rest.strip():
             if by_engine:
@@ -244,10 +248,6 @@ class UtteranceTranslator:
                     utterance.audio, language=primary(speaker.spoken), live=True, to_english=True
                 )
                 translated = english.text
-        if pieces is not None:
-            # The caption joins the pieces' translations, and the rest's dub follows theirs
-            # (so a streamed utterance's translate stage includes this wait).
-            await pieces.settled()
         times.translated[language] = time.monotonic()
         assert times.recognized is not None
         self.metrics.stage.labels("translate").observe(
@@ -270,7 +270,7 @@ class UtteranceTranslator:
         self.metrics.stage.labels("synthesize").observe(
             times.first_audio[language] - times.translated[language]
         )
-        first = pieces is None or not pieces.translations.get(language)
+        first = pieces is None or pieces.dubbed == 0
         for listener in listeners:
             self.echo_guard(listener.id).sent(translated)
             first_frame = functools.partial(
