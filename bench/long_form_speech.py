@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from callserver.media.frames import SAMPLE_RATE, Pcm16
-from callserver.probe import load_wav_48k
-from models.stt import decode_audio
-from models.stt.audio import Audio
+from callserver.probe import load_wav_48k, trim_silence
+from models.stt.audio import Audio, pcm_audio
 from models.stt.score import words
-from models.tts.audio import pcm_wav_bytes, resample_to_48k
+from models.tts.audio import resample_to_48k
 from models.tts.piper_engine import installed_voices
 
 CLIP_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -104,18 +103,7 @@ class LongForm:
 
 def to_16k(pcm: Pcm16) -> Audio:
     """48 kHz s16 as recognition takes it: 16 kHz float32."""
-    return decode_audio(pcm_wav_bytes(pcm, SAMPLE_RATE))
-
-
-def _trim(pcm: Pcm16, threshold: float = 300.0) -> Pcm16:
-    """Leading and trailing silence (20 ms blocks under ``threshold`` RMS) removed."""
-    block = SAMPLE_RATE // 50
-    n = pcm.size // block
-    rms = np.sqrt(np.mean(pcm[: n * block].astype(np.float64).reshape(n, block) ** 2, axis=1))
-    loud = np.flatnonzero(rms > threshold)
-    if loud.size == 0:
-        return pcm
-    return pcm[int(loud[0]) * block : (int(loud[-1]) + 1) * block]
+    return pcm_audio(pcm, SAMPLE_RATE)
 
 
 def _quietest(pcm: Pcm16, lo: int, hi: int) -> int:
@@ -159,11 +147,11 @@ async def sentence_audio(spec: SentenceSpec, piper: Any) -> tuple[str, Pcm16]:
     if spec.source.startswith("clip:"):
         path = CLIP_DIR / f"{CLIP_STEM}{spec.source[5:]}.wav"
         text = path.with_suffix(".txt").read_text("utf-8").strip()
-        return text, _trim(load_wav_48k(str(path)))
+        return text, trim_silence(load_wav_48k(str(path)))
     if piper is None:
         raise ValueError("Piper is needed for sentences given as text")
     speech = await asyncio.to_thread(_speak, piper, _with_commas(spec))
-    return spec.source, _trim(speech)
+    return spec.source, trim_silence(speech)
 
 
 def _speak(voice: Any, text: str) -> Pcm16:

@@ -275,6 +275,17 @@ class ScriptedCaller:
         self._tasks.clear()
 
 
+def trim_silence(pcm: Pcm16, threshold: float = 300.0) -> Pcm16:
+    """``pcm`` without its leading and trailing 20 ms blocks under ``threshold`` RMS (all of
+    it when no block is louder)."""
+    n = pcm.size // FRAME_SAMPLES
+    blocks = pcm[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES).astype(np.float64)
+    loud = np.flatnonzero(np.sqrt(np.mean(blocks**2, axis=1)) > threshold)
+    if loud.size == 0:
+        return pcm
+    return pcm[int(loud[0]) * FRAME_SAMPLES : (int(loud[-1]) + 1) * FRAME_SAMPLES]
+
+
 def load_wav_48k(path: str) -> Pcm16:
     """Decode any audio file to 48 kHz mono s16 with av."""
     decode = DecodeToMono(SAMPLE_RATE)

@@ -22,10 +22,10 @@ from av.frame import Frame
 from av.packet import Packet
 
 from callserver.app import ENGINES
-from callserver.media.frames import FRAME_SAMPLES, SAMPLE_RATE, Pcm16, silence
+from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
 from callserver.pipeline.echo import words
 from callserver.pipeline.settings import PipelineSettings
-from callserver.probe import ScriptedCaller, load_wav_48k
+from callserver.probe import ScriptedCaller, load_wav_48k, trim_silence
 from tests.conftest import CLIPS, RunningServer, wait_for
 from tests.pipeline_helpers import (
     BETO,
@@ -65,7 +65,7 @@ def english(tmp_path_factory: pytest.TempPathFactory) -> list[Pcm16]:
     for n, text in enumerate(SENTENCES):
         path = folder / f"{n}.wav"
         subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), text], check=True, timeout=30)
-        spoken.append(trimmed(load_wav_48k(str(path))))
+        spoken.append(trim_silence(load_wav_48k(str(path))))
     return spoken
 
 
@@ -85,15 +85,8 @@ async def tight_server(make_server_module: Callable[..., Any]) -> AsyncIterator[
         yield server
 
 
-def trimmed(pcm: Pcm16) -> Pcm16:
-    """``pcm`` without its leading and trailing near-silence."""
-    blocks = pcm[: pcm.size - pcm.size % FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    loud = np.flatnonzero(np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1)) > 300)
-    return blocks[loud[0] : loud[-1] + 1].reshape(-1)
-
-
 def clip(n: int) -> Pcm16:
-    return trimmed(load_wav_48k(str(CLIPS[n])))
+    return trim_silence(load_wav_48k(str(CLIPS[n])))
 
 
 def ending_together(clips: list[Pcm16]) -> list[Pcm16]:

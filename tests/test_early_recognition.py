@@ -20,7 +20,7 @@ from callserver.pipeline.endpoint import EndpointSettings
 from callserver.pipeline.hub import TranslationHub
 from callserver.pipeline.latency import PipelineMetrics
 from callserver.pipeline.settings import PipelineSettings
-from callserver.probe import load_wav_48k
+from callserver.probe import load_wav_48k, trim_silence
 from models.metrics import EngineMetrics
 from models.pool import InferencePool
 from models.stt.audio import Audio
@@ -39,10 +39,7 @@ SPEED = 4.0
 
 def trimmed(path: str) -> Pcm16:
     """The clip without its leading and trailing near-silence."""
-    pcm = load_wav_48k(path)
-    blocks = pcm[: pcm.size - pcm.size % FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    loud = np.flatnonzero(np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1)) > 300)
-    return blocks[loud[0] : loud[-1] + 1].reshape(-1)
+    return trim_silence(load_wav_48k(path))
 
 
 def noise(seconds: float, seed: int) -> Pcm16:

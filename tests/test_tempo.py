@@ -10,9 +10,8 @@ import pytest
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.media.tempo import Stretcher
 from callserver.probe import load_wav_48k
-from models.stt import decode_audio
+from models.stt.audio import pcm_audio
 from models.stt.score import wer
-from models.tts.audio import pcm_wav_bytes
 from tests.conftest import CLIPS
 
 
@@ -83,7 +82,7 @@ def test_recorded_speech_keeps_its_words_at_the_fastest_catch_up(whisper: Any) -
     speech = [load_wav_48k(str(clip)) for clip in CLIPS]
 
     def heard(pcm: Pcm16) -> str:
-        audio = decode_audio(pcm_wav_bytes(pcm, SAMPLE_RATE))
+        audio = pcm_audio(pcm, SAMPLE_RATE)
         segments, _ = whisper.transcribe(audio, language="en", beam_size=1)
         return " ".join(segment.text for segment in segments)
 

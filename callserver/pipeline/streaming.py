@@ -21,9 +21,12 @@ import difflib
 from dataclasses import dataclass, field
 
 from callserver.pipeline.echo import words
+from callserver.pipeline.sentence_end import CONTINUING, TERMINAL
 
-#: Marks that end a clause, with the full-width ones of Chinese and Japanese.
-CLAUSE_ENDS = (",", ".", "?", "!", ";", ":", "…", "，", "。", "？", "！", "；", "：", "、")
+#: Marks that end a clause: sentence ends and the marks a sentence goes on after, but not
+#: dashes (a word cut at the end of the audio so far can end in one), plus the full-width
+#: semicolon and colon.
+CLAUSE_ENDS = (*TERMINAL, *(m for m in CONTINUING if m not in "-–—"), "；", "：")
 
 
 def _key(token: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import InvalidInput
+from models.tts.audio import pcm_wav_bytes
 
 log = logging.getLogger("callserver.models.stt.audio")
 
@@ -40,6 +41,11 @@ def check_audio(audio: object, max_audio_s: float) -> Audio:
     if not np.isfinite(samples).all():
         raise InvalidInput("audio contains NaN or infinite samples")
     return samples
+
+
+def pcm_audio(samples: npt.NDArray[np.int16], sample_rate: int) -> Audio:
+    """Mono 16-bit samples at ``sample_rate`` as recognition takes them (16 kHz float32)."""
+    return decode_audio(pcm_wav_bytes(samples, sample_rate))
 
 
 def decode_audio(source: bytes | str | Path, max_seconds: float | None = None) -> Audio:
