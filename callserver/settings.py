@@ -192,7 +192,8 @@ class Settings(EnvSettings):
         1.0,
         gt=0,
         description="Queued dub audio per listener (seconds) above which playback speeds up, "
-        "pitch kept, to catch up; back to natural speed under half of it.",
+        "pitch kept, to catch up, while another dub is coming (one waits, or someone the "
+        "listener gets dubs of is speaking); back to natural speed under half of it.",
     )
     dub_max_speedup: float = Field(
         1.5, ge=1, le=2, description="Fastest catch-up playback rate (the pitch stays)."

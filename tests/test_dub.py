@@ -185,6 +185,56 @@ def test_lone_long_clip_plays_at_natural_speed() -> None:
     assert np.array_equal(np.concatenate(out), samples)
 
 
+def test_lone_long_clip_speeds_up_while_its_speaker_goes_on() -> None:
+    """A monologue: the speaker's next sentence starts while a long dub plays. Waiting for
+    its dub to queue would leave it behind the rest of this one; from its first word the
+    playing dub catches up, through the pitch-keeping stretcher, and nothing is lost."""
+    mixer = pair()
+    t = np.arange(6 * SAMPLE_RATE) / SAMPLE_RATE
+    tone = np.rint(8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+    mixer.enqueue_dub("b", DubClip("u", "a", tone))
+    player = mixer.dub_player("b")
+    assert player is not None
+    frames, rates = [], []
+    for tick in range(400):
+        if tick == 50:
+            mixer.set_speaking("a", True)  # a says the next sentence from 1 s on
+        frames.append(mixer.pull("b", now=tick * 0.02))
+        rates.append(player.rate)
+        if not player.queued_clips:
+            break
+    assert rates[49] == 1.0  # nobody speaking: natural speed
+    assert max(rates) == pytest.approx(1.5)
+    # 1 s at natural speed, then the remaining 5 s at up to 1.5x.
+    assert len(frames) * 0.02 <= 1 + 5 / 1.5 + 0.6
+    heard = np.concatenate(frames)
+    # Pitch kept (resampling would have raised it to 330 Hz).
+    fast = heard[(50 + 40) * FRAME_SAMPLES : (50 + 140) * FRAME_SAMPLES].astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(fast * np.hanning(fast.size)))
+    assert float(np.argmax(spectrum)) * SAMPLE_RATE / fast.size == pytest.approx(220, abs=2)
+
+
+def test_a_speaker_the_listener_hears_plain_does_not_hurry_the_dubs() -> None:
+    mixer = pair()
+    mixer.add("c")
+    mixer.enqueue_dub("b", clip(1000, 6 * SAMPLE_RATE))
+    player = mixer.dub_player("b")
+    assert player is not None
+    mixer.set_plain_speakers("b", frozenset({"c"}))  # c speaks b's language: no dub coming
+    mixer.set_speaking("c", True)
+    mixer.set_speaking("b", True)  # b's own speech brings b no dub either
+    for _ in range(100):
+        mixer.pull("b", now=0.0)
+    assert player.rate == 1.0
+    mixer.set_speaking("a", True)
+    mixer.set_speaking("a", False)  # a stopped: the utterance's dub is queued or coming
+    mixer.set_speaking("a", True)
+    mixer.remove("a")  # a left mid-sentence: nothing more is coming from a
+    for _ in range(100):
+        mixer.pull("b", now=0.0)
+    assert player.rate == 1.0
+
+
 Stream = tuple[DubPlayer, dict[str, float], list[str], float]
 
 

@@ -15,12 +15,15 @@ no dub, so a next sentence arriving shortly after does not make the originals pu
 Catch-up, so latency cannot creep when translations arrive faster than they can be spoken:
 
 * **Speed-up.** When the backlog (queued dub audio not yet played, in source seconds) passes
-  ``speedup_backlog_s`` while a clip waits behind the playing one, playback speeds up gradually
+  ``speedup_backlog_s`` while another dub is coming (a clip waits behind the playing one, or
+  ``expecting``: someone this listener gets dubs of is speaking), playback speeds up gradually
   (``speed_slew_per_s``) to ``max_speedup`` and stays there until the backlog falls under
   ``speedup_release_s``. The voice keeps its pitch: while the rate is above 1 the queue plays
   through a time-stretcher (``callserver.media.tempo``, about 0.1 ms a frame), which takes
   the rest of the playing clip and the waiting ones as one stream; at natural speed clips play
-  sample-exact. A lone long clip with nothing waiting plays at natural speed. While stretching,
+  sample-exact. A lone long clip plays at natural speed while nobody speaks: in a monologue the
+  speaker's next sentence is known to be coming from its first word, seconds before its dub
+  can wait behind the playing one, so the playing one speeds up then. While stretching,
   ``on_first_frame`` fires when a clip's first sample enters the stretcher, up to ~40 ms
   before it is heard.
 * **Skipping.** If clips arrive faster than even the sped-up playback drains them, and the
@@ -123,6 +126,9 @@ class DubPlayer:
         self.dub_enabled = True
         self.original_volume = 1.0
         self.rate = 1.0  # current playback rate (1.0: natural speed)
+        #: Whether a dub is on its way: a speaker this listener gets dubs of is speaking
+        #: (set by the mixer before each frame).
+        self.expecting = False
         self.clips_skipped = 0
         self.frames_played = 0
         self.frames_ducked = 0
@@ -299,7 +305,8 @@ class DubPlayer:
         backlog = self.backlog_s
         # The first waiting clip is about to play when nothing is playing: it waits on nothing.
         behind = len(self._waiting) - (self._current is None)
-        if not self._catching_up and backlog > s.speedup_backlog_s and behind > 0:
+        coming = behind > 0 or (self.expecting and self._current is not None)
+        if not self._catching_up and backlog > s.speedup_backlog_s and coming:
             self._catching_up = True
             log.debug("dub catch-up", extra={"listener": self.listener, "backlog_s": backlog})
         elif self._catching_up and backlog <= s.speedup_release_s:

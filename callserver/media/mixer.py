@@ -121,6 +121,8 @@ class RoomMixer:
         self._dubs: dict[str, DubPlayer] = {}
         # listener id -> speakers whose voice that listener gets no dub of: never lowered
         self._plain: dict[str, frozenset[str]] = {}
+        # speakers whose voice detection hears them speaking now
+        self._speaking: set[str] = set()
 
     @property
     def participants(self) -> list[str]:
@@ -140,6 +142,7 @@ class RoomMixer:
         """Forget ``participant`` as listener and as speaker."""
         self._queues.pop(participant, None)
         self._plain.pop(participant, None)
+        self._speaking.discard(participant)
         player = self._dubs.pop(participant, None)
         if player is not None:
             player.close()
@@ -185,6 +188,14 @@ class RoomMixer:
         if listener in self._queues:
             self._plain[listener] = speakers
 
+    def set_speaking(self, speaker: str, speaking: bool) -> None:
+        """Voice detection hears ``speaker`` speaking (or no longer): the listeners who get
+        dubs of them know another dub is coming, and catch up sooner (``DubPlayer``)."""
+        if speaking and speaker in self._queues:
+            self._speaking.add(speaker)
+        else:
+            self._speaking.discard(speaker)
+
     def dub_player(self, listener: str) -> DubPlayer | None:
         """``listener``'s dub player (backlog, counters), if the listener is here."""
         return self._dubs.get(listener)
@@ -211,6 +222,7 @@ class RoomMixer:
             if samples is not None:
                 (plain_ones if speaker in plain else originals).append(samples)
         player = self._dubs[listener]
+        player.expecting = any(s != listener and s not in plain for s in self._speaking)
         dub, gain = player.next_frame(self._clock() if now is None else now)
         self.stats.dub_frames += dub is not None
         self.stats.ducked_frames += player.ducking

@@ -157,6 +157,12 @@ class MediaPlane:
         room.mixer.enqueue_dub(listener_id, clip)
         return True
 
+    def set_speaking(self, room_id: str, speaker_id: str, speaking: bool) -> None:
+        """Voice detection's view of whether a speaker is speaking (dub pacing uses it)."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.mixer.set_speaking(speaker_id, speaking)
+
     def set_prefs(
         self, room_id: str, participant_id: str, dub: bool, original_volume: float
     ) -> None:
