@@ -9,9 +9,17 @@ espeak-ng, as ``bench.translated_call``'s configuration (a)). From B's events:
   latency event of the utterance that ends it (the dub's first frame leaves with that event);
 - per sentence, from its start in A's sent audio to the arrival at B of the first latency
   event of any of its utterances, streamed clauses included (start of speech to start of dub);
-- the final captions' words against what was said, and utterances that end inside a sentence.
+- the final captions' words against what was said, and utterances that end inside a sentence;
+- the final captions' Spanish against Apertium's translation of each whole sentence as said
+  (word error rate): what recognition errors, splits and streamed pieces cost the listener's
+  translation; and dubs B was told it will not hear (skipped by catch-up).
 
-Run: ``.venv/bin/python -m bench.long_form_call [--settings silence sentences streaming]``.
+A streamed utterance's end is heard where its rest's dub starts, or, when its pieces held every
+word, where its last piece's does (``part: "pieces"``; that event leaves at the utterance's
+end, so its arrival can be later than the dub it reports).
+
+Run: ``.venv/bin/python -m bench.long_form_call [--settings silence sentences streaming]
+[--speech pauses|long] [--env CALLSERVER_...=VALUE ...] [--verbose]``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from bench.common import ServerProcess, metric, p50, p95
 from bench.long_form_speech import LONG_SENTENCES, SENTENCES, LongForm, build
 from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
+from models.mt.apertium import ApertiumTranslator
+from models.mt.settings import MtSettings
 from models.stt import SttSettings, WhisperEngine
 from models.stt.score import wer
 
@@ -36,8 +46,14 @@ log = logging.getLogger(__name__)
 
 #: Settings compared, by label: the server's environment.
 SETTINGS: dict[str, dict[str, str]] = {
-    "silence": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "false"},
-    "sentences": {"CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true"},
+    "silence": {
+        "CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "false",
+        "CALLSERVER_PIPELINE_STREAMING": "false",
+    },
+    "sentences": {
+        "CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true",
+        "CALLSERVER_PIPELINE_STREAMING": "false",
+    },
     "streaming": {
         "CALLSERVER_PIPELINE_SENTENCE_ENDPOINTING": "true",
         "CALLSERVER_PIPELINE_STREAMING": "true",
@@ -91,14 +107,26 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
     """Mouth to ear per utterance and per sentence end, words, and splits, from B's events."""
     sent_at: float = run["sent_at"]
     finals: dict[str, tuple[str, float]] = {}
+    translated: dict[str, str] = {}  # utterance -> its final caption's Spanish
+    dropped = 0  # dubs B was told it will not hear (catch-up skipped them)
     latency: dict[str, tuple[float, float]] = {}
     first_dub: dict[str, float] = {}  # utterance -> arrival of its first latency event
     stages: dict[str, list[float]] = {}
     for event, arrived in run["events"]:
         if event.get("type") == "latency":
             first_dub.setdefault(event["utterance_id"], arrived)
-        if event.get("type") == "caption" and event.get("final") and event.get("text"):
+            log.debug(
+                "utterance %s %s dub at %.2f s",
+                event["utterance_id"],
+                event.get("part", "final"),
+                arrived - sent_at,
+            )
+        if event.get("type") == "caption-dropped":
+            log.debug("utterance %s dropped: %s", event["utterance_id"], event.get("reason"))
+            dropped += 1
+        elif event.get("type") == "caption" and event.get("final") and event.get("text"):
             finals[event["utterance_id"]] = (event["text"], monotonic(event["ended_at"]))
+            translated[event["utterance_id"]] = event.get("translations", {}).get("es", "")
         elif (
             event.get("type") == "latency"
             and event.get("part") != "prefix"
@@ -127,9 +155,12 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
         if dubs and sentence.end_s - sentence.start_s >= LONG_S:
             start_to_dub.append(min(dubs) - (sent_at + sentence.start_s))
     hypotheses = [" ".join(text for _, text, _ in heard) for heard in by_sentence]
+    spanish = [" ".join(translated[u] for u, _, _ in heard) for heard in by_sentence]
     return {
         "wer": wer([s.text for s in speech.sentences], hypotheses),
+        "spanish": spanish,
         "utterances": len(finals),
+        "dropped": dropped,
         "dubbed": len(latency),
         "split_inside": split_inside,
         "utterance_m2e": [m2e for m2e, _ in latency.values()],
@@ -148,33 +179,42 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
 SPEECH = {"pauses": SENTENCES, "long": LONG_SENTENCES}
 
 
-async def main(labels: list[str], speech_name: str) -> None:
+async def main(labels: list[str], speech_name: str, extra: dict[str, str]) -> None:
     engine = WhisperEngine(SttSettings())
     speech = await build(engine.loaded_model(), SPEECH[speech_name])
     engine.close()
     print(
         f"## Long-form speech in a call: {len(speech.sentences)} sentences ({speech_name}), "
-        f"{speech.audio.size / SAMPLE_RATE:.1f} s\n"
+        f"{speech.audio.size / SAMPLE_RATE:.1f} s"
+        + "".join(f", {name}={value}" for name, value in extra.items())
+        + "\n"
     )
     long = sum(s.end_s - s.start_s >= LONG_S for s in speech.sentences)
     print(
-        "| setting | WER | utterances (dubbed) | ended inside a sentence "
+        "| setting | WER | utterances (dubbed, skipped) | ended inside a sentence "
         "| mouth-to-ear per utterance p50 / p95 s | sentence end to dub p50 / p95 s "
         f"| start of speech to dub, {long} sentences >= {LONG_S:g} s, p50 / p95 s "
-        "| verdicts complete / unfinished / unknown | clauses streamed |"
+        "| verdicts complete / unfinished / unknown | clauses streamed "
+        "| Spanish vs whole sentences' |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    mt = ApertiumTranslator(MtSettings())
+    whole = [await mt.translate(s.text, "en", "es") for s in speech.sentences]
+    mt.close()
     results = {}
     for label in labels:
-        result = results[label] = judge_call(speech, await one_call(speech, SETTINGS[label]))
+        result = results[label] = judge_call(
+            speech, await one_call(speech, {**SETTINGS[label], **extra})
+        )
         u, s, v = result["utterance_m2e"], result["sentence_m2e"], result["verdicts"]
         d = result["start_to_dub"]
         print(
-            f"| {label} | {result['wer']:.3f} | {result['utterances']} ({result['dubbed']}) "
+            f"| {label} | {result['wer']:.3f} "
+            f"| {result['utterances']} ({result['dubbed']}, {result['dropped']}) "
             f"| {result['split_inside']} | {p50(u):.2f} / {p95(u):.2f} "
             f"| {p50(s):.2f} / {p95(s):.2f} | {p50(d):.2f} / {p95(d):.2f} "
             f"| {v['complete']:.0f} / {v['unfinished']:.0f} / {v['unknown']:.0f} "
-            f"| {result['pieces']:.0f} |"
+            f"| {result['pieces']:.0f} | {wer(whole, result['spanish']):.3f} |"
         )
     names = sorted({name for result in results.values() for name in result["stages"]})
     print("\nStages, p50 / p95 s (the server's latency events):\n")
@@ -190,8 +230,11 @@ if __name__ == "__main__":
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--speech", default="pauses", choices=list(SPEECH))
     parser.add_argument("--verbose", action="store_true", help="each utterance's text and stages")
+    parser.add_argument(
+        "--env", nargs="*", default=[], metavar="NAME=VALUE", help="more server settings, for all"
+    )
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(format="%(message)s")
         log.setLevel(logging.DEBUG)
-    asyncio.run(main(args.settings, args.speech))
+    asyncio.run(main(args.settings, args.speech, dict(item.split("=", 1) for item in args.env)))

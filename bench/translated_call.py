@@ -77,7 +77,7 @@ class Talk:
                 (
                     i
                     for i in range(self.events_before, len(events))
-                    if events[i].get("type") == "latency"
+                    if events[i].get("type") == "latency" and events[i].get("part") != "prefix"
                 ),
                 None,
             )

@@ -22,6 +22,7 @@ class RecordingDelivery:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.dubs: list[tuple[str, DubClip]] = []
+        self.speaking: list[tuple[str, bool]] = []
 
     def send_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> bool:
         self.events.append((participant_id, event))
@@ -30,6 +31,9 @@ class RecordingDelivery:
     def enqueue_dub(self, room_id: str, listener_id: str, clip: DubClip) -> bool:
         self.dubs.append((listener_id, clip))
         return True
+
+    def set_speaking(self, room_id: str, speaker_id: str, speaking: bool) -> None:
+        self.speaking.append((speaker_id, speaking))
 
 
 def make_hub(

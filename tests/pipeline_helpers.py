@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from callserver.app import TRANSLATION
 from callserver.engines import EngineSet
 from callserver.media.frames import SAMPLE_RATE, Pcm16, silence
+from callserver.pipeline.settings import PipelineSettings
 from callserver.probe import ScriptedCaller
 from models.metrics import EngineMetrics
 from models.mt.settings import MtSettings
@@ -47,7 +48,11 @@ async def translating_server(
     make_server: Callable[..., Any], tiny_nllb: SyntheticModel
 ) -> AsyncIterator[RunningServer]:
     """A server that translates calls: Apertium where it has the pair, else the tiny NLLB
-    model; Whisper loaded before the first caller speaks (an interim would come too late)."""
+    model; Whisper loaded before the first caller speaks (an interim would come too late).
+
+    Streaming is off: these tests listen for each utterance's dub after its speech ends and
+    time it from there, which a clause dubbed mid-sentence would blur (``test_streaming``
+    covers that)."""
     engines = EngineSet(
         EngineMetrics(),
         mt_settings=MtSettings(
@@ -57,7 +62,8 @@ async def translating_server(
             **TINY_NLLB_DECODING,
         ),
     )
-    async with make_server(translate_calls=True, engines=engines) as server:
+    pipeline = PipelineSettings(streaming=False)
+    async with make_server(translate_calls=True, engines=engines, pipeline=pipeline) as server:
         await (await engines.stt()).warm_up()
         yield server
 
@@ -147,11 +153,14 @@ def finals(caller: ScriptedCaller, speaker: ScriptedCaller | None = None) -> lis
 def latencies(
     caller: ScriptedCaller, utterances: Iterable[str] | None = None
 ) -> list[dict[str, Any]]:
+    """The latency events of whole utterances (not of streamed pieces) ``caller`` got."""
     wanted = None if utterances is None else set(utterances)
     return [
         e
         for e in caller.events
-        if e.get("type") == "latency" and (wanted is None or e["utterance_id"] in wanted)
+        if e.get("type") == "latency"
+        and e.get("part") != "prefix"
+        and (wanted is None or e["utterance_id"] in wanted)
     ]
 
 

@@ -105,7 +105,8 @@ async def test_a_pause_inside_a_sentence_does_not_split_or_lose_it(early: bool) 
     (utterance,) = {e["utterance_id"] for e in finals()}
     said = set(words(str(finals()[-1]["text"])))
     assert {"young", "man"} <= said and {"selfish", "rather"} <= said, said
-    assert [clip.utterance_id for _, clip in delivery.dubs] == [utterance]
+    # One utterance's dubs (with streaming, the clause before the pause may be one of them).
+    assert {clip.utterance_id for _, clip in delivery.dubs} == {utterance}
 
     def early_count(outcome: str) -> float:
         value = registry.get_sample_value(

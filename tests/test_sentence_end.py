@@ -50,6 +50,8 @@ def test_a_full_stop_the_recogniser_doubted_sounds_unfinished() -> None:
 
 # --- the endpointer --------------------------------------------------------------------------
 
+UNFINISHED_S = EndpointSettings().unfinished_silence_ms / 1000
+
 
 def speech_with_a_pause(pause_s: float) -> list[np.ndarray]:
     """Two clips with ``pause_s`` of room noise between: with the clips' own quiet ends the
@@ -83,7 +85,7 @@ def test_an_unfinished_clause_is_held_through_a_pause_inside_the_sentence() -> N
     assert utterances[0].audio.size > clip_b.size + clip_c.size
     assert len(pauses) >= 2  # the pause inside, and the end
     gap = utterances[0].endpoint_at - utterances[0].speech_end_at
-    assert gap == pytest.approx(1.2, abs=0.03)  # unfinished_silence_ms
+    assert gap == pytest.approx(UNFINISHED_S, abs=0.03)
 
 
 def test_a_complete_sentence_ends_after_the_short_silence() -> None:
@@ -103,7 +105,9 @@ def test_waiting_for_words_that_never_come_is_bounded() -> None:
     utterances, _ = run(None, pause_s=2.0)
     assert len(utterances) == 2
     for utterance in utterances:
-        assert utterance.endpoint_at - utterance.speech_end_at == pytest.approx(1.2, abs=0.03)
+        assert utterance.endpoint_at - utterance.speech_end_at == pytest.approx(
+            UNFINISHED_S, abs=0.03
+        )
 
 
 def test_a_verdict_on_a_pause_the_speaker_talked_through_is_ignored() -> None:
@@ -122,7 +126,9 @@ def test_a_verdict_on_a_pause_the_speaker_talked_through_is_ignored() -> None:
             elif isinstance(event, Utterance):
                 utterances.append(event)
     assert first is not None and len(utterances) == 1
-    assert utterances[0].endpoint_at - utterances[0].speech_end_at == pytest.approx(1.2, abs=0.03)
+    assert utterances[0].endpoint_at - utterances[0].speech_end_at == pytest.approx(
+        UNFINISHED_S, abs=0.03
+    )
 
 
 def test_a_verdict_after_the_whole_pause_was_heard_ends_the_utterance_at_once() -> None:

@@ -3,6 +3,8 @@ utterance's end dubs only the rest."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,14 +12,19 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bench.long_form_speech import SentenceSpec, build
 from callserver.engines import EngineSet
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.pipeline.echo import words
+from callserver.pipeline.events import Utterance
+from callserver.pipeline.sentence_end import TRAILING_WORDS
 from callserver.pipeline.settings import PipelineSettings
-from callserver.pipeline.streaming import StablePrefix
+from callserver.pipeline.streaming import StablePrefix, Streamed
 from models.errors import EngineError
 from models.metrics import EngineMetrics
 from models.mt.settings import MtSettings
+from models.stt import SttSettings, WhisperEngine
+from models.stt.result import Transcript
 from tests.conftest import wait_for
 from tests.hub_helpers import RecordingDelivery
 from tests.pipeline_helpers import ANN, BETO, callers, drain, finals, speech_then_silence
@@ -63,6 +70,39 @@ def test_a_mark_on_the_last_word_heard_counts_only_if_both_passes_wrote_it() -> 
     assert stable.offer("I think the meeting, starts at") == "I think the meeting,"
 
 
+def test_a_pause_ends_a_piece_without_a_second_pass_or_a_mark() -> None:
+    stable = StablePrefix(min_words=4, held_words=TRAILING_WORDS["en"])
+    # Recognition at the pause heard every word whole: no agreement needed, no comma.
+    assert stable.offer("had then leisure to consider", at_pause=True) == (
+        "had then leisure to consider"
+    )
+    # Words a clause does not end on wait for the next piece, with the words after them.
+    assert stable.offer(
+        "had then leisure to consider how much there might be prudently in his power and",
+        at_pause=True,
+    ) == ("how much there might be prudently in his power")
+    assert stable.remainder(
+        "had then leisure to consider how much there might be prudently in his power and "
+        "to do for them."
+    ) == ("and to do for them.")
+
+
+def test_a_pause_after_too_few_words_or_a_different_past_ends_no_piece() -> None:
+    stable = StablePrefix(min_words=4, held_words=TRAILING_WORDS["en"])
+    # "Ask not" alone would be dubbed as a command of its own.
+    assert stable.offer("Ask not.", at_pause=True) is None
+    # Fewer than four once "the" is held back.
+    assert stable.offer("Ask not what the", at_pause=True) is None
+    assert stable.offer("Ask not what your country can do for you,", at_pause=True) == (
+        "Ask not what your country can do for you,"
+    )
+    # A pass that hears the committed words differently commits nothing on top of them,
+    # but its words still count as the previous pass for the agreement rule.
+    assert stable.offer("Ask knot what your country can do for you, ask what", True) is None
+    assert stable.offer("Ask not what your country can do for you, ask what you can do") is None
+    assert stable.committed == ["Ask", "not", "what", "your", "country", "can", "do", "for", "you,"]
+
+
 def test_the_rest_is_what_the_final_text_says_after_the_committed_words() -> None:
     stable = StablePrefix(min_words=1)
     stable.offer("Ask not what your country can do for you, ask")
@@ -89,14 +129,16 @@ def test_bad_settings_are_refused() -> None:
 def long_utterance() -> Pcm16:
     """About 8 s that end as one utterance: "He was not an ill disposed young man, unless to
     be rather cold hearted and rather selfish is to be ill disposed. He was not an ill
-    disposed young man." The gaps (350 ms, then 200 ms) are shorter than the silence that
-    ends even a complete sentence, so the first clause settles seconds before the end."""
+    disposed young man." The gaps (350 ms after a clause, 50 ms after a sentence) are
+    shorter than the silence that ends either (with the clips' own quiet edges, a 200 ms gap
+    after the sentence ended it once recognition was quick enough to judge it complete), so
+    the first clause settles seconds before the end."""
     return np.concatenate(
         [
             trimmed(str(FIRST)),
             noise(0.35, 1),
             trimmed(str(SECOND)),
-            noise(0.2, 4),
+            noise(0.05, 4),
             trimmed(str(FIRST)),
         ]
     )
@@ -140,6 +182,74 @@ async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> Non
         joined,
         whole,
     )
+
+
+async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_pauses() -> None:
+    """ "unless to be rather cold hearted and [0.9 s] rather selfish is to be ill disposed":
+    the words before the pause are dubbed during it, less the "and" a clause does not end on,
+    and the utterance's end dubs the rest; one caption holds the whole sentence."""
+    model = WhisperEngine(SttSettings()).loaded_model()
+    paused = await build(model, (SentenceSpec("clip:0890", (("and", 0.9),)),))
+    pause_end = paused.sentences[0].start_s + 3.0  # the pause comes 2-3 s into the sentence
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, streaming=True, interim_captions=True)
+    try:
+        await (await engines.stt()).warm_up()
+        await speak(hub, paused.audio[: int(pause_end * SAMPLE_RATE)], speed=1.0)
+        during_pause = [clip for _, clip in delivery.dubs]
+        await speak(hub, paused.audio[int(pause_end * SAMPLE_RATE) :], speed=1.0)
+        await wait_for(lambda: hub.idle, timeout=90)
+    finally:
+        await hub.close()
+        await engines.close()
+    finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
+    (caption,) = {e["utterance_id"]: e for e in finals}.values()
+    assert {"unless", "hearted", "selfish", "disposed"} <= set(words(caption["text"]))
+    assert len(during_pause) == 1, during_pause
+    assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
+    # The piece, then the rest: two dubs of the one utterance.
+    assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
+    spanish = str(caption["translations"]["es"])
+    assert {"ser", "bastante", "egoista"} <= set(words(spanish)), spanish
+
+
+async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -> None:
+    """The pass at the last pause committed every word, then the speaker stopped: nothing is
+    left to dub, and the utterance's mouth to ear is where its last piece started playing."""
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, streaming=True)
+    ann, bea = hub.participants("room")
+    streamed = Streamed(StablePrefix(min_words=4))
+    piece = streamed.prefix.offer("I think the meeting starts at nine", at_pause=True)
+    assert piece is not None
+    queued = asyncio.get_running_loop().create_future()
+    queued.set_result(None)  # the piece's dub was queued (what the streamer's task does)
+    streamed.add(piece, asyncio.ensure_future(queued))
+    streamed.translations[0]["es"] = "Creo que la reunión empieza a las nueve"
+    t0 = time.monotonic()
+    utterance = Utterance("u_1", np.zeros(32000, np.float32), t0, t0 + 2.0, t0 + 2.5)
+    heard = Transcript("I think the meeting starts at nine.", "en", 1.0, (), 2.0)
+    try:
+        await hub.translator.translate(
+            "room", ann, utterance, [ann, bea], transcript=heard, streamed=streamed
+        )
+        assert delivery.dubs == []  # nothing left to dub
+        assert not [e for _, e in delivery.events if e["type"] == "latency"]
+        streamed.heard(0, bea.id).set_result(t0 + 2.3)  # the mixer played the piece's first frame
+        await asyncio.sleep(0)
+    finally:
+        await hub.close()
+        await engines.close()
+    (latency,) = [e for pid, e in delivery.events if pid == bea.id and e["type"] == "latency"]
+    assert latency["part"] == "pieces"
+    assert latency["stages_ms"]["mouth_to_ear"] == pytest.approx(300, abs=1)
+    assert registry.get_sample_value("callserver_mouth_to_ear_seconds_count") == 1
+    final = [e for pid, e in delivery.events if pid == bea.id and e.get("final")][-1]
+    assert final["translations"]["es"] == "Creo que la reunión empieza a las nueve"
 
 
 # --- in a real call ---------------------------------------------------------------------------

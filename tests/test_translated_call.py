@@ -97,6 +97,11 @@ async def call_server(
 # --- helpers ----------------------------------------------------------------------------------
 
 
+def arrival(caller: ScriptedCaller, event: dict[str, Any]) -> float:
+    """When ``caller`` received ``event``."""
+    return caller.event_times[caller.events.index(event)]
+
+
 def translated_caption(
     caller: ScriptedCaller, speaker: ScriptedCaller, language: str
 ) -> dict[str, Any] | None:
@@ -136,16 +141,25 @@ async def finish_speaking(caller: ScriptedCaller) -> float:
 MIN_DUB_GAP_BLOCKS = (500 - 10 * 20) // 20
 
 
-def dub_onset(caller: ScriptedCaller, speech_end: float) -> float | None:
-    """Arrival of the first loud block after ``MIN_DUB_GAP_BLOCKS`` of quiet (see there)."""
+def dub_onset(
+    caller: ScriptedCaller, speech_end: float, dub_sent: float | None = None
+) -> float | None:
+    """Arrival of the first loud block after ``MIN_DUB_GAP_BLOCKS`` of quiet (see there).
+
+    ``dub_sent``: when the dub's latency event arrived (it leaves with the dub's first frame).
+    The search then starts shortly before it, and two quiet blocks will do: a complete
+    sentence ends after only 0.3 s of silence, and on a quick machine its dub follows the
+    voice by about that much, which the listener hears as a gap of 15 blocks or a few less."""
     quiet_blocks = 0
     rec = caller.recording
+    start = speech_end if dub_sent is None else max(speech_end, dub_sent - 0.25)
+    needed = MIN_DUB_GAP_BLOCKS if dub_sent is None else 2
     for arrival, block in zip(rec.arrivals, rec.blocks, strict=True):
-        if arrival < speech_end:
+        if arrival < start:
             continue
         if rms(block) < QUIET_RMS:
             quiet_blocks += 1
-        elif quiet_blocks >= MIN_DUB_GAP_BLOCKS:
+        elif quiet_blocks >= needed:
             return arrival
         else:
             quiet_blocks = 0
@@ -240,7 +254,7 @@ async def test_english_speech_reaches_a_spanish_listener_as_spanish_speech(
         # What Beto heard after Ann's voice ended is the Spanish dub: Whisper finds its words.
         # Whisper is given the dub alone: long leading silence, or the tail of Ann's voice,
         # make it give up on this robotic speech.
-        onset = dub_onset(beto, spoke_at + seconds(clip))
+        onset = dub_onset(beto, spoke_at + seconds(clip), arrival(beto, latency))
         assert onset is not None, "no dub audio reached Beto"
         dub_audio = received_between(beto, onset - 0.2)
         assert rms(dub_audio) > QUIET_RMS
@@ -293,7 +307,7 @@ async def test_vietnamese_speech_is_dubbed_through_the_nllb_model(
 
         floor = received_between(bob, spoke_at - 1.0, spoke_at)
         assert floor.size > 0
-        onset = dub_onset(bob, spoke_at + seconds(clip))
+        onset = dub_onset(bob, spoke_at + seconds(clip), arrival(bob, latency))
         assert onset is not None, "no dub audio reached Bob"
         dub_audio = received_between(bob, onset)
         blocks = np.array_split(dub_audio, max(1, dub_audio.size // 960))

@@ -19,8 +19,9 @@ from callserver.pipeline.translator import UtteranceTranslator, wall
 from models.stt.result import Transcript
 from signaling.rooms import Participant
 
-#: Told the words heard at a pause: (speaker's state, speaker, the pause, the words).
-OnWords = Callable[[SpeakerState, Participant, SpeechPaused, str], None]
+#: Told the words heard at a pause: (speaker's state, speaker, the pause, the words, the
+#: verdict on them).
+OnWords = Callable[[SpeakerState, Participant, SpeechPaused, str, Verdict], None]
 
 
 class EarlyRecognizer:
@@ -93,7 +94,7 @@ class EarlyRecognizer:
             self.settings.sentence_end_min_probability,
         )
         self._judge(state, paused, verdict)
-        self.on_words(state, speaker, paused, text)
+        self.on_words(state, speaker, paused, text, verdict)
         if (
             verdict is Verdict.UNFINISHED
             and self.settings.interim_captions

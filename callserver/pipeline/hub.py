@@ -64,9 +64,7 @@ class TranslationHub:
             self.translator,
             self._recognition,
             participants,
-            on_words=lambda state, speaker, paused, text: self._streamer.offer(
-                state, speaker, paused.utterance_id, paused.started_at, text
-            ),
+            on_words=self._streamer.at_pause,
         )
 
     @property
@@ -194,10 +192,13 @@ class TranslationHub:
             state.interim = asyncio.create_task(self._interim(state, event))
 
     def _on_speaking(self, state: SpeakerState, speaking: bool) -> None:
-        """Tell everyone in the room that the speaker started or stopped speaking."""
+        """Tell everyone in the room that the speaker started or stopped speaking, and their
+        listeners' dub players that another dub is on its way."""
         event = {"type": "speaking", "speaker": state.participant_id, "speaking": speaking}
+        delivery = self.translator.delivery
+        delivery.set_speaking(state.room_id, state.participant_id, speaking)
         for participant in self.participants(state.room_id):
-            self.translator.delivery.send_event(state.room_id, participant.id, event)
+            delivery.send_event(state.room_id, participant.id, event)
 
     def _on_discarded(self, state: SpeakerState, discarded: SpeechDiscarded) -> None:
         """The speaker was muted mid-utterance. Recognising the audio so far as a whole

@@ -60,17 +60,19 @@ class PipelineSettings(EnvSettings):
         "at sentence ends; at 0.6 the clip ending 0.62 waited 1.2 s in one call of four).",
     )
     streaming: bool = Field(
-        False,
-        description="Dub a long utterance clause by clause while the speaker goes on: words "
-        "two interim recognitions agree on, up to a comma or full stop, are translated and "
-        "dubbed at once, and only the rest when the utterance ends. Needs "
-        "`interim_captions`; not for pairs Whisper translates.",
+        True,
+        description="Dub a long utterance piece by piece while the speaker goes on: the words "
+        "before a pause inside it (less a trailing 'and', 'the'...), and words two interim "
+        "recognitions agree on up to a comma or full stop, are translated and dubbed at once, "
+        "and only the rest when the utterance ends. Needs `interim_captions` for the "
+        "agreement rule; not for pairs Whisper translates.",
     )
     streaming_min_words: int = Field(
         4,
         ge=1,
         le=50,
-        description="Fewest new words a clause needs before streaming dubs it on its own.",
+        description="Fewest new words a piece needs before streaming dubs it on its own (a "
+        "pause after 'Ask not' leaves those two words to the next piece).",
     )
     interim_captions: bool = Field(
         True,

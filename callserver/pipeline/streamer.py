@@ -9,9 +9,10 @@ import functools
 import logging
 from collections.abc import Callable
 
-from callserver.media.dub import DubClip
-from callserver.pairs import voice_engine
+from callserver.pairs import primary, voice_engine
+from callserver.pipeline.events import SpeechPaused
 from callserver.pipeline.latency import PipelineMetrics
+from callserver.pipeline.sentence_end import TRAILING_WORDS, Verdict
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker_state import SpeakerState
 from callserver.pipeline.streaming import StablePrefix, Streamed
@@ -50,18 +51,21 @@ class Streamer:
         utterance_id: str,
         started_at: float,
         text: str,
+        at_pause: bool = False,
     ) -> None:
         """Another transcript of speech in progress (``started_at``: its start, monotonic):
-        dub the clause it settles, if any."""
+        dub the clause it settles, if any. ``at_pause``: the words up to a pause inside the
+        utterance, which end a piece by themselves (``StablePrefix.offer``)."""
         if not self.settings.streaming or utterance_id in state.finals:
             return
         for old in [u for u in state.streams if u != utterance_id and u in state.finals]:
             state.streams.pop(old)  # ended without reaching translation (dropped, discarded)
         streamed = state.streams.get(utterance_id)
         if streamed is None:
-            streamed = Streamed(StablePrefix(self.settings.streaming_min_words))
+            held = TRAILING_WORDS.get(primary(speaker.spoken), frozenset())
+            streamed = Streamed(StablePrefix(self.settings.streaming_min_words, held))
             state.streams[utterance_id] = streamed
-        piece = streamed.prefix.offer(text)
+        piece = streamed.prefix.offer(text, at_pause)
         if piece is None:
             return
         self.metrics.streamed_pieces.inc()
@@ -79,6 +83,26 @@ class Streamer:
         )
         task.add_done_callback(functools.partial(self._piece_done, state, utterance_id))
         streamed.add(piece, task)
+
+    def at_pause(
+        self,
+        state: SpeakerState,
+        speaker: Participant,
+        paused: SpeechPaused,
+        text: str,
+        verdict: Verdict,
+    ) -> None:
+        """The words recognised at a pause: a piece ends there unless they end a sentence
+        (then they are about to be the whole utterance's). Words with no full stop end one
+        too: the speaker paused there."""
+        self.offer(
+            state,
+            speaker,
+            paused.utterance_id,
+            paused.started_at,
+            text,
+            at_pause=verdict is not Verdict.COMPLETE,
+        )
 
     async def _dub(
         self,
@@ -117,30 +141,26 @@ class Streamer:
                     continue
                 translator.echo_guard(listener.id).sent(streamed.translations[index][language])
                 first_frame = functools.partial(
-                    self._first_frame, room_id, listener.id, utterance_id, language, started_at
+                    self._first_frame,
+                    streamed.heard(index, listener.id),
+                    functools.partial(
+                        translator.latency.prefix,
+                        room_id,
+                        listener.id,
+                        utterance_id,
+                        language,
+                        started_at,
+                    ),
                 )
                 translator.enqueue(room_id, speaker, listener, utterance_id, speech, first_frame)
 
+    @staticmethod
     def _first_frame(
-        self,
-        room_id: str,
-        listener_id: str,
-        utterance_id: str,
-        language: str,
-        started_at: float,
-        clip: DubClip,
-        at: float,
+        heard: asyncio.Future[float], report: Callable[[float], None], at: float
     ) -> None:
-        self.metrics.start_to_dub.observe(at - started_at)
-        event = {
-            "type": "latency",
-            "utterance_id": utterance_id,
-            "language": language,
-            # A piece has no end of speech yet, so no stages: the page shows none for it.
-            "part": "prefix",
-            "start_to_dub_ms": round((at - started_at) * 1000, 1),
-        }
-        self.translator.delivery.send_event(room_id, listener_id, event)
+        if not heard.done():
+            heard.set_result(at)
+        report(at)
 
     def take(self, state: SpeakerState, utterance_id: str) -> Streamed | None:
         """The utterance's pieces, handed over to its translation (which dubs the rest)."""

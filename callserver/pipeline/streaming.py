@@ -5,7 +5,13 @@ Interim recognition transcribes the speech in progress again and again, each pas
 utterance's start. Words two consecutive passes agree on (LocalAgreement-2) are taken as
 stable; once the stable words reach the end of a clause (a comma, a full stop, a colon...)
 and there are at least ``min_words`` new ones, that clause is *committed*: translated and
-dubbed at once, ahead of the utterance's end. When the utterance ends, its final recognition is
+dubbed at once, ahead of the utterance's end.
+
+A pause the speaker makes inside an utterance also ends a piece, as it does for an
+interpreter: recognition at the pause heard every word up to it whole (the audio ends in
+silence, no word is cut), so those words are committed without waiting for a second pass,
+less any trailing words a clause does not end on ("and", "the", "of"...), which are left to
+the next piece. When the utterance ends, its final recognition is
 aligned with what was committed, and only the rest is translated and dubbed, after the
 committed pieces in the listener's queue. The final caption's translation joins the pieces.
 
@@ -18,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from callserver.pipeline.echo import words
 from callserver.pipeline.sentence_end import CONTINUING, TERMINAL
+from models.stt.filters import normalise
 
 #: Marks that end a clause: sentence ends and the marks a sentence goes on after, but not
 #: dashes (a word cut at the end of the audio so far can end in one), plus the full-width
@@ -37,16 +45,23 @@ def _key(token: str) -> str:
 class StablePrefix:
     """LocalAgreement-2 over successive transcripts of one utterance in progress."""
 
-    def __init__(self, min_words: int) -> None:
+    def __init__(self, min_words: int, held_words: frozenset[str] = frozenset()) -> None:
+        """``held_words``: words a piece ending at a pause does not end on (lower case)."""
         if min_words < 1:
             raise ValueError("min_words must be >= 1")
         self.min_words = min_words
+        self.held_words = held_words
         self.committed: list[str] = []  # tokens (with their punctuation) already committed
         self._previous: list[str] = []
 
-    def offer(self, text: str) -> str | None:
-        """A new transcript of the speech so far; the clause(s) to commit now, if any."""
+    def offer(self, text: str, at_pause: bool = False) -> str | None:
+        """A new transcript of the speech so far; the clause(s) to commit now, if any.
+
+        ``at_pause``: the transcript is of the speech up to a pause the speaker is still in
+        (and goes on after), so it ends a piece by itself."""
         tokens = text.split()
+        if at_pause:
+            return self._pause(tokens)
         agreed = 0
         for mine, theirs in zip(tokens, self._previous, strict=False):
             if _key(mine) != _key(theirs) or not _key(mine):
@@ -67,6 +82,23 @@ class StablePrefix:
                 break
         else:
             return None
+        return self._commit(tokens, start, end)
+
+    def _pause(self, tokens: list[str]) -> str | None:
+        self._previous = tokens
+        start = len(self.committed)
+        if [_key(t) for t in tokens[:start]] != [_key(t) for t in self.committed]:
+            return None  # this pass heard the committed words differently: wait for more
+        end = len(tokens)
+        while end > start and self._held(tokens[end - 1]):
+            end -= 1
+        return self._commit(tokens, start, end)
+
+    def _held(self, token: str) -> bool:
+        last = normalise(token).split()[-1:]
+        return bool(last) and last[0] in self.held_words
+
+    def _commit(self, tokens: list[str], start: int, end: int) -> str | None:
         if end - start < self.min_words:
             return None
         piece = tokens[start:end]
@@ -110,12 +142,30 @@ class Streamed:
     translations: list[dict[str, str]] = field(default_factory=list)
     #: The pieces' dub tasks; each queues its dub only after the one before it succeeded.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: When each piece's dub started for each listener: (piece, listener) -> first frame time.
+    started: dict[tuple[int, str], asyncio.Future[float]] = field(default_factory=dict)
 
     def add(self, piece: str, task: asyncio.Task[None]) -> None:
         """A piece committed and its dub task started."""
         self.sizes.append(len(piece.split()))
         self.translations.append({})
         self.tasks.append(task)
+
+    def heard(self, index: int, listener_id: str) -> asyncio.Future[float]:
+        """Resolved with the time piece ``index``'s dub starts for the listener (never, if it
+        is skipped)."""
+        key = (index, listener_id)
+        if key not in self.started:
+            self.started[key] = asyncio.get_running_loop().create_future()
+        return self.started[key]
+
+    def when_heard(self, index: int, listener_id: str, report: Callable[[float], None]) -> None:
+        """Call ``report`` with the time piece ``index``'s dub starts for the listener."""
+
+        def heard(started: asyncio.Future[float]) -> None:
+            report(started.result())
+
+        self.heard(index, listener_id).add_done_callback(heard)
 
     @property
     def done(self) -> bool:

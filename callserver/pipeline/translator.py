@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from callserver.engines import EngineSet
 from callserver.media.dub import DubClip
 from callserver.pairs import primary, voice_engine
+from callserver.pipeline.dub_latency import DubLatency
 from callserver.pipeline.echo import EchoGuard
 from callserver.pipeline.events import Float32, StageTimes, Utterance
 from callserver.pipeline.latency import PipelineMetrics, stages_ms
@@ -32,6 +33,8 @@ class Delivery(Protocol):
     def send_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> bool: ...
 
     def enqueue_dub(self, room_id: str, listener_id: str, clip: DubClip) -> bool: ...
+
+    def set_speaking(self, room_id: str, speaker_id: str, speaking: bool) -> None: ...
 
 
 def wall(monotonic_t: float) -> float:
@@ -57,6 +60,7 @@ class UtteranceTranslator:
         self.echo_guard = echo_guard
         self.on_final = on_final
         self.whisper_translate = whisper_translate
+        self.latency = DubLatency(metrics, delivery)
 
     async def interim(
         self,
@@ -260,6 +264,21 @@ class UtteranceTranslator:
         # Listeners who turned dubbing off still get the caption; nobody waits for speech
         # they would not hear.
         listeners = [listener for listener in listeners if listener.dub]
+        if pieces is not None and pieces.dubbed and not rest.strip():
+            # The pieces held every word: the last one's dub is where the utterance's end is
+            # heard, and that is its mouth to ear.
+            last = pieces.dubbed - 1
+            for listener in listeners:
+                report = functools.partial(
+                    self.latency.pieces,
+                    room_id,
+                    listener.id,
+                    utterance.utterance_id,
+                    language,
+                    times,
+                )
+                pieces.when_heard(last, listener.id, report)
+            return
         if not translated.strip() or not listeners:
             return
         tts = await self.engines.tts()
@@ -274,7 +293,7 @@ class UtteranceTranslator:
         for listener in listeners:
             self.echo_guard(listener.id).sent(translated)
             first_frame = functools.partial(
-                self._first_frame,
+                self.latency.dub,
                 room_id,
                 listener.id,
                 utterance.utterance_id,
@@ -307,51 +326,20 @@ class UtteranceTranslator:
         listener: Participant,
         utterance_id: str,
         speech: Speech,
-        on_first_frame: Callable[[DubClip, float], None],
+        on_first_frame: Callable[[float], None],
     ) -> None:
         """Queue ``speech`` in one listener's mix as the dub of ``utterance_id``."""
         clip = DubClip(
             utterance_id=utterance_id,
             speaker_id=speaker.id,
             samples=speech.samples,
-            on_first_frame=on_first_frame,
+            on_first_frame=lambda clip, at: on_first_frame(at),
             on_skipped=functools.partial(self._skipped, room_id, listener, speaker),
         )
         self.delivery.enqueue_dub(room_id, listener.id, clip)
 
     def _whisper_translates(self, language: str) -> bool:
         return self.whisper_translate and primary(language) == "en"
-
-    def _first_frame(
-        self,
-        room_id: str,
-        listener_id: str,
-        utterance_id: str,
-        language: str,
-        times: StageTimes,
-        started_at: float | None,
-        clip: DubClip,
-        at: float,
-    ) -> None:
-        """The utterance's dub (or, streamed, its last part) starts for one listener;
-        ``started_at``: the speech's start when this is the first of its dubs they hear."""
-        if started_at is not None:
-            self.metrics.start_to_dub.observe(at - started_at)
-        if language not in times.first_dub_frame:
-            times.first_dub_frame[language] = at
-            self.metrics.stage.labels("first_dub_frame").observe(at - times.first_audio[language])
-        self.metrics.mouth_to_ear.observe(at - times.speech_end)
-        figures = stages_ms(times, language)
-        figures["mouth_to_ear"] = round((at - times.speech_end) * 1000, 1)
-        event: dict[str, Any] = {
-            "type": "latency",
-            "utterance_id": utterance_id,
-            "language": language,
-            "stages_ms": figures,
-        }
-        if started_at is not None:
-            event["start_to_dub_ms"] = round((at - started_at) * 1000, 1)
-        self.delivery.send_event(room_id, listener_id, event)
 
     def _skipped(
         self, room_id: str, listener: Participant, speaker: Participant, clip: DubClip
