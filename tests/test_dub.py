@@ -108,6 +108,12 @@ def test_two_speakers_take_turns_in_arrival_order_never_overlapping() -> None:
     assert not out[3000:].any()
 
 
+def peak_hz(samples: Pcm16) -> float:
+    """The strongest frequency in ``samples`` (Hann-windowed spectrum)."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(samples.size)))
+    return float(np.argmax(spectrum)) * SAMPLE_RATE / samples.size
+
+
 #: Catch-up past 4 s of backlog, back to natural speed under 2 s, at most 1.25x.
 CATCH_UP = DubSettings(speedup_backlog_s=4.0, speedup_release_s=2.0, max_speedup=1.25)
 
@@ -141,9 +147,8 @@ def test_catch_up_keeps_the_pitch_and_returns_to_sample_exact_playback() -> None
         frames.append(dub)
         rates.append(player.rate)
     fast = np.concatenate([f for f, r in zip(frames, rates, strict=True) if r == 1.25])
-    spectrum = np.abs(np.fft.rfft(fast.astype(np.float64) * np.hanning(fast.size)))
     # Resampling at 1.25x would put the tone at 275 Hz.
-    assert float(np.argmax(spectrum)) * SAMPLE_RATE / fast.size == pytest.approx(220, abs=2)
+    assert peak_hz(fast) == pytest.approx(220, abs=2)
     stream = np.concatenate(frames)
     assert np.abs(np.diff(stream.astype(int))).max() <= 1.2 * 8000 * 2 * np.pi * 220 / SAMPLE_RATE
     # Once back at natural speed the rest of the queue plays exactly as synthesized (the
@@ -209,9 +214,8 @@ def test_lone_long_clip_speeds_up_while_its_speaker_goes_on() -> None:
     assert len(frames) * 0.02 <= 1 + 5 / 1.5 + 0.6
     heard = np.concatenate(frames)
     # Pitch kept (resampling would have raised it to 330 Hz).
-    fast = heard[(50 + 40) * FRAME_SAMPLES : (50 + 140) * FRAME_SAMPLES].astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(fast * np.hanning(fast.size)))
-    assert float(np.argmax(spectrum)) * SAMPLE_RATE / fast.size == pytest.approx(220, abs=2)
+    fast = heard[(50 + 40) * FRAME_SAMPLES : (50 + 140) * FRAME_SAMPLES]
+    assert peak_hz(fast) == pytest.approx(220, abs=2)
 
 
 def test_a_speaker_the_listener_hears_plain_does_not_hurry_the_dubs() -> None:

@@ -69,9 +69,7 @@ class StablePrefix:
             agreed += 1
         previous, self._previous = self._previous, tokens
         start = len(self.committed)
-        if agreed <= start or [_key(t) for t in tokens[:start]] != [
-            _key(t) for t in self.committed
-        ]:
+        if agreed <= start or not self._keeps_committed(tokens):
             return None  # nothing new is stable, or the passes now disagree on the past
         # The last clause end among the new stable words. Whisper ends whatever audio it is
         # given with a full stop, so a mark on the last word heard so far counts only if the
@@ -87,12 +85,17 @@ class StablePrefix:
     def _pause(self, tokens: list[str]) -> str | None:
         self._previous = tokens
         start = len(self.committed)
-        if [_key(t) for t in tokens[:start]] != [_key(t) for t in self.committed]:
+        if not self._keeps_committed(tokens):
             return None  # this pass heard the committed words differently: wait for more
         end = len(tokens)
         while end > start and self._held(tokens[end - 1]):
             end -= 1
         return self._commit(tokens, start, end)
+
+    def _keeps_committed(self, tokens: list[str]) -> bool:
+        """Whether a pass starts with the words already committed, as it heard them."""
+        start = len(self.committed)
+        return [_key(t) for t in tokens[:start]] == [_key(t) for t in self.committed]
 
     def _held(self, token: str) -> bool:
         last = normalise(token).split()[-1:]
