@@ -313,6 +313,23 @@ async def test_doubtful_or_long_live_utterances_use_the_full_window_drafts_do_no
         padded.close()
 
 
+async def test_a_doubtful_short_decode_tries_a_second_short_window_before_the_full_one(
+    store: ModelStore, base: WhisperEngine
+) -> None:
+    # The end of clip 0880 as a call's server received it (Opus, 16 kHz), 2.02 s: its 7 s
+    # window hears two words at a low log-probability, greedy and beam alike; a 5 s window
+    # hears the sentence, at a tenth of the full window's cost.
+    audio = decode_audio(DATA / "window-retry-0880.wav")
+    result = await base.transcribe(audio, language="en", live=True)
+    assert result.window_s == 5.0 and "dispose young man" in result.text, result
+    without = _engine(store, model="base", live_window_retry_pad_s=None)
+    try:
+        result = await without.transcribe(audio, language="en", live=True)
+        assert result.window_s == 30.0 and "dispose young man" in result.text, result
+    finally:
+        without.close()
+
+
 def test_short_window_sizes_and_loop_detection() -> None:
     from models.stt.live import looks_looped, window_frames
 

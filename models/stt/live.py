@@ -140,6 +140,7 @@ def decode_live_batch(
     retry_beam_size: int,
     pad_s: float,
     step_s: float,
+    retry_pad_s: float | None,
     no_speech_threshold: float,
     log_prob_threshold: float,
     min_logprob: float,
@@ -164,23 +165,61 @@ def decode_live_batch(
     A doubtful item (whose request allows it) is decoded again from the same encoder output
     with ``retry_beam_size``, when that is wider than ``beam_size``: on short utterances the
     greedy decoder sometimes starts over ("Yes. Yes.") or drops the first word, and beam
-    search fixes that for the decoder's cost alone (docs/benchmarks.md). It stays marked
-    doubtful if the wider search is doubtful too.
+    search fixes that for the decoder's cost alone (docs/benchmarks.md). If the wider search is
+    doubtful too, the item is decoded once more, both ways, in the window ``retry_pad_s``
+    gives (None: not at all): which words a window hears depends on its length ("and and"
+    in 7 s, "and he'll dispose young man" in 5 s), and a second short window costs a tenth
+    of the full one. It stays marked doubtful if that decode is doubtful too.
     """
     limits = _Limits(no_speech_threshold, log_prob_threshold, min_logprob)
     decoded: list[LiveDecode | None] = [None] * len(requests)
-    groups: dict[int, list[int]] = {}
-    for i, request in enumerate(requests):
-        frames = window_frames(request.samples.size, pad_s, step_s)
-        if frames is not None:
-            groups.setdefault(frames, []).append(i)
-    for frames, indices in groups.items():
-        group = _decode_window(
-            model, [requests[i] for i in indices], frames, beam_size, retry_beam_size, limits
-        )
-        for i, item in zip(indices, group, strict=True):
-            decoded[i] = item
+    windows = _Windows(model, requests, step_s, beam_size, retry_beam_size, limits)
+    windows.decode(range(len(requests)), pad_s, decoded)
+    again = [
+        i
+        for i, item in enumerate(decoded)
+        if item is not None and item.doubtful and requests[i].retry
+    ]
+    if again and retry_pad_s is not None and retry_pad_s != pad_s:
+        retried: list[LiveDecode | None] = [None] * len(requests)
+        windows.decode(again, retry_pad_s, retried)
+        for i in again:
+            item = retried[i]
+            if item is not None and not item.doubtful:
+                decoded[i] = item
     return decoded
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Decodes chosen requests in windows of their length plus a pad, grouped by window."""
+
+    model: Any
+    requests: Sequence[LiveRequest]
+    step_s: float
+    beam_size: int
+    retry_beam_size: int
+    limits: _Limits
+
+    def decode(self, indices: Sequence[int], pad_s: float, into: list[LiveDecode | None]) -> None:
+        """Decode ``requests[i]`` for each of ``indices`` into ``into[i]``; those too long for
+        a short window are left as they are."""
+        groups: dict[int, list[int]] = {}
+        for i in indices:
+            frames = window_frames(self.requests[i].samples.size, pad_s, self.step_s)
+            if frames is not None:
+                groups.setdefault(frames, []).append(i)
+        for frames, group in groups.items():
+            items = _decode_window(
+                self.model,
+                [self.requests[i] for i in group],
+                frames,
+                self.beam_size,
+                self.retry_beam_size,
+                self.limits,
+            )
+            for i, item in zip(group, items, strict=True):
+                into[i] = item
 
 
 def _decode_window(

@@ -79,6 +79,17 @@ class SttSettings(EnvSettings):
         description="Seconds added to a live utterance to make its encoder window. Less is "
         "faster; with under 2 s the words drift from the full window's on cut-off speech.",
     )
+    live_window_retry_pad_s: float | None = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="A short-window decode still doubtful after the beam-search retry is "
+        "decoded once more in a window of the utterance plus this many seconds, before the "
+        "full window: the words a window hears depend on its length, and on a 2 s utterance "
+        "of the long-form call the 7 s window heard 'and and' where 5 s heard the sentence, "
+        "in 0.1 s against the full window's 1.25 s (docs/benchmarks.md). Empty, or equal to "
+        "`live_window_pad_s`: no such retry.",
+    )
     live_window_step_s: float = Field(
         1.0,
         gt=0,

@@ -332,6 +332,7 @@ class WhisperEngine:
             "beam_size": settings.live_beam_size,
             "retry_beam_size": settings.beam_size,
             "pad_s": settings.live_window_pad_s,
+            "retry_pad_s": settings.live_window_retry_pad_s,
             "step_s": settings.live_window_step_s,
             "no_speech_threshold": settings.no_speech_threshold,
             "log_prob_threshold": settings.log_prob_threshold,
