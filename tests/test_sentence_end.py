@@ -101,6 +101,16 @@ def test_unknown_words_end_after_the_plain_silence() -> None:
     assert utterances[0].endpoint_at - utterances[0].speech_end_at == pytest.approx(0.5, abs=0.03)
 
 
+def test_words_already_dubbed_keep_the_utterance_open_through_a_longer_pause() -> None:
+    # About 1.25 s of silence: past the unfinished wait, within the streamed one.
+    assert len(run(Verdict.UNFINISHED, pause_s=0.75)[0]) == 2
+    utterances, _ = run(Verdict.STREAMED, pause_s=0.75)
+    assert len(utterances) == 1
+    assert utterances[0].endpoint_at - utterances[0].speech_end_at == pytest.approx(
+        EndpointSettings().streamed_silence_ms / 1000, abs=0.03
+    )
+
+
 def test_waiting_for_words_that_never_come_is_bounded() -> None:
     utterances, _ = run(None, pause_s=2.0)
     assert len(utterances) == 2

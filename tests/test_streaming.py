@@ -96,11 +96,34 @@ def test_a_pause_after_too_few_words_or_a_different_past_ends_no_piece() -> None
     assert stable.offer("Ask not what your country can do for you,", at_pause=True) == (
         "Ask not what your country can do for you,"
     )
-    # A pass that hears the committed words differently commits nothing on top of them,
-    # but its words still count as the previous pass for the agreement rule.
-    assert stable.offer("Ask knot what your country can do for you, ask what", True) is None
+    # A pass that does not end the committed words as they ended ("you" only later) commits
+    # nothing on top of them, but its words still count as the previous pass for the
+    # agreement rule.
+    assert (
+        stable.offer("Ask not what your country can do for us, ask what you can do", True) is None
+    )
     assert stable.offer("Ask not what your country can do for you, ask what you can do") is None
     assert stable.committed == ["Ask", "not", "what", "your", "country", "can", "do", "for", "you,"]
+
+
+def test_a_pause_piece_goes_on_from_the_committed_words_as_the_new_pass_heard_them() -> None:
+    stable = StablePrefix(min_words=3, held_words=TRAILING_WORDS["en"])
+    assert not stable.holds("Mr John Dashwood")
+    assert stable.offer("Mr John Dashwood", at_pause=True) == "Mr John Dashwood"
+    assert stable.holds("Mr. John Dashwood.")
+    # The next pass hears a first word the first one missed: the piece still starts after
+    # "Dashwood", and nothing is dubbed twice.
+    assert stable.offer("And Mr. John Dashwood had then leisure to consider", at_pause=True) == (
+        "had then leisure to consider"
+    )
+    assert stable.holds("And Mr John Dashwood had then leisure to consider")
+    assert stable.holds("And Mr John Dashwood had then leisure to consider and")  # held back
+    assert not stable.holds("And Mr John Dashwood had then leisure to consider how much")
+    # A pass that does not end the committed words where they ended commits nothing.
+    assert (
+        stable.offer("And Mr John Dashwood had then leisure to ponder how much there", True) is None
+    )
+    assert not stable.holds("And Mr John Dashwood had then leisure to ponder")
 
 
 def test_the_rest_is_what_the_final_text_says_after_the_committed_words() -> None:
@@ -184,13 +207,14 @@ async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> Non
     )
 
 
-async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_pauses() -> None:
-    """ "unless to be rather cold hearted and [0.9 s] rather selfish is to be ill disposed":
-    the words before the pause are dubbed during it, less the "and" a clause does not end on,
-    and the utterance's end dubs the rest; one caption holds the whole sentence."""
+async def paused_sentence(
+    spec: SentenceSpec, pause_ends_s: float
+) -> tuple[CollectorRegistry, RecordingDelivery, list[Any]]:
+    """Ann says one sentence with a pause inside it (ending ``pause_ends_s`` into it) to the
+    hub, streaming on, real Whisper, Apertium and espeak; the dubs sent during the pause."""
     model = WhisperEngine(SttSettings()).loaded_model()
-    paused = await build(model, (SentenceSpec("clip:0890", (("and", 0.9),)),))
-    pause_end = paused.sentences[0].start_s + 3.0  # the pause comes 2-3 s into the sentence
+    paused = await build(model, (spec,))
+    pause_end = paused.sentences[0].start_s + pause_ends_s
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     engines = EngineSet(EngineMetrics(registry))
@@ -204,6 +228,15 @@ async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_p
     finally:
         await hub.close()
         await engines.close()
+    return registry, delivery, during_pause
+
+
+async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_pauses() -> None:
+    """ "unless to be rather cold hearted and [0.9 s] rather selfish is to be ill disposed":
+    the words before the pause are dubbed during it, less the "and" a clause does not end on,
+    and the utterance's end dubs the rest; one caption holds the whole sentence."""
+    spec = SentenceSpec("clip:0890", (("and", 0.9),))
+    registry, delivery, during_pause = await paused_sentence(spec, 3.0)
     finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
     (caption,) = {e["utterance_id"]: e for e in finals}.values()
     assert {"unless", "hearted", "selfish", "disposed"} <= set(words(caption["text"]))
@@ -213,6 +246,23 @@ async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_p
     assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
     spanish = str(caption["translations"]["es"])
     assert {"ser", "bastante", "egoista"} <= set(words(spanish)), spanish
+
+
+async def test_a_dubbed_piece_keeps_its_sentence_whole_through_a_pause_with_no_mark() -> None:
+    """ "...had then leisure to consider [0.9 s] how much there might be...": recognition at
+    the pause writes no full stop (verdict unknown: a plain pause would end the utterance
+    after 0.5 s). Those words are dubbed during the pause, so the utterance waits the longer
+    streamed silence, and the sentence is recognised and captioned as one."""
+    spec = SentenceSpec("clip:0870", (("consider", 0.9),))
+    registry, delivery, during_pause = await paused_sentence(spec, 4.4)
+    finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
+    (caption,) = {e["utterance_id"]: e for e in finals}.values()
+    assert {"dashwood", "leisure", "consider", "prudently", "power"} <= set(
+        words(caption["text"])
+    ), caption
+    assert len(during_pause) == 1, during_pause
+    assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
+    assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
 
 
 async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -> None:

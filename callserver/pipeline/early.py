@@ -20,8 +20,8 @@ from models.stt.result import Transcript
 from signaling.rooms import Participant
 
 #: Told the words heard at a pause: (speaker's state, speaker, the pause, the words, the
-#: verdict on them).
-OnWords = Callable[[SpeakerState, Participant, SpeechPaused, str, Verdict], None]
+#: verdict on them); returns whether the listener is given every one of them already (streamed).
+OnWords = Callable[[SpeakerState, Participant, SpeechPaused, str, Verdict], bool]
 
 
 class EarlyRecognizer:
@@ -93,8 +93,8 @@ class EarlyRecognizer:
             transcript.end_probability,
             self.settings.sentence_end_min_probability,
         )
-        self._judge(state, paused, verdict)
-        self.on_words(state, speaker, paused, text, verdict)
+        streamed = self.on_words(state, speaker, paused, text, verdict)
+        self._judge(state, paused, verdict, streamed)
         if (
             verdict is Verdict.UNFINISHED
             and self.settings.interim_captions
@@ -109,10 +109,16 @@ class EarlyRecognizer:
                 self.participants(state.room_id),
             )
 
-    def _judge(self, state: SpeakerState, paused: SpeechPaused, verdict: Verdict) -> None:
+    def _judge(
+        self, state: SpeakerState, paused: SpeechPaused, verdict: Verdict, streamed: bool = False
+    ) -> None:
+        """Tell the endpointer the verdict, or ``STREAMED`` when the words are dubbed already
+        and do not end a sentence."""
         if not self.settings.sentence_endpointing or state.front is None:
             return
         self.metrics.sentence_verdicts.labels(verdict.value).inc()
+        if streamed and verdict is not Verdict.COMPLETE:
+            verdict = Verdict.STREAMED
         state.front.judge(paused.utterance_id, paused.speech_end_at, verdict)
 
     def discard(self, state: SpeakerState) -> None:

@@ -86,6 +86,16 @@ class EndpointSettings(EnvSettings):
         "the long-form speech, and a speaker who did stop after a fragment waits less "
         "(`bench.long_form_call`).",
     )
+    streamed_silence_ms: int = Field(
+        1500,
+        ge=40,
+        le=10_000,
+        description="Silence that ends an utterance (not judged complete) whose every word up "
+        "to the pause is already dubbed as a streamed piece (`CALLSERVER_PIPELINE_STREAMING`): "
+        "the listener is not kept waiting, and a sentence that goes on after the pause is "
+        "recognised in one piece, so its words are not cut apart. Taken as `silence_ms` "
+        "when shorter.",
+    )
     min_speech_ms: int = Field(
         250,
         ge=20,
@@ -178,6 +188,7 @@ class Endpointer:
         complete_ms = min(max(s.complete_silence_ms, s.tail_ms), s.silence_ms)
         self._complete_frames = max(1, _frames(complete_ms))
         self._unfinished_frames = max(self._silence_frames, _frames(s.unfinished_silence_ms))
+        self._streamed_frames = max(self._silence_frames, _frames(s.streamed_silence_ms))
         self._min_frames = max(1, _frames(s.min_speech_ms))
         self._max_frames = _frames(s.max_utterance_s * 1000)
         self._search_frames = max(1, _frames(s.cut_search_s * 1000))
@@ -302,6 +313,8 @@ class Endpointer:
             return self._complete_frames
         if given[2] is Verdict.UNFINISHED:
             return self._unfinished_frames
+        if given[2] is Verdict.STREAMED:
+            return self._streamed_frames
         return self._silence_frames
 
     def flush(self) -> list[EndpointEvent]:

@@ -30,6 +30,10 @@ class Verdict(enum.Enum):
     UNFINISHED = "unfinished"
     #: No words to judge (recognition was busy, failed or heard nothing): ``silence_ms``.
     UNKNOWN = "unknown"
+    #: Not a verdict on the words but on what the listener has of them: every word up to the
+    #: pause is dubbed already (a streamed piece), so waiting for the sentence to go on costs
+    #: the listener nothing: ``streamed_silence_ms``. ``judge`` never gives it.
+    STREAMED = "streamed"
 
 
 #: Marks that end a sentence in the scripts Whisper writes (a trailing ellipsis does not).

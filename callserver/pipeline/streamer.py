@@ -91,18 +91,17 @@ class Streamer:
         paused: SpeechPaused,
         text: str,
         verdict: Verdict,
-    ) -> None:
+    ) -> bool:
         """The words recognised at a pause: a piece ends there unless they end a sentence
         (then they are about to be the whole utterance's). Words with no full stop end one
-        too: the speaker paused there."""
-        self.offer(
-            state,
-            speaker,
-            paused.utterance_id,
-            paused.started_at,
-            text,
-            at_pause=verdict is not Verdict.COMPLETE,
-        )
+        too: the speaker paused there. Returns whether the pieces now hold every word heard
+        (``Verdict.STREAMED``: the utterance can wait for the sentence to go on)."""
+        if verdict is Verdict.COMPLETE:
+            self.offer(state, speaker, paused.utterance_id, paused.started_at, text)
+            return False
+        self.offer(state, speaker, paused.utterance_id, paused.started_at, text, at_pause=True)
+        streamed = state.streams.get(paused.utterance_id)
+        return streamed is not None and streamed.prefix.holds(text)
 
     async def _dub(
         self,

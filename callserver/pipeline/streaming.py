@@ -68,9 +68,9 @@ class StablePrefix:
                 break
             agreed += 1
         previous, self._previous = self._previous, tokens
-        start = len(self.committed)
-        if agreed <= start or not self._keeps_committed(tokens):
-            return None  # nothing new is stable, or the passes now disagree on the past
+        start = self._after_committed(tokens)
+        if start is None or agreed <= start:
+            return None  # the passes now disagree on the past, or nothing new is stable
         # The last clause end among the new stable words. Whisper ends whatever audio it is
         # given with a full stop, so a mark on the last word heard so far counts only if the
         # previous pass wrote it too; before later words, the latest pass's mark is informed.
@@ -84,18 +84,44 @@ class StablePrefix:
 
     def _pause(self, tokens: list[str]) -> str | None:
         self._previous = tokens
-        start = len(self.committed)
-        if not self._keeps_committed(tokens):
+        start = self._after_committed(tokens)
+        if start is None:
             return None  # this pass heard the committed words differently: wait for more
+        return self._commit(tokens, start, self._unheld_end(tokens, start))
+
+    def holds(self, text: str) -> bool:
+        """Whether the committed pieces hold every word of ``text`` (a pass over the speech so
+        far) but trailing words a piece does not end on."""
+        tokens = text.split()
+        start = self._after_committed(tokens)
+        return (
+            bool(self.committed) and start is not None and start >= self._unheld_end(tokens, start)
+        )
+
+    def _unheld_end(self, tokens: list[str], start: int) -> int:
+        """Where a piece of ``tokens`` from ``start`` ends: before trailing held words."""
         end = len(tokens)
         while end > start and self._held(tokens[end - 1]):
             end -= 1
-        return self._commit(tokens, start, end)
+        return end
 
-    def _keeps_committed(self, tokens: list[str]) -> bool:
-        """Whether a pass starts with the words already committed, as it heard them."""
-        start = len(self.committed)
-        return [_key(t) for t in tokens[:start]] == [_key(t) for t in self.committed]
+    def _after_committed(self, tokens: list[str]) -> int | None:
+        """Where a pass's words after the committed ones start. Aligned word by word, so a
+        pass that hears a word an earlier one missed ("And Mr John Dashwood" after "Mr John
+        Dashwood" was committed) still goes on from them. None when the pass heard them
+        differently: it does not end them with the last two committed words in a row (one
+        alone may be a later "you"), or matches fewer than half of them."""
+        if not self.committed:
+            return 0
+        blocks = _matches(self.committed, tokens)
+        if (
+            not blocks
+            or blocks[-1].a + blocks[-1].size != len(self.committed)
+            or blocks[-1].size < min(2, len(self.committed))
+            or 2 * sum(b.size for b in blocks) < len(self.committed)
+        ):
+            return None
+        return blocks[-1].b + blocks[-1].size
 
     def _held(self, token: str) -> bool:
         last = normalise(token).split()[-1:]
@@ -116,18 +142,24 @@ class StablePrefix:
         committed = self.committed if count is None else self.committed[:count]
         if not committed:
             return final.strip()
-        done = [_key(t) for t in committed]
-        keys = [_key(t) for t in tokens]
-        matcher = difflib.SequenceMatcher(None, done, keys, autojunk=False)
-        blocks = [b for b in matcher.get_matching_blocks() if b.size]
+        blocks = _matches(committed, tokens)
         if not blocks:
             # Nothing in common: the final pass heard something else; trust the count.
-            return " ".join(tokens[len(done) :])
+            return " ".join(tokens[len(committed) :])
         last = blocks[-1]
         # Committed words after the last match are taken to have been heard as the same
         # number of words.
-        at = last.b + last.size + (len(done) - (last.a + last.size))
+        at = last.b + last.size + (len(committed) - (last.a + last.size))
         return " ".join(tokens[min(at, len(tokens)) :])
+
+
+def _matches(committed: list[str], tokens: list[str]) -> list[difflib.Match]:
+    """The runs of words ``committed`` and a pass's ``tokens`` share, in order (case,
+    accents and punctuation ignored)."""
+    done = [_key(t) for t in committed]
+    keys = [_key(t) for t in tokens]
+    matcher = difflib.SequenceMatcher(None, done, keys, autojunk=False)
+    return [b for b in matcher.get_matching_blocks() if b.size]
 
 
 @dataclass
