@@ -209,9 +209,10 @@ async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> Non
 
 async def paused_sentence(
     spec: SentenceSpec, pause_ends_s: float
-) -> tuple[CollectorRegistry, RecordingDelivery, list[Any]]:
+) -> tuple[CollectorRegistry, RecordingDelivery, list[Any], list[dict[str, Any]]]:
     """Ann says one sentence with a pause inside it (ending ``pause_ends_s`` into it) to the
-    hub, streaming on, real Whisper, Apertium and espeak; the dubs sent during the pause."""
+    hub, streaming on, real Whisper, Apertium and espeak; the dubs sent and the events Beto
+    got during the pause."""
     model = WhisperEngine(SttSettings()).loaded_model()
     paused = await build(model, (spec,))
     pause_end = paused.sentences[0].start_s + pause_ends_s
@@ -223,12 +224,13 @@ async def paused_sentence(
         await (await engines.stt()).warm_up()
         await speak(hub, paused.audio[: int(pause_end * SAMPLE_RATE)], speed=1.0)
         during_pause = [clip for _, clip in delivery.dubs]
+        events = [e for pid, e in delivery.events if pid == "p_b"]
         await speak(hub, paused.audio[int(pause_end * SAMPLE_RATE) :], speed=1.0)
         await wait_for(lambda: hub.idle, timeout=90)
     finally:
         await hub.close()
         await engines.close()
-    return registry, delivery, during_pause
+    return registry, delivery, during_pause, events
 
 
 async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_pauses() -> None:
@@ -236,7 +238,7 @@ async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_p
     the words before the pause are dubbed during it, less the "and" a clause does not end on,
     and the utterance's end dubs the rest; one caption holds the whole sentence."""
     spec = SentenceSpec("clip:0890", (("and", 0.9),))
-    registry, delivery, during_pause = await paused_sentence(spec, 3.0)
+    registry, delivery, during_pause, _ = await paused_sentence(spec, 3.0)
     finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
     (caption,) = {e["utterance_id"]: e for e in finals}.values()
     assert {"unless", "hearted", "selfish", "disposed"} <= set(words(caption["text"]))
@@ -252,9 +254,10 @@ async def test_a_dubbed_piece_keeps_its_sentence_whole_through_a_pause_with_no_m
     """ "...had then leisure to consider [0.9 s] how much there might be...": recognition at
     the pause writes no full stop (verdict unknown: a plain pause would end the utterance
     after 0.5 s). Those words are dubbed during the pause, so the utterance waits the longer
-    streamed silence, and the sentence is recognised and captioned as one."""
+    streamed silence, and the sentence is recognised and captioned as one. While it waits,
+    the caption in progress shows the piece's translation."""
     spec = SentenceSpec("clip:0870", (("consider", 0.9),))
-    registry, delivery, during_pause = await paused_sentence(spec, 4.4)
+    registry, delivery, during_pause, in_pause = await paused_sentence(spec, 4.4)
     finals = [e for pid, e in delivery.events if pid == "p_b" and e.get("final")]
     (caption,) = {e["utterance_id"]: e for e in finals}.values()
     assert {"dashwood", "leisure", "consider", "prudently", "power"} <= set(
@@ -263,6 +266,18 @@ async def test_a_dubbed_piece_keeps_its_sentence_whole_through_a_pause_with_no_m
     assert len(during_pause) == 1, during_pause
     assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
     assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
+    drafts = [e for e in in_pause if e["type"] == "caption" and e["translations"].get("es")]
+    assert drafts and not drafts[-1]["final"], in_pause
+    assert drafts[-1]["utterance_id"] == caption["utterance_id"]
+    assert {"dashwood", "ocio", "considerar"} <= set(words(drafts[-1]["translations"]["es"]))
+    # Once the final caption is out, no caption in progress replaces it.
+    mine = [
+        e
+        for pid, e in delivery.events
+        if pid == "p_b" and e["type"] == "caption" and e["utterance_id"] == caption["utterance_id"]
+    ]
+    first_final = next(i for i, e in enumerate(mine) if e["final"])
+    assert all(e["final"] for e in mine[first_final:])
 
 
 async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -> None:

@@ -35,13 +35,17 @@ class EarlyRecognizer:
         recognition: asyncio.Semaphore,
         participants: Callable[[str], list[Participant]],
         on_words: OnWords,
+        translations: Callable[[SpeakerState, str], dict[str, str]],
     ) -> None:
+        """``translations``: those of an utterance's streamed pieces so far (its caption in
+        progress keeps them)."""
         self.settings = settings
         self.metrics = metrics
         self.translator = translator
         self.recognition = recognition
         self.participants = participants
         self.on_words = on_words
+        self.translations = translations
         # Early recognitions nobody will use, left to finish: their decode runs on in the
         # engine whatever happens to the task, so they keep their slot until it ends.
         self.abandoned: set[asyncio.Task[Transcript]] = set()
@@ -107,6 +111,7 @@ class EarlyRecognizer:
                 text,
                 wall(paused.started_at),
                 self.participants(state.room_id),
+                self.translations(state, paused.utterance_id),
             )
 
     def _judge(

@@ -65,6 +65,7 @@ class TranslationHub:
             self._recognition,
             participants,
             on_words=self._streamer.at_pause,
+            translations=self._streamer.translations,
         )
 
     @property
@@ -405,6 +406,7 @@ class TranslationHub:
                 wall(update.started_at),
                 self.participants(state.room_id),
                 lambda: update.utterance_id in state.finals,
+                lambda: self._streamer.translations(state, update.utterance_id),
             )
         except Exception:
             log.exception("interim caption failed", extra={"participant": state.participant_id})

@@ -16,7 +16,7 @@ from callserver.pipeline.sentence_end import TRAILING_WORDS, Verdict
 from callserver.pipeline.settings import PipelineSettings
 from callserver.pipeline.speaker_state import SpeakerState
 from callserver.pipeline.streaming import StablePrefix, Streamed
-from callserver.pipeline.translator import UtteranceTranslator
+from callserver.pipeline.translator import UtteranceTranslator, wall
 from models.errors import EngineError
 from models.tts.speech import Speech
 from signaling.rooms import Participant
@@ -152,6 +152,12 @@ class Streamer:
                     ),
                 )
                 translator.enqueue(room_id, speaker, listener, utterance_id, speech, first_frame)
+        if not streamed.ended:
+            # The caption in progress shows what the listener now hears, translated.
+            text, translations = streamed.so_far(index + 1)
+            translator.draft(
+                room_id, speaker, utterance_id, text, wall(started_at), participants, translations
+            )
 
     @staticmethod
     def _first_frame(
@@ -163,13 +169,22 @@ class Streamer:
 
     def take(self, state: SpeakerState, utterance_id: str) -> Streamed | None:
         """The utterance's pieces, handed over to its translation (which dubs the rest)."""
-        return state.streams.pop(utterance_id, None)
+        streamed = state.streams.pop(utterance_id, None)
+        if streamed is not None:
+            streamed.ended = True
+        return streamed
 
     def end(self, state: SpeakerState, utterance_id: str) -> None:
         """The utterance will not be translated: pieces not yet queued never will be."""
         streamed = state.streams.pop(utterance_id, None)
         if streamed is not None:
+            streamed.ended = True
             streamed.cancel()
+
+    def translations(self, state: SpeakerState, utterance_id: str) -> dict[str, str]:
+        """The translations of the utterance's pieces so far, for its caption in progress."""
+        streamed = state.streams.get(utterance_id)
+        return {} if streamed is None else streamed.so_far()[1]
 
     def tasks(self, state: SpeakerState) -> list[asyncio.Task[None]]:
         """Every piece task of the speaker's, forgotten here (the speaker is stopping)."""

@@ -179,6 +179,9 @@ class Streamed:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     #: When each piece's dub started for each listener: (piece, listener) -> first frame time.
     started: dict[tuple[int, str], asyncio.Future[float]] = field(default_factory=dict)
+    #: Handed over to the utterance's translation: its final caption is on its way, so no
+    #: piece may show a caption in progress any more.
+    ended: bool = False
 
     def add(self, piece: str, task: asyncio.Task[None]) -> None:
         """A piece committed and its dub task started."""
@@ -224,6 +227,17 @@ class Streamed:
     def dubbed_tokens(self) -> int:
         """Committed tokens the dubbed pieces hold."""
         return sum(self.sizes[: self.dubbed])
+
+    def so_far(self, count: int | None = None) -> tuple[str, dict[str, str]]:
+        """The first ``count`` pieces (all: None) as a caption in progress: their words, and
+        their translations joined per language."""
+        chosen = self.translations[:count]
+        text = " ".join(self.prefix.committed[: sum(self.sizes[:count])])
+        languages = {language for piece in chosen for language in piece}
+        return text, {
+            language: " ".join(t for piece in chosen if (t := piece.get(language, "")).strip())
+            for language in sorted(languages)
+        }
 
     def joined(self, language: str, rest: str) -> str:
         """The whole utterance's translation into ``language``: the dubbed pieces', then

@@ -71,6 +71,7 @@ class UtteranceTranslator:
         started_at: float,
         participants: Iterable[Participant],
         is_final: Callable[[], bool],
+        translations: Callable[[], dict[str, str]] | None = None,
     ) -> str | None:
         """Caption speech in progress (revisable), if recognition has nothing better to do;
         the text shown, if any."""
@@ -85,7 +86,15 @@ class UtteranceTranslator:
             return None
         if is_final() or not transcript.text:
             return None
-        self.draft(room_id, speaker, utterance_id, transcript.text, started_at, participants)
+        self.draft(
+            room_id,
+            speaker,
+            utterance_id,
+            transcript.text,
+            started_at,
+            participants,
+            translations() if translations is not None else None,
+        )
         return transcript.text
 
     def draft(
@@ -96,9 +105,13 @@ class UtteranceTranslator:
         text: str,
         started_at: float,
         participants: Iterable[Participant],
+        translations: dict[str, str] | None = None,
     ) -> None:
-        """A revisable caption of speech in progress (``started_at`` in Unix seconds)."""
-        event = self._caption(speaker, utterance_id, text, {}, started_at, None, False)
+        """A revisable caption of speech in progress (``started_at`` in Unix seconds), with
+        the ``translations`` of its streamed pieces so far."""
+        event = self._caption(
+            speaker, utterance_id, text, translations or {}, started_at, None, False
+        )
         self._broadcast(room_id, participants, event)
 
     def retract(
