@@ -15,8 +15,9 @@ espeak-ng, as ``bench.translated_call``'s configuration (a)). From B's events:
   translation; and dubs B was told it will not hear (skipped by catch-up).
 
 A streamed utterance's end is heard where its rest's dub starts, or, when its pieces held every
-word, where its last piece's does (``part: "pieces"``; that event leaves at the utterance's
-end, so its arrival can be later than the dub it reports).
+word, where its last piece's does (``part: "pieces"``). That event leaves at the utterance's
+end, after the dub it reports, so its sentence is timed to the arrival of its last piece's own
+event (``part: "prefix"``, sent as the piece starts playing).
 
 Run: ``.venv/bin/python -m bench.long_form_call [--settings silence sentences streaming]
 [--speech pauses|long] [--env CALLSERVER_...=VALUE ...] [--verbose]``.
@@ -111,10 +112,13 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
     dropped = 0  # dubs B was told it will not hear (catch-up skipped them)
     latency: dict[str, tuple[float, float]] = {}
     first_dub: dict[str, float] = {}  # utterance -> arrival of its first latency event
+    last_piece: dict[str, float] = {}  # utterance -> arrival of its latest piece's event
     stages: dict[str, list[float]] = {}
     for event, arrived in run["events"]:
         if event.get("type") == "latency":
             first_dub.setdefault(event["utterance_id"], arrived)
+            if event.get("part") == "prefix":
+                last_piece[event["utterance_id"]] = arrived
             log.debug(
                 "utterance %s %s dub at %.2f s",
                 event["utterance_id"],
@@ -132,7 +136,10 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
             and event.get("part") != "prefix"
             and event["utterance_id"] not in latency
         ):
-            latency[event["utterance_id"]] = (event["stages_ms"]["mouth_to_ear"] / 1000, arrived)
+            heard = arrived
+            if event.get("part") == "pieces":
+                heard = last_piece.get(event["utterance_id"], arrived)
+            latency[event["utterance_id"]] = (event["stages_ms"]["mouth_to_ear"] / 1000, heard)
             log.debug("utterance %s stages %s", event["utterance_id"], event["stages_ms"])
             for stage, ms in event["stages_ms"].items():
                 stages.setdefault(stage, []).append(ms / 1000)
