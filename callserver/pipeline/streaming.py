@@ -242,8 +242,8 @@ class Streamed:
     def joined(self, language: str, rest: str) -> str:
         """The whole utterance's translation into ``language``: the dubbed pieces', then
         ``rest``."""
-        pieces = [t.get(language, "") for t in self.translations[: self.dubbed]]
-        return " ".join(t for t in [*pieces, rest] if t.strip())
+        pieces = self.so_far(self.dubbed)[1].get(language, "")
+        return " ".join(t for t in (pieces, rest) if t.strip())
 
     def cancel(self) -> None:
         for task in self.tasks:
