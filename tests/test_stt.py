@@ -319,7 +319,7 @@ async def test_a_doubtful_short_decode_tries_a_second_short_window_before_the_fu
     # The end of clip 0880 as a call's server received it (Opus, 16 kHz), 2.02 s: its 7 s
     # window hears two words at a low log-probability, greedy and beam alike; a 5 s window
     # hears the sentence, at a tenth of the full window's cost.
-    audio = decode_audio(DATA / "window-retry-0880.wav")
+    audio = decode_audio(DATA / "received" / "window-retry-0880.wav")
     result = await base.transcribe(audio, language="en", live=True)
     assert result.window_s == 5.0 and "dispose young man" in result.text, result
     without = _engine(store, model="base", live_window_retry_pad_s=None)
