@@ -78,7 +78,13 @@ async def tight_server(make_server_module: Callable[..., Any]) -> AsyncIterator[
         # No speed-up: the first dub keeps its length, so later ones queue behind it.
         dub_max_speedup=1.0,
         pipeline=PipelineSettings(
-            max_pending_utterances=1, recognition_slots=1, interim_captions=False
+            max_pending_utterances=1,
+            recognition_slots=1,
+            interim_captions=False,
+            # Whole utterances: a streamed piece of Ann's speech is dubbed while she still
+            # speaks, so Al and Amy would speak over her and her dub would not be long when
+            # theirs queue (tests/test_streaming.py covers pieces).
+            streaming=False,
         ),
     ) as server:
         await (await server.app[ENGINES].stt()).warm_up()
