@@ -18,7 +18,7 @@ from models.stt import SttSettings, WhisperEngine, decode_audio
 from models.stt.audio import Audio
 from models.stt.filters import PhantomFilter
 from models.stt.languages import pick_language
-from models.stt.score import wer
+from models.stt.score import wer, words
 from models.stt.settings import DEFAULT_PHANTOM_PHRASES
 
 DATA = Path(__file__).parent / "data"
@@ -319,7 +319,7 @@ async def test_a_doubtful_short_decode_tries_a_second_short_window_before_the_fu
     # The end of clip 0880 as a call's server received it (Opus, 16 kHz), 2.02 s: its 7 s
     # window hears two words at a low log-probability, greedy and beam alike; a 5 s window
     # hears the sentence, at a tenth of the full window's cost.
-    audio = decode_audio(DATA / "received" / "window-retry-0880.wav")
+    audio = decode_audio(DATA / "misheard" / "window-retry-0880.wav")
     result = await base.transcribe(audio, language="en", live=True)
     assert result.window_s == 5.0 and "dispose young man" in result.text, result
     without = _engine(store, model="base", live_window_retry_pad_s=None)
@@ -328,6 +328,42 @@ async def test_a_doubtful_short_decode_tries_a_second_short_window_before_the_fu
         assert result.window_s == 30.0 and "dispose young man" in result.text, result
     finally:
         without.close()
+
+
+async def test_a_short_decode_that_skips_a_sentence_is_doubtful(
+    store: ModelStore, base: WhisperEngine
+) -> None:
+    # "Queen of hearts. [0.8 s] Unless to be rather cold hearted and rather selfish is to be
+    # ill disposed. [0.8 s] Could you send me the report", one utterance of bench.long_form_call
+    # with 0.8 s between sentences (as sent, 48 kHz; lossless, since a rounding of the samples
+    # is enough to change what greedy hears): in its 14 s window greedy writes the first
+    # sentence and the last and jumps over the 5.6 s between. Too few tokens for the speech.
+    audio = decode_audio(DATA / "misheard" / "skipped-sentence.flac")
+    said = {"queen", "unless", "selfish", "disposed", "report"}
+    result = await base.transcribe(audio, language="en", live=True)
+    assert said <= set(words(result.text)), result
+    without = _engine(store, model="base", live_window_min_token_rate=None)
+    try:
+        result = await without.transcribe(audio, language="en", live=True)
+        assert {"queen", "report"} <= set(words(result.text)), result
+        assert "selfish" not in words(result.text), result
+    finally:
+        without.close()
+
+
+def test_voiced_seconds_leave_out_pauses_and_a_quiet_floor() -> None:
+    from models.stt.live import voiced_seconds
+
+    rng = np.random.default_rng(3)
+    t = np.arange(SR) / SR
+    speech = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    pause = np.zeros(SR // 2, dtype=np.float32)
+    assert voiced_seconds(np.concatenate((speech, pause, speech))) == pytest.approx(2.0, abs=0.04)
+    assert voiced_seconds(pause) == 0.0 and voiced_seconds(pause[:100]) == 0.0
+    # A fan 40 dB under the voice is not speech.
+    floor = (0.003 * rng.standard_normal(3 * SR)).astype(np.float32)
+    floor[SR : 2 * SR] += speech
+    assert voiced_seconds(floor) == pytest.approx(1.0, abs=0.04)
 
 
 def test_short_window_sizes_and_loop_detection() -> None:

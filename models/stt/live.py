@@ -47,6 +47,9 @@ _STUTTER = re.compile(r"(.{1,4}?)\1{4,}", re.DOTALL)
 #: Hello? Can you hear me now?"); gzip does not see a single repeat as a loop.
 REPEATED_PHRASE_WORDS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: ``voiced_seconds``: frames this close to the loudest one, and above this level, are speech.
+VOICED_RANGE_DB = 30.0
+VOICED_FLOOR_DBFS = -50.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ def window_frames(samples: int, pad_s: float, step_s: float) -> int | None:
     step = max(1, round(step_s * FRAMES_PER_SECOND))
     frames = math.ceil((content + pad_s * FRAMES_PER_SECOND) / step) * step
     return frames if frames < FULL_WINDOW_FRAMES else None
+
+
+def voiced_seconds(samples: Audio) -> float:
+    """Seconds of ``samples`` (16 kHz float) in 20 ms frames within ``VOICED_RANGE_DB`` of the
+    loudest frame and above ``VOICED_FLOOR_DBFS``: the speech in an utterance, less its pauses.
+    A noise floor close to the speech counts less, never more, so the estimate errs short."""
+    frame = SAMPLE_RATE // 50
+    count = samples.size // frame
+    if count == 0:
+        return 0.0
+    power = np.mean(np.square(samples[: count * frame].reshape(count, frame), dtype=np.float64), 1)
+    level = 10 * np.log10(power + 1e-12)
+    threshold = max(float(level.max()) - VOICED_RANGE_DB, VOICED_FLOOR_DBFS)
+    return float(np.count_nonzero(level > threshold)) / 50
 
 
 def compression_ratio(text: str) -> float:
@@ -130,6 +147,8 @@ class _Limits:
     no_speech_threshold: float
     log_prob_threshold: float
     min_logprob: float
+    #: Fewest tokens per second of voiced audio (None: no such floor).
+    min_token_rate: float | None = None
 
 
 def decode_live_batch(
@@ -144,6 +163,7 @@ def decode_live_batch(
     no_speech_threshold: float,
     log_prob_threshold: float,
     min_logprob: float,
+    min_token_rate: float | None = None,
 ) -> list[LiveDecode | None]:
     """Transcribe utterances with short encoder windows; blocking, for a worker thread.
 
@@ -152,7 +172,10 @@ def decode_live_batch(
     An item is ``None`` when the utterance is too long for a short window; it is marked
     ``doubtful`` when its decode looks wrong: a loop, the token limit reached, or an average
     log-probability below ``min_logprob`` on audio the model does not call silent
-    (``no_speech_threshold`` and ``log_prob_threshold`` as in faster-whisper). Utterances
+    (``no_speech_threshold`` and ``log_prob_threshold`` as in faster-whisper), or fewer than
+    ``min_token_rate`` tokens per second of voiced audio (``voiced_seconds``): without
+    timestamps the decoder can end its text early or jump over a sentence ("Queen of Hearts.
+    Could you send me the report?" with 5.6 s of speech between the two). Utterances
     whose windows are the same length share one encoder pass and one ``generate``.
 
     An encoder batch needs one length. Padding every utterance to the longest window would
@@ -171,7 +194,7 @@ def decode_live_batch(
     in 7 s, "and he'll dispose young man" in 5 s), and a second short window costs a tenth
     of the full one. It stays marked doubtful if that decode is doubtful too.
     """
-    limits = _Limits(no_speech_threshold, log_prob_threshold, min_logprob)
+    limits = _Limits(no_speech_threshold, log_prob_threshold, min_logprob, min_token_rate)
     decoded: list[LiveDecode | None] = [None] * len(requests)
     windows = _Windows(model, requests, step_s, beam_size, retry_beam_size, limits)
     windows.decode(range(len(requests)), pad_s, decoded)
@@ -262,6 +285,7 @@ def _decode_window(
             for r in requests
         ],
         frames,
+        [voiced_seconds(r.samples) for r in requests],
     )
     decoded = batch.generate(model, encoder_output, beam_size, limits)
     again = [row for row, item in enumerate(decoded) if item.doubtful and requests[row].retry]
@@ -282,6 +306,7 @@ class _Batch:
     languages: list[tuple[str, float]]
     budgets: list[int]
     frames: int
+    voiced_s: list[float]
 
     def generate(
         self, model: Any, encoder_output: Any, beam_size: int, limits: _Limits
@@ -334,7 +359,11 @@ class _Batch:
             ),
         )
         hit_limit = len(tokens) >= self.budgets[row]
-        if not _doubtful(item, hit_limit, limits):
+        rate = len(tokens) / self.voiced_s[row] if self.voiced_s[row] > 0 else math.inf
+        too_few = (
+            limits.min_token_rate is not None and bool(tokens) and rate < limits.min_token_rate
+        )
+        if not _doubtful(item, hit_limit or too_few, limits):
             return item
         log.info(
             "short window doubtful",
@@ -344,6 +373,7 @@ class _Batch:
                 "avg_logprob": round(item.avg_logprob, 3),
                 "compression_ratio": round(item.compression_ratio, 2),
                 "tokens": len(tokens),
+                "tokens_per_voiced_s": round(rate, 2),
             },
         )
         return dataclasses.replace(item, doubtful=True)
@@ -382,15 +412,15 @@ def _mark_tokens(tokenizer: Any) -> list[int]:
     return sorted(found)
 
 
-def _doubtful(decoded: LiveDecode, hit_limit: bool, limits: _Limits) -> bool:
-    """A decode to redo: a loop, the token limit, or low confidence on audio the model does
-    not call silent."""
+def _doubtful(decoded: LiveDecode, miscounted: bool, limits: _Limits) -> bool:
+    """A decode to redo: a loop, too many or too few tokens for the audio (``miscounted``), or
+    low confidence on audio the model does not call silent."""
     silent = (
         decoded.no_speech_prob > limits.no_speech_threshold
         and decoded.avg_logprob < limits.log_prob_threshold
     )
     return not silent and (
-        looks_looped(decoded.text) or decoded.avg_logprob < limits.min_logprob or hit_limit
+        looks_looped(decoded.text) or decoded.avg_logprob < limits.min_logprob or miscounted
     )
 
 

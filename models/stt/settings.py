@@ -112,6 +112,15 @@ class SttSettings(EnvSettings):
         "this (on audio the model does not call silent) is doubtful: decoded again in the "
         "short window with `beam_size`, then, if still doubtful, in the full window.",
     )
+    live_window_min_token_rate: float | None = Field(
+        2.5,
+        ge=0,
+        description="A short-window decode with fewer tokens than this per second of voiced "
+        "audio is doubtful: the decoder ended early or jumped over a sentence (2.0 when it "
+        'wrote "Queen of Hearts. Could you send me the report?" over 5.9 s of voice, 5.6 s '
+        "of it between the two; whole decodes of the test speech give 4.7-13). A slow speaker "
+        "taken for such a decode costs a retry, not words. None: no such check.",
+    )
     cpu_threads: int = Field(
         0,
         ge=0,

@@ -337,6 +337,7 @@ class WhisperEngine:
             "no_speech_threshold": settings.no_speech_threshold,
             "log_prob_threshold": settings.log_prob_threshold,
             "min_logprob": settings.live_window_min_logprob,
+            "min_token_rate": settings.live_window_min_token_rate,
         }
 
     def _decode_live_batch(
