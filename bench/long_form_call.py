@@ -9,7 +9,10 @@ espeak-ng, as ``bench.translated_call``'s configuration (a)). From B's events:
   latency event of the utterance that ends it (the dub's first frame leaves with that event);
 - per sentence, from its start in A's sent audio to the arrival at B of the first latency
   event of any of its utterances, streamed clauses included (start of speech to start of dub);
-- the final captions' words against what was said, and utterances that end inside a sentence;
+- the final captions' words against what was said, sentence by sentence (an utterance counts
+  in the sentence it ends in) and over the whole speech (all final captions in order: words
+  two sentences share in one utterance are not errors there); the longest utterance, and
+  utterances that end inside a sentence;
 - the final captions' Spanish against Apertium's translation of each whole sentence as said
   (word error rate): what recognition errors, splits and streamed pieces cost the listener's
   translation; and dubs B was told it will not hear (skipped by catch-up).
@@ -20,7 +23,7 @@ end, after the dub it reports, so its sentence is timed to the arrival of its la
 event (``part: "prefix"``, sent as the piece starts playing).
 
 Run: ``.venv/bin/python -m bench.long_form_call [--settings silence sentences streaming]
-[--speech pauses|long] [--env CALLSERVER_...=VALUE ...] [--verbose]``.
+[--speech pauses|long] [--gap S] [--env CALLSERVER_...=VALUE ...] [--verbose]``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import aiohttp
 import numpy as np
 
 from bench.common import ServerProcess, metric, p50, p95
-from bench.long_form_speech import LONG_SENTENCES, SENTENCES, LongForm, build
+from bench.long_form_speech import GAP_S, LONG_SENTENCES, SENTENCES, LongForm, build
 from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
 from models.mt.apertium import ApertiumTranslator
@@ -108,6 +111,7 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
     """Mouth to ear per utterance and per sentence end, words, and splits, from B's events."""
     sent_at: float = run["sent_at"]
     finals: dict[str, tuple[str, float]] = {}
+    lengths: list[float] = []  # seconds from each final caption's start of speech to its end
     translated: dict[str, str] = {}  # utterance -> its final caption's Spanish
     dropped = 0  # dubs B was told it will not hear (catch-up skipped them)
     latency: dict[str, tuple[float, float]] = {}
@@ -129,6 +133,8 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
             log.debug("utterance %s dropped: %s", event["utterance_id"], event.get("reason"))
             dropped += 1
         elif event.get("type") == "caption" and event.get("final") and event.get("text"):
+            if event["utterance_id"] not in finals:
+                lengths.append(event["ended_at"] - event["started_at"])
             finals[event["utterance_id"]] = (event["text"], monotonic(event["ended_at"]))
             translated[event["utterance_id"]] = event.get("translations", {}).get("es", "")
         elif (
@@ -163,8 +169,11 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
             start_to_dub.append(min(dubs) - (sent_at + sentence.start_s))
     hypotheses = [" ".join(text for _, text, _ in heard) for heard in by_sentence]
     spanish = [" ".join(translated[u] for u, _, _ in heard) for heard in by_sentence]
+    in_order = [text for text, _ in sorted(finals.values(), key=lambda final: final[1])]
     return {
         "wer": wer([s.text for s in speech.sentences], hypotheses),
+        "whole_wer": wer([speech.text], [" ".join(in_order)]),
+        "longest": max(lengths, default=0.0),
         "spanish": spanish,
         "utterances": len(finals),
         "dropped": dropped,
@@ -186,25 +195,26 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
 SPEECH = {"pauses": SENTENCES, "long": LONG_SENTENCES}
 
 
-async def main(labels: list[str], speech_name: str, extra: dict[str, str]) -> None:
+async def main(labels: list[str], speech_name: str, gap_s: float, extra: dict[str, str]) -> None:
     engine = WhisperEngine(SttSettings())
-    speech = await build(engine.loaded_model(), SPEECH[speech_name])
+    speech = await build(engine.loaded_model(), SPEECH[speech_name], gap_s)
     engine.close()
     print(
         f"## Long-form speech in a call: {len(speech.sentences)} sentences ({speech_name}), "
-        f"{speech.audio.size / SAMPLE_RATE:.1f} s"
+        f"{speech.audio.size / SAMPLE_RATE:.1f} s, {gap_s:g} s between sentences"
         + "".join(f", {name}={value}" for name, value in extra.items())
         + "\n"
     )
     long = sum(s.end_s - s.start_s >= LONG_S for s in speech.sentences)
     print(
-        "| setting | WER | utterances (dubbed, skipped) | ended inside a sentence "
+        "| setting | WER | WER, whole speech | utterances (dubbed, skipped) | longest s "
+        "| ended inside a sentence "
         "| mouth-to-ear per utterance p50 / p95 s | sentence end to dub p50 / p95 s "
         f"| start of speech to dub, {long} sentences >= {LONG_S:g} s, p50 / p95 s "
         "| verdicts complete / unfinished / unknown | clauses streamed "
         "| Spanish vs whole sentences' |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * 12 + "|")
     mt = ApertiumTranslator(MtSettings())
     whole = [await mt.translate(s.text, "en", "es") for s in speech.sentences]
     mt.close()
@@ -216,8 +226,9 @@ async def main(labels: list[str], speech_name: str, extra: dict[str, str]) -> No
         u, s, v = result["utterance_m2e"], result["sentence_m2e"], result["verdicts"]
         d = result["start_to_dub"]
         print(
-            f"| {label} | {result['wer']:.3f} "
+            f"| {label} | {result['wer']:.3f} | {result['whole_wer']:.3f} "
             f"| {result['utterances']} ({result['dubbed']}, {result['dropped']}) "
+            f"| {result['longest']:.1f} "
             f"| {result['split_inside']} | {p50(u):.2f} / {p95(u):.2f} "
             f"| {p50(s):.2f} / {p95(s):.2f} | {p50(d):.2f} / {p95(d):.2f} "
             f"| {v['complete']:.0f} / {v['unfinished']:.0f} / {v['unknown']:.0f} "
@@ -236,6 +247,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--speech", default="pauses", choices=list(SPEECH))
+    parser.add_argument(
+        "--gap", type=float, default=GAP_S, help="seconds of silence between sentences"
+    )
     parser.add_argument("--verbose", action="store_true", help="each utterance's text and stages")
     parser.add_argument(
         "--env", nargs="*", default=[], metavar="NAME=VALUE", help="more server settings, for all"
@@ -244,4 +258,5 @@ if __name__ == "__main__":
     if args.verbose:
         logging.basicConfig(format="%(message)s")
         log.setLevel(logging.DEBUG)
-    asyncio.run(main(args.settings, args.speech, dict(item.split("=", 1) for item in args.env)))
+    extra = dict(item.split("=", 1) for item in args.env)
+    asyncio.run(main(args.settings, args.speech, args.gap, extra))

@@ -178,9 +178,11 @@ def _with_commas(spec: SentenceSpec) -> str:
     return text
 
 
-async def build(model: Any, specs: tuple[SentenceSpec, ...] = SENTENCES) -> LongForm:
-    """The long-form speech of ``specs``; ``model`` (a loaded faster-whisper model) gives the
-    word timestamps."""
+async def build(
+    model: Any, specs: tuple[SentenceSpec, ...] = SENTENCES, gap_s: float = GAP_S
+) -> LongForm:
+    """The long-form speech of ``specs``, ``gap_s`` of silence between sentences; ``model`` (a
+    loaded faster-whisper model) gives the word timestamps."""
     piper: Any = None
     if any(not s.source.startswith("clip:") for s in specs):
         from piper import PiperVoice
@@ -189,7 +191,7 @@ async def build(model: Any, specs: tuple[SentenceSpec, ...] = SENTENCES) -> Long
         piper = await asyncio.to_thread(
             PiperVoice.load, str(files.model_path), str(files.config_path)
         )
-    gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.int16)
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.int16)
     pieces: list[Pcm16] = [gap]
     sentences: list[Sentence] = []
     at = gap.size
