@@ -357,7 +357,7 @@ async def test_a_short_decode_that_skips_a_sentence_is_doubtful(
 
 
 def test_voiced_seconds_leave_out_pauses_and_a_quiet_floor() -> None:
-    from models.stt.live import voiced_seconds
+    from models.stt.doubt import voiced_seconds
 
     rng = np.random.default_rng(3)
     t = np.arange(SR) / SR
@@ -372,7 +372,8 @@ def test_voiced_seconds_leave_out_pauses_and_a_quiet_floor() -> None:
 
 
 def test_short_window_sizes_and_loop_detection() -> None:
-    from models.stt.live import looks_looped, window_frames
+    from models.stt.doubt import looks_looped
+    from models.stt.live import window_frames
 
     assert window_frames(3 * SR, 4.0, 1.0) == 700
     assert window_frames(int(3.2 * SR), 4.0, 1.0) == 800

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.stt.audio import SAMPLE_RATE, Audio
+from models.stt.doubt import compression_ratio, looks_looped, voiced_seconds
 from models.stt.languages import pick_language
 
 log = logging.getLogger(__name__)
@@ -33,23 +32,10 @@ log = logging.getLogger(__name__)
 #: Mel frames in Whisper's full window (30 s at 10 ms a frame).
 FULL_WINDOW_FRAMES = 3000
 FRAMES_PER_SECOND = 100
-#: faster-whisper's defaults: above this ratio the text is a loop, not speech.
-COMPRESSION_RATIO_LIMIT = 2.4
 #: Tokens the decoder may produce per second of audio (fast speech is about 5), plus a floor,
 #: so a decoder stuck in a loop stops early instead of running to Whisper's 448 tokens.
 TOKENS_PER_SECOND = 12
 MIN_NEW_TOKENS = 24
-#: A unit of one to four characters repeated five times running ("-d-d-d-d-d", "------"): a
-#: decoder loop too short for the compression ratio to catch.
-_STUTTER = re.compile(r"(.{1,4}?)\1{4,}", re.DOTALL)
-#: A phrase of this many words or more said twice back to back: with little padding after
-#: the speech, the decoder sometimes starts the utterance over ("Hello? Can you hear me now?
-#: Hello? Can you hear me now?"); gzip does not see a single repeat as a loop.
-REPEATED_PHRASE_WORDS = 3
-_WORD = re.compile(r"\w+", re.UNICODE)
-#: ``voiced_seconds``: frames this close to the loudest one, and above this level, are speech.
-VOICED_RANGE_DB = 30.0
-VOICED_FLOOR_DBFS = -50.0
 
 
 @dataclass(frozen=True)
@@ -79,56 +65,6 @@ def window_frames(samples: int, pad_s: float, step_s: float) -> int | None:
     step = max(1, round(step_s * FRAMES_PER_SECOND))
     frames = math.ceil((content + pad_s * FRAMES_PER_SECOND) / step) * step
     return frames if frames < FULL_WINDOW_FRAMES else None
-
-
-def voiced_seconds(samples: Audio) -> float:
-    """Seconds of ``samples`` (16 kHz float) in 20 ms frames within ``VOICED_RANGE_DB`` of the
-    loudest frame and above ``VOICED_FLOOR_DBFS``: the speech in an utterance, less its pauses.
-    A noise floor close to the speech counts less, never more, so the estimate errs short."""
-    frame = SAMPLE_RATE // 50
-    count = samples.size // frame
-    if count == 0:
-        return 0.0
-    power = np.mean(np.square(samples[: count * frame].reshape(count, frame), dtype=np.float64), 1)
-    level = 10 * np.log10(power + 1e-12)
-    threshold = max(float(level.max()) - VOICED_RANGE_DB, VOICED_FLOOR_DBFS)
-    return float(np.count_nonzero(level > threshold)) / 50
-
-
-def compression_ratio(text: str) -> float:
-    """How well ``text`` gzips: repeated phrases (a decoder loop) compress far better."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def repeats_a_phrase(text: str, min_words: int = REPEATED_PHRASE_WORDS) -> bool:
-    """True when some run of at least ``min_words`` words comes twice in a row."""
-    words = _WORD.findall(text.casefold())
-    for size in range(min_words, len(words) // 2 + 1):
-        for start in range(len(words) - 2 * size + 1):
-            if words[start : start + size] == words[start + size : start + 2 * size]:
-                return True
-    return False
-
-
-def said_over(text: str) -> bool:
-    """True when the whole text is one phrase, of any length, said two or more times
-    ("Yes. Yes."): on a short utterance the greedy decoder sometimes starts over."""
-    words = _WORD.findall(text.casefold())
-    return any(
-        len(words) % size == 0 and words == words[:size] * (len(words) // size)
-        for size in range(1, len(words) // 2 + 1)
-    )
-
-
-def looks_looped(text: str) -> bool:
-    """A decoder loop: high compression, a stutter, or a phrase said twice running."""
-    return (
-        compression_ratio(text) > COMPRESSION_RATIO_LIMIT
-        or _STUTTER.search(text) is not None
-        or repeats_a_phrase(text)
-        or said_over(text)
-    )
 
 
 @dataclass(frozen=True)

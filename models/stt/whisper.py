@@ -17,6 +17,7 @@ from models.metrics import EngineMetrics
 from models.pool import InferencePool
 from models.store import ModelStore
 from models.stt.audio import SAMPLE_RATE, Audio, check_audio
+from models.stt.doubt import looks_looped
 from models.stt.filters import PhantomFilter, confident
 from models.stt.languages import check_allowed, check_language, pick_language
 from models.stt.live import (
@@ -24,7 +25,6 @@ from models.stt.live import (
     LiveDecode,
     LiveRequest,
     decode_live_batch,
-    looks_looped,
     window_frames,
 )
 from models.stt.result import Segment, Transcript
