@@ -69,9 +69,9 @@ def english(tmp_path_factory: pytest.TempPathFactory) -> list[Pcm16]:
     return spoken
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def tight_server(make_server_module: Callable[..., Any]) -> AsyncIterator[RunningServer]:
-    async with make_server_module(
+def tight(make_server_module: Callable[..., Any], streaming: bool) -> Any:
+    """A server with one recognition slot, one waiting place and a 1 s dub queue."""
+    return make_server_module(
         translate_calls=True,
         dub_speedup_backlog_s=1.0,
         dub_skip_backlog_s=1.0,
@@ -81,12 +81,26 @@ async def tight_server(make_server_module: Callable[..., Any]) -> AsyncIterator[
             max_pending_utterances=1,
             recognition_slots=1,
             interim_captions=False,
-            # Whole utterances: a streamed piece of Ann's speech is dubbed while she still
-            # speaks, so Al and Amy would speak over her and her dub would not be long when
-            # theirs queue (tests/test_streaming.py covers pieces).
-            streaming=False,
+            streaming=streaming,
         ),
-    ) as server:
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tight_server(make_server_module: Callable[..., Any]) -> AsyncIterator[RunningServer]:
+    async with tight(make_server_module, streaming=True) as server:
+        await (await server.app[ENGINES].stt()).warm_up()
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def whole_dubs_server(
+    make_server_module: Callable[..., Any],
+) -> AsyncIterator[RunningServer]:
+    """``tight_server`` dubbing whole utterances: a streamed piece of Ann's speech is dubbed
+    while she still speaks, so Al and Amy would speak over her and her dub would not be long
+    when theirs queue (tests/test_streaming.py covers pieces)."""
+    async with tight(make_server_module, streaming=False) as server:
         await (await server.app[ENGINES].stt()).warm_up()
         yield server
 
@@ -161,12 +175,12 @@ async def test_three_speakers_at_once_overflow_the_recognition_backlog(
 
 
 async def test_dubs_queued_too_long_for_a_listener_are_skipped(
-    tight_server: RunningServer, english: list[Pcm16]
+    whole_dubs_server: RunningServer, english: list[Pcm16]
 ) -> None:
     """While Ann's long speech is dubbed to Beto, Al and Amy each say something: their dubs
     queue behind hers, past the one second Beto's queue may hold, so the oldest waiting
     ones are skipped and Beto is told."""
-    server = tight_server
+    server = whole_dubs_server
     before = await scrape(server)
     long = np.concatenate((clip(0), silence(SAMPLE_RATE * 3 // 10), clip(1)))
     room = await room_for(server, 4)

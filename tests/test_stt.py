@@ -407,5 +407,9 @@ async def test_to_english_is_whispers_translate_task_in_the_full_window(
     # Whisper base's English for espeak-ng's Vietnamese is an invented sentence or nothing
     # (its confidence filter drops it): the task is what can be asserted, not the words.
     english = await base.transcribe(vietnamese, language="vi", live=True, to_english=True)
-    assert english.window_s == 30.0 and english.text.isascii(), english
+    # Invented with temperature fallback, it may borrow a word ("I am a café."): mostly
+    # plain ASCII words, and not the Vietnamese heard.
+    said = english.text.split()
+    assert english.window_s == 30.0 and "xin" not in english.text.lower(), english
+    assert sum(w.isascii() for w in said) > len(said) / 2 or not said, english
     assert english.language == "vi"
