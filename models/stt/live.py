@@ -136,7 +136,9 @@ def decode_live_batch(
     """
     limits = _Limits(no_speech_threshold, log_prob_threshold, min_logprob, min_token_rate)
     decoded: list[LiveDecode | None] = [None] * len(requests)
-    windows = _Windows(model, requests, step_s, beam_size, retry_beam_size, limits)
+    # Once per utterance, for every window it is tried in; 0 (never too few) with no floor.
+    voiced = [voiced_seconds(r.samples) if min_token_rate is not None else 0.0 for r in requests]
+    windows = _Windows(model, requests, voiced, step_s, beam_size, retry_beam_size, limits)
     windows.decode(range(len(requests)), pad_s, decoded)
     again = [
         i
@@ -159,6 +161,7 @@ class _Windows:
 
     model: Any
     requests: Sequence[LiveRequest]
+    voiced_s: Sequence[float]
     step_s: float
     beam_size: int
     retry_beam_size: int
@@ -176,6 +179,7 @@ class _Windows:
             items = _decode_window(
                 self.model,
                 [self.requests[i] for i in group],
+                [self.voiced_s[i] for i in group],
                 frames,
                 self.beam_size,
                 self.retry_beam_size,
@@ -188,6 +192,7 @@ class _Windows:
 def _decode_window(
     model: Any,
     requests: Sequence[LiveRequest],
+    voiced_s: Sequence[float],
     frames: int,
     beam_size: int,
     retry_beam_size: int,
@@ -225,7 +230,7 @@ def _decode_window(
             for r in requests
         ],
         frames,
-        [voiced_seconds(r.samples) for r in requests],
+        voiced_s,
     )
     decoded = batch.generate(model, encoder_output, beam_size, limits)
     skipping = [row for row, item in enumerate(decoded) if item.too_few and requests[row].retry]
@@ -254,7 +259,7 @@ class _Batch:
     languages: list[tuple[str, float]]
     budgets: list[int]
     frames: int
-    voiced_s: list[float]
+    voiced_s: Sequence[float]
 
     def generate(
         self,
