@@ -15,7 +15,9 @@ espeak-ng, as ``bench.translated_call``'s configuration (a)). From B's events:
   utterances that end inside a sentence;
 - the final captions' Spanish against Apertium's translation of each whole sentence as said
   (word error rate): what recognition errors, splits and streamed pieces cost the listener's
-  translation; and dubs B was told it will not hear (skipped by catch-up).
+  translation; and dubs B was told it will not hear (skipped by catch-up);
+- the baseline, in the same run: faster-whisper's own transcription of the whole audio A sends
+  in one piece (beam 5, full windows), and the whole-speech WER as a ratio to its WER.
 
 A streamed utterance's end is heard where its rest's dub starts, or, when its pieces held every
 word, where its last piece's does (``part: "pieces"``). That event leaves at the utterance's
@@ -23,7 +25,7 @@ end, after the dub it reports, so its sentence is timed to the arrival of its la
 event (``part: "prefix"``, sent as the piece starts playing).
 
 Run: ``.venv/bin/python -m bench.long_form_call [--settings silence sentences streaming]
-[--speech pauses|long] [--gap S] [--env CALLSERVER_...=VALUE ...] [--verbose]``.
+[--speech pauses|long] [--gap S] [--snr DB] [--env CALLSERVER_...=VALUE ...] [--verbose]``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ import aiohttp
 import numpy as np
 
 from bench.common import ServerProcess, metric, p50, p95
-from bench.long_form_speech import GAP_S, LONG_SENTENCES, SENTENCES, LongForm, build
+from bench.long_form import raw_transcript
+from bench.long_form_speech import GAP_S, LONG_SENTENCES, SENTENCES, LongForm, build, to_16k
 from callserver.media.frames import SAMPLE_RATE
 from callserver.probe import ScriptedCaller
 from models.mt.apertium import ApertiumTranslator
@@ -195,26 +198,36 @@ def judge_call(speech: LongForm, run: dict[str, Any]) -> dict[str, Any]:
 SPEECH = {"pauses": SENTENCES, "long": LONG_SENTENCES}
 
 
-async def main(labels: list[str], speech_name: str, gap_s: float, extra: dict[str, str]) -> None:
+async def main(
+    labels: list[str],
+    speech_name: str,
+    gap_s: float,
+    snr_db: float | None,
+    extra: dict[str, str],
+) -> None:
     engine = WhisperEngine(SttSettings())
-    speech = await build(engine.loaded_model(), SPEECH[speech_name], gap_s)
+    model = engine.loaded_model()
+    speech = await build(model, SPEECH[speech_name], gap_s, snr_db)
+    raw = wer([speech.text], [await asyncio.to_thread(raw_transcript, model, to_16k(speech.audio))])
     engine.close()
+    noise = "" if snr_db is None else f", pink noise {snr_db:g} dB below the speech"
     print(
         f"## Long-form speech in a call: {len(speech.sentences)} sentences ({speech_name}), "
-        f"{speech.audio.size / SAMPLE_RATE:.1f} s, {gap_s:g} s between sentences"
+        f"{speech.audio.size / SAMPLE_RATE:.1f} s, {gap_s:g} s between sentences{noise}"
         + "".join(f", {name}={value}" for name, value in extra.items())
         + "\n"
     )
+    print(f"raw faster-whisper on the whole audio A sends (baseline): WER {raw:.3f}\n")
     long = sum(s.end_s - s.start_s >= LONG_S for s in speech.sentences)
     print(
-        "| setting | WER | WER, whole speech | utterances (dubbed, skipped) | longest s "
-        "| ended inside a sentence "
+        "| setting | WER | WER, whole speech | / baseline "
+        "| utterances (dubbed, skipped) | longest s | ended inside a sentence "
         "| mouth-to-ear per utterance p50 / p95 s | sentence end to dub p50 / p95 s "
         f"| start of speech to dub, {long} sentences >= {LONG_S:g} s, p50 / p95 s "
         "| verdicts complete / unfinished / unknown | clauses streamed "
         "| Spanish vs whole sentences' |"
     )
-    print("|---" * 12 + "|")
+    print("|---" * 13 + "|")
     mt = ApertiumTranslator(MtSettings())
     whole = [await mt.translate(s.text, "en", "es") for s in speech.sentences]
     mt.close()
@@ -225,8 +238,9 @@ async def main(labels: list[str], speech_name: str, gap_s: float, extra: dict[st
         )
         u, s, v = result["utterance_m2e"], result["sentence_m2e"], result["verdicts"]
         d = result["start_to_dub"]
+        ratio = f"{result['whole_wer'] / raw:.2f}" if raw else "n/a (baseline 0)"
         print(
-            f"| {label} | {result['wer']:.3f} | {result['whole_wer']:.3f} "
+            f"| {label} | {result['wer']:.3f} | {result['whole_wer']:.3f} | {ratio} "
             f"| {result['utterances']} ({result['dubbed']}, {result['dropped']}) "
             f"| {result['longest']:.1f} "
             f"| {result['split_inside']} | {p50(u):.2f} / {p95(u):.2f} "
@@ -250,6 +264,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--gap", type=float, default=GAP_S, help="seconds of silence between sentences"
     )
+    parser.add_argument(
+        "--snr", type=float, default=None, help="pink noise this many dB below the speech"
+    )
     parser.add_argument("--verbose", action="store_true", help="each utterance's text and stages")
     parser.add_argument(
         "--env", nargs="*", default=[], metavar="NAME=VALUE", help="more server settings, for all"
@@ -259,4 +276,4 @@ if __name__ == "__main__":
         logging.basicConfig(format="%(message)s")
         log.setLevel(logging.DEBUG)
     extra = dict(item.split("=", 1) for item in args.env)
-    asyncio.run(main(args.settings, args.speech, args.gap, extra))
+    asyncio.run(main(args.settings, args.speech, args.gap, args.snr, extra))

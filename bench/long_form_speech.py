@@ -6,7 +6,9 @@ Pauses are inserted *inside* sentences at word boundaries that Whisper's word ti
 (in the middle of the quietest 30 ms near the boundary, so no word is cut), each longer than
 the endpoint's default silence, so an endpointer that ends utterances on silence alone splits
 the sentence there. Sentences are joined with longer gaps. Everything is 48 kHz mono s16, a
-caller's format; ``to_16k`` gives what recognition takes.
+caller's format; ``to_16k`` gives what recognition takes. ``with_noise`` lays a steady noise
+under it (a fan, a room), at a given ratio to the speech, so that faster-whisper's own errors
+on the unsplit audio are not zero and a pipeline's can be compared with them.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ LONG_SENTENCES = (
 GAP_S = 1.8
 #: How far either side of a word boundary the cut may move to find the quietest point.
 BOUNDARY_SEARCH_S = 0.1
+#: Speech power is measured over the 20 ms frames within this many dB of the loudest one.
+SPEECH_RANGE_DB = 30.0
 
 
 @dataclass(frozen=True)
@@ -178,11 +182,33 @@ def _with_commas(spec: SentenceSpec) -> str:
     return text
 
 
+def with_noise(pcm: Pcm16, snr_db: float, seed: int = 0) -> Pcm16:
+    """``pcm`` with pink noise (power falling 3 dB an octave, as a fan or a room's hum) laid
+    under the whole of it, ``snr_db`` below the speech's mean power. The speech's power is
+    taken over its frames within ``SPEECH_RANGE_DB`` of the loudest, so pauses do not lower
+    it. Seeded, so every run hears the same noise."""
+    samples = pcm.astype(np.float64)
+    frame = SAMPLE_RATE // 50
+    count = samples.size // frame
+    power = np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1)
+    speech = float(np.mean(power[power > power.max() * 10 ** (-SPEECH_RANGE_DB / 10)]))
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(samples.size))
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+    noise = np.fft.irfft(spectrum, samples.size)
+    noise *= np.sqrt(speech / 10 ** (snr_db / 10) / float(np.mean(np.square(noise))))
+    return np.clip(np.rint(samples + noise), -32768, 32767).astype(np.int16)
+
+
 async def build(
-    model: Any, specs: tuple[SentenceSpec, ...] = SENTENCES, gap_s: float = GAP_S
+    model: Any,
+    specs: tuple[SentenceSpec, ...] = SENTENCES,
+    gap_s: float = GAP_S,
+    snr_db: float | None = None,
 ) -> LongForm:
-    """The long-form speech of ``specs``, ``gap_s`` of silence between sentences; ``model`` (a
-    loaded faster-whisper model) gives the word timestamps."""
+    """The long-form speech of ``specs``, ``gap_s`` of silence between sentences, with pink
+    noise ``snr_db`` under the speech when given; ``model`` (a loaded faster-whisper model)
+    gives the word timestamps (taken on the clean speech, so the pauses fall where they
+    would without the noise)."""
     piper: Any = None
     if any(not s.source.startswith("clip:") for s in specs):
         from piper import PiperVoice
@@ -205,4 +231,7 @@ async def build(
         sentences.append(Sentence(text, at / SAMPLE_RATE, (at + spoken.size) / SAMPLE_RATE))
         pieces += [spoken, gap]
         at += spoken.size + gap.size
-    return LongForm(np.concatenate(pieces), tuple(sentences))
+    audio = np.concatenate(pieces)
+    if snr_db is not None:
+        audio = with_noise(audio, snr_db)
+    return LongForm(audio, tuple(sentences))
