@@ -16,9 +16,10 @@ from bench.long_form_speech import SentenceSpec, build
 from callserver.engines import EngineSet
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.pipeline.echo import words
-from callserver.pipeline.events import Utterance
-from callserver.pipeline.sentence_end import TRAILING_WORDS
+from callserver.pipeline.events import SpeechPaused, Utterance
+from callserver.pipeline.sentence_end import TRAILING_WORDS, Verdict
 from callserver.pipeline.settings import PipelineSettings
+from callserver.pipeline.speaker_state import SpeakerState
 from callserver.pipeline.streaming import StablePrefix, Streamed
 from models.errors import EngineError
 from models.metrics import EngineMetrics
@@ -315,6 +316,33 @@ async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -
     assert registry.get_sample_value("callserver_mouth_to_ear_seconds_count") == 1
     final = [e for pid, e in delivery.events if pid == bea.id and e.get("final")][-1]
     assert final["translations"]["es"] == "Creo que la reunión empieza a las nueve"
+
+
+async def test_words_at_a_pause_that_are_a_dub_coming_back_are_not_dubbed() -> None:
+    """Ann's microphone hears the dub she was sent: the words at her pause are that dub's, so
+    no piece of them goes to Bea (the final text is dropped as echo too). Other words at a
+    pause are dubbed as a piece."""
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, streaming=True)
+    ann, _ = hub.participants("room")
+    state = SpeakerState("room", ann.id)
+    sent = "I think the meeting starts at nine tomorrow morning."
+    hub.echo_guard(ann.id).sent(sent)
+    audio = np.zeros(SAMPLE_RATE, np.float32)
+    try:
+        for utterance_id, heard in (("u_echo", sent), ("u_own", "Could you send me the report")):
+            paused = SpeechPaused(utterance_id, audio, time.monotonic(), time.monotonic())
+            held = hub._streamer.at_pause(state, ann, paused, heard, Verdict.UNKNOWN)
+            assert held is (utterance_id == "u_own")
+        await wait_for(lambda: bool(delivery.dubs), timeout=30)
+        await asyncio.sleep(0.5)
+    finally:
+        await hub.close()
+        await engines.close()
+    assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
+    assert [clip.utterance_id for _, clip in delivery.dubs] == ["u_own"]
 
 
 # --- in a real call ---------------------------------------------------------------------------

@@ -58,6 +58,8 @@ class Streamer:
         utterance, which end a piece by themselves (``StablePrefix.offer``)."""
         if not self.settings.streaming or utterance_id in state.finals:
             return
+        if self.translator.echo_guard(speaker.id).is_echo(text):
+            return  # a dub coming back through their microphone: the final is dropped too
         for old in [u for u in state.streams if u != utterance_id and u in state.finals]:
             state.streams.pop(old)  # ended without reaching translation (dropped, discarded)
         streamed = state.streams.get(utterance_id)
