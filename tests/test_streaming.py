@@ -209,18 +209,20 @@ async def test_a_long_utterance_is_dubbed_before_it_ends(streaming: bool) -> Non
 
 
 async def paused_sentence(
-    spec: SentenceSpec, pause_ends_s: float
+    spec: SentenceSpec, pause_ends_s: float, **settings: Any
 ) -> tuple[CollectorRegistry, RecordingDelivery, list[Any], list[dict[str, Any]]]:
     """Ann says one sentence with a pause inside it (ending ``pause_ends_s`` into it) to the
-    hub, streaming on, real Whisper, Apertium and espeak; the dubs sent and the events Beto
-    got during the pause."""
+    hub, streaming on (and pipeline ``settings``), real Whisper, Apertium and espeak; the dubs
+    sent and the events Beto got during the pause."""
     model = WhisperEngine(SttSettings()).loaded_model()
     paused = await build(model, (spec,))
     pause_end = paused.sentences[0].start_s + pause_ends_s
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     engines = EngineSet(EngineMetrics(registry))
-    hub = ann_to_bea(registry, delivery, engines, streaming=True, interim_captions=True)
+    hub = ann_to_bea(
+        registry, delivery, engines, **{"streaming": True, "interim_captions": True, **settings}
+    )
     try:
         await (await engines.stt()).warm_up()
         await speak(hub, paused.audio[: int(pause_end * SAMPLE_RATE)], speed=1.0)
@@ -234,6 +236,17 @@ async def paused_sentence(
     return registry, delivery, during_pause, events
 
 
+def ends_in_two_dubs(
+    registry: CollectorRegistry, delivery: RecordingDelivery, caption: dict[str, Any]
+) -> None:
+    """A sentence with one pause inside it was dubbed in two, both of its one utterance: the
+    piece at the pause, then the rest. The rest is a piece as well when recognition at the
+    pause after the sentence heard it (its words are dubbed there and the utterance waits
+    for more); otherwise the utterance's end dubs it."""
+    assert registry.get_sample_value("callserver_streamed_pieces_total") in {1, 2}
+    assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
+
+
 async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_pauses() -> None:
     """ "unless to be rather cold hearted and [0.9 s] rather selfish is to be ill disposed":
     the words before the pause are dubbed during it, less the "and" a clause does not end on,
@@ -244,9 +257,9 @@ async def test_a_pause_inside_a_sentence_ends_a_piece_dubbed_while_the_speaker_p
     (caption,) = {e["utterance_id"]: e for e in finals}.values()
     assert {"unless", "hearted", "selfish", "disposed"} <= set(words(caption["text"]))
     assert len(during_pause) == 1, during_pause
-    assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
-    # The piece, then the rest: two dubs of the one utterance.
-    assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
+    # The piece, then the rest: two dubs of the one utterance. The rest is a piece too when
+    # recognition at the sentence's end heard it (``ends_in_two_dubs``).
+    ends_in_two_dubs(registry, delivery, caption)
     spanish = str(caption["translations"]["es"])
     assert {"ser", "bastante", "egoista"} <= set(words(spanish)), spanish
 
@@ -265,8 +278,7 @@ async def test_a_dubbed_piece_keeps_its_sentence_whole_through_a_pause_with_no_m
         words(caption["text"])
     ), caption
     assert len(during_pause) == 1, during_pause
-    assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
-    assert [clip.utterance_id for _, clip in delivery.dubs] == [caption["utterance_id"]] * 2
+    ends_in_two_dubs(registry, delivery, caption)
     drafts = [e for e in in_pause if e["type"] == "caption" and e["translations"].get("es")]
     assert drafts and not drafts[-1]["final"], in_pause
     assert drafts[-1]["utterance_id"] == caption["utterance_id"]
@@ -279,6 +291,33 @@ async def test_a_dubbed_piece_keeps_its_sentence_whole_through_a_pause_with_no_m
     ]
     first_final = next(i for i, e in enumerate(mine) if e["final"])
     assert all(e["final"] for e in mine[first_final:])
+
+
+@pytest.mark.parametrize("wait_when_complete", [True, False])
+async def test_a_fragment_whisper_ends_with_a_full_stop_is_dubbed_and_its_sentence_kept_whole(
+    wait_when_complete: bool,
+) -> None:
+    """ "I think the meeting starts [0.7 s] at nine tomorrow morning.": at the pause, Whisper
+    writes "I think the meeting start(s)." with a full stop it is sure of, so the words sound
+    complete. They are dubbed as a piece all the same, and the utterance waits the streamed
+    silence: one caption holds the whole sentence, and its rest is dubbed after the piece.
+    With the wait after complete words off, the utterance ends at the pause and the sentence
+    is captioned in two."""
+    spec = SentenceSpec("I think the meeting starts at nine tomorrow morning.", (("starts", 0.7),))
+    registry, delivery, _, _ = await paused_sentence(
+        spec, 1.85, streamed_wait_when_complete=wait_when_complete
+    )
+    verdicts = "callserver_sentence_verdicts_total"
+    assert (registry.get_sample_value(verdicts, {"verdict": "complete"}) or 0) >= 1
+    finals = {e["utterance_id"]: e for pid, e in delivery.events if pid == "p_b" and e.get("final")}
+    heard = " ".join(str(e["text"]) for e in finals.values())
+    assert {"meeting", "tomorrow", "morning"} <= set(words(heard)), heard
+    if not wait_when_complete:
+        assert len(finals) == 2, finals
+        return
+    (caption,) = finals.values()
+    assert {"think", "meeting", "tomorrow", "morning"} <= set(words(caption["text"])), caption
+    ends_in_two_dubs(registry, delivery, caption)
 
 
 async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -> None:

@@ -118,11 +118,11 @@ class EarlyRecognizer:
         self, state: SpeakerState, paused: SpeechPaused, verdict: Verdict, streamed: bool = False
     ) -> None:
         """Tell the endpointer the verdict, or ``STREAMED`` when the words are dubbed already
-        and do not end a sentence."""
+        (``Streamer.at_pause`` says when that holds)."""
         if not self.settings.sentence_endpointing or state.front is None:
             return
         self.metrics.sentence_verdicts.labels(verdict.value).inc()
-        if streamed and verdict is not Verdict.COMPLETE:
+        if streamed:
             verdict = Verdict.STREAMED
         state.front.judge(paused.utterance_id, paused.speech_end_at, verdict)
 
