@@ -81,9 +81,11 @@ async def sample(session: aiohttp.ClientSession, server: ServerProcess, minute: 
     )
 
 
-async def soak(calls: int, minutes: float, every_s: float) -> Soak:
+async def soak(calls: int, minutes: float, every_s: float, min_samples: int = 0) -> Soak:
     """Hold ``calls`` talking calls for ``minutes`` on a fresh server, sampling every
-    ``every_s`` seconds; then hang up and sample the server idle again."""
+    ``every_s`` seconds (and at least ``min_samples`` times: an interval ends with the turns
+    in progress, so how many fit in ``minutes`` varies); then hang up and sample the server
+    idle again."""
     with tempfile.TemporaryDirectory() as tmp:
         spanish: list[Pcm16] = [espeak(text, "es", Path(tmp)) for text in SPANISH]
     server = await ServerProcess.start(**COMMON)
@@ -94,7 +96,7 @@ async def soak(calls: int, minutes: float, every_s: float) -> Soak:
             pairs = [await pair(server, session, f"soak-{i:02d}") for i in range(calls)]
             started = time.monotonic()
             elapsed = 0.0
-            while elapsed < minutes * 60:
+            while elapsed < minutes * 60 or len(result.samples) < min_samples:
                 # Each interval ends when the turns in progress do: a little past every_s.
                 latencies = await both_talking(pairs, spanish, every_s)
                 elapsed = time.monotonic() - started

@@ -305,7 +305,7 @@ async def test_a_fragment_whisper_ends_with_a_full_stop_is_dubbed_and_its_senten
     is captioned in two."""
     spec = SentenceSpec("I think the meeting starts at nine tomorrow morning.", (("starts", 0.7),))
     registry, delivery, _, _ = await paused_sentence(
-        spec, 1.85, streamed_wait_when_complete=wait_when_complete
+        spec, 1.85, streamed_wait_when_complete_max_s=8.0 if wait_when_complete else 0.0
     )
     verdicts = "callserver_sentence_verdicts_total"
     assert (registry.get_sample_value(verdicts, {"verdict": "complete"}) or 0) >= 1
@@ -357,31 +357,66 @@ async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -
     assert final["translations"]["es"] == "Creo que la reunión empieza a las nueve"
 
 
-async def test_words_at_a_pause_that_are_a_dub_coming_back_are_not_dubbed() -> None:
-    """Ann's microphone hears the dub she was sent: the words at her pause are that dub's, so
-    no piece of them goes to Bea (the final text is dropped as echo too). Other words at a
-    pause are dubbed as a piece."""
+async def pieces_at_pauses(
+    pauses: list[tuple[str, str, float, Verdict]], echo: str = ""
+) -> tuple[list[bool], list[str]]:
+    """Ann pauses once in each utterance of ``pauses`` (its id, the words heard, seconds of
+    speech before the pause, the verdict on them) and the streamer decides whether a piece
+    ends there. Returns whether each pause left every word dubbed (so the utterance may wait
+    for more), and the utterances of the dubs Bea got. ``echo``: a text Ann was sent."""
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     engines = EngineSet(EngineMetrics(registry))
     hub = ann_to_bea(registry, delivery, engines, streaming=True)
     ann, _ = hub.participants("room")
     state = SpeakerState("room", ann.id)
-    sent = "I think the meeting starts at nine tomorrow morning."
-    hub.echo_guard(ann.id).sent(sent)
+    hub.echo_guard(ann.id).sent(echo)
     audio = np.zeros(SAMPLE_RATE, np.float32)
+    held = []
     try:
-        for utterance_id, heard in (("u_echo", sent), ("u_own", "Could you send me the report")):
-            paused = SpeechPaused(utterance_id, audio, time.monotonic(), time.monotonic())
-            held = hub._streamer.at_pause(state, ann, paused, heard, Verdict.UNKNOWN)
-            assert held is (utterance_id == "u_own")
+        for utterance_id, heard, spoken_s, verdict in pauses:
+            now = time.monotonic()
+            paused = SpeechPaused(utterance_id, audio, now - spoken_s, now)
+            held.append(hub._streamer.at_pause(state, ann, paused, heard, verdict))
         await wait_for(lambda: bool(delivery.dubs), timeout=30)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # time for any other dub to come
     finally:
         await hub.close()
         await engines.close()
-    assert registry.get_sample_value("callserver_streamed_pieces_total") == 1
-    assert [clip.utterance_id for _, clip in delivery.dubs] == ["u_own"]
+    pieces = registry.get_sample_value("callserver_streamed_pieces_total")
+    assert pieces == len(delivery.dubs)
+    return held, [clip.utterance_id for _, clip in delivery.dubs]
+
+
+async def test_words_at_a_pause_that_are_a_dub_coming_back_are_not_dubbed() -> None:
+    """Ann's microphone hears the dub she was sent: the words at her pause are that dub's, so
+    no piece of them goes to Bea (the final text is dropped as echo too). Other words at a
+    pause are dubbed as a piece."""
+    sent = "I think the meeting starts at nine tomorrow morning."
+    held, dubbed = await pieces_at_pauses(
+        [
+            ("u_echo", sent, 3.0, Verdict.UNKNOWN),
+            ("u_own", "Could you send me the report", 2.0, Verdict.UNKNOWN),
+        ],
+        echo=sent,
+    )
+    assert held == [False, True]
+    assert dubbed == ["u_own"]
+
+
+async def test_complete_words_are_a_piece_held_open_only_in_an_utterance_not_yet_long() -> None:
+    """Words judged complete 3 s into an utterance are dubbed as a piece and the utterance may
+    wait for the sentence to go on; 9 s in (past `streamed_wait_when_complete_max_s`, 8 s),
+    they are left to the utterance's end, which comes after the short complete silence."""
+    assert PipelineSettings().streamed_wait_when_complete_max_s == 8.0
+    held, dubbed = await pieces_at_pauses(
+        [
+            ("u_short", "I think the meeting starts.", 3.0, Verdict.COMPLETE),
+            ("u_long", "Could you send me the report before lunch?", 9.0, Verdict.COMPLETE),
+        ]
+    )
+    assert held == [True, False]
+    assert dubbed == ["u_short"]
 
 
 # --- in a real call ---------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class EndpointSettings(EnvSettings):
         le=10_000,
         description="Silence that ends an utterance whose words, recognised at the pause, "
         "sound complete (a sentence ending in a full stop) and are not all dubbed already as "
-        "a streamed piece (`CALLSERVER_PIPELINE_STREAMED_WAIT_WHEN_COMPLETE`); taken as "
+        "a streamed piece (`CALLSERVER_PIPELINE_STREAMED_WAIT_WHEN_COMPLETE_MAX_S`); taken as "
         "`tail_ms` when shorter and as `silence_ms` when longer.",
     )
     unfinished_silence_ms: int = Field(
@@ -93,7 +93,7 @@ class EndpointSettings(EnvSettings):
         le=10_000,
         description="Silence that ends an utterance whose every word up to the pause is "
         "already dubbed as a streamed piece (`CALLSERVER_PIPELINE_STREAMING`; words judged "
-        "complete too with `CALLSERVER_PIPELINE_STREAMED_WAIT_WHEN_COMPLETE`): "
+        "complete too, within `CALLSERVER_PIPELINE_STREAMED_WAIT_WHEN_COMPLETE_MAX_S`): "
         "the listener is not kept waiting, and a sentence that goes on after the pause is "
         "recognised in one piece, so its words are not cut apart. Taken as `silence_ms` "
         "when shorter.",

@@ -95,11 +95,15 @@ class Streamer:
         verdict: Verdict,
     ) -> bool:
         """The words recognised at a pause: a piece ends there. Words with no full stop end one
-        too: the speaker paused there. Words that end a sentence end one only with
-        ``streamed_wait_when_complete`` (otherwise they are about to be the whole utterance's).
-        Returns whether the pieces now hold every word heard (``Verdict.STREAMED``: the
-        utterance can wait for the sentence to go on)."""
-        if verdict is Verdict.COMPLETE and not self.settings.streamed_wait_when_complete:
+        too: the speaker paused there. Words that end a sentence end one only in an utterance
+        shorter than ``streamed_wait_when_complete_max_s`` (otherwise they are about to be the
+        whole utterance's). Returns whether the pieces now hold every word heard
+        (``Verdict.STREAMED``: the utterance can wait for the sentence to go on)."""
+        held_s = paused.speech_end_at - paused.started_at
+        if (
+            verdict is Verdict.COMPLETE
+            and held_s >= self.settings.streamed_wait_when_complete_max_s
+        ):
             self.offer(state, speaker, paused.utterance_id, paused.started_at, text)
             return False
         self.offer(state, speaker, paused.utterance_id, paused.started_at, text, at_pause=True)
