@@ -24,6 +24,7 @@ import numpy as np
 from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.probe import load_wav_48k, trim_silence
 from models.stt.audio import Audio, pcm_audio
+from models.stt.doubt import frame_power
 from models.stt.score import words
 from models.tts.audio import resample_to_48k
 from models.tts.piper_engine import installed_voices
@@ -188,9 +189,7 @@ def with_noise(pcm: Pcm16, snr_db: float, seed: int = 0) -> Pcm16:
     taken over its frames within ``SPEECH_RANGE_DB`` of the loudest, so pauses do not lower
     it. Seeded, so every run hears the same noise."""
     samples = pcm.astype(np.float64)
-    frame = SAMPLE_RATE // 50
-    count = samples.size // frame
-    power = np.mean(np.square(samples[: count * frame].reshape(count, frame)), axis=1)
+    power = frame_power(samples, SAMPLE_RATE // 50)
     speech = float(np.mean(power[power > power.max() * 10 ** (-SPEECH_RANGE_DB / 10)]))
     spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(samples.size))
     spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))

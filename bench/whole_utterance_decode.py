@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from bench.common import p50
 from bench.long_form_speech import SENTENCES, build, to_16k
+from callserver.media.frames import SAMPLE_RATE
 from models.stt import SttSettings, WhisperEngine
 from models.stt.audio import Audio
 from models.stt.score import wer
@@ -61,7 +62,7 @@ async def main(snr_db: float, runs: int) -> None:
     for snr in (None, snr_db):
         speech = await build(model, paused, 0.3, snr)
         audios = [
-            to_16k(speech.audio[int(s.start_s * 48_000) : int(s.end_s * 48_000)])
+            to_16k(speech.audio[int(s.start_s * SAMPLE_RATE) : int(s.end_s * SAMPLE_RATE)])
             for s in speech.sentences
         ]
         said = [s.text for s in speech.sentences]

@@ -7,6 +7,7 @@ import re
 import zlib
 
 import numpy as np
+import numpy.typing as npt
 
 from models.stt.audio import SAMPLE_RATE, Audio
 
@@ -25,15 +26,22 @@ VOICED_RANGE_DB = 30.0
 VOICED_FLOOR_DBFS = -50.0
 
 
+def frame_power(samples: np.ndarray, frame: int) -> npt.NDArray[np.float64]:
+    """Mean square of each whole ``frame``-sample frame of ``samples`` (float64; a partial
+    last frame is left out)."""
+    count = samples.size // frame
+    squares = np.square(samples[: count * frame].reshape(count, frame), dtype=np.float64)
+    power: npt.NDArray[np.float64] = squares.mean(axis=1)
+    return power
+
+
 def voiced_seconds(samples: Audio) -> float:
     """Seconds of ``samples`` (16 kHz float) in 20 ms frames within ``VOICED_RANGE_DB`` of the
     loudest frame and above ``VOICED_FLOOR_DBFS``: the speech in an utterance, less its pauses.
     A noise floor close to the speech counts less, never more, so the estimate errs short."""
-    frame = SAMPLE_RATE // 50
-    count = samples.size // frame
-    if count == 0:
+    power = frame_power(samples, SAMPLE_RATE // 50)
+    if power.size == 0:
         return 0.0
-    power = np.mean(np.square(samples[: count * frame].reshape(count, frame), dtype=np.float64), 1)
     level = 10 * np.log10(power + 1e-12)
     threshold = max(float(level.max()) - VOICED_RANGE_DB, VOICED_FLOOR_DBFS)
     return float(np.count_nonzero(level > threshold)) / 50
