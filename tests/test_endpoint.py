@@ -282,7 +282,8 @@ def local_db(stream: Float32, boundary: int) -> float:
 
 
 def test_long_speech_is_cut_at_quiet_points_without_losing_audio() -> None:
-    settings = EndpointSettings()
+    # Pauses kept whole: the pieces are compared with the stream sample for sample.
+    settings = EndpointSettings(pause_kept_ms=0)
     speech = continuous_speech(30.0)
     stream = np.concatenate([room_noise(1.0), speech, room_noise(1.5, 1)])
     endpointer = Endpointer(settings)
@@ -365,8 +366,8 @@ def vars_of(event: EndpointEvent) -> dict[str, object]:
 def test_a_pause_announces_the_utterance_audio_before_the_endpoint() -> None:
     # Two sentences 350 ms apart, one utterance: each pause is announced, and the last one
     # (the real end) carries exactly the utterance's audio and speech end, 300 ms before the
-    # endpoint.
-    settings = EndpointSettings()
+    # endpoint. Pauses kept whole, so the audio's length counts the frames since the start.
+    settings = EndpointSettings(pause_kept_ms=0)
     first, second = load_clip(CLIP_B), load_clip(CLIP_C)
     first = first[: speech_bounds(first)[1] * SPEECH_FRAME_SAMPLES]
     second = second[speech_bounds(second)[0] * SPEECH_FRAME_SAMPLES :]

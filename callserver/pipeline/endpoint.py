@@ -33,6 +33,7 @@ from callserver.pipeline.events import (
     SpeechUpdate,
     Utterance,
 )
+from callserver.pipeline.pauses import shorten_pauses
 from callserver.pipeline.sentence_end import Verdict
 from callserver.pipeline.vad import SileroVad
 from models.env import EnvSettings
@@ -130,6 +131,16 @@ class EndpointSettings(EnvSettings):
     interim_ms: int = Field(
         1000, ge=20, description="Interval of interim updates (audio so far) while speaking."
     )
+    pause_kept_ms: int = Field(
+        150,
+        ge=0,
+        le=10_000,
+        description="Pauses inside an utterance longer than this are shortened to it in the "
+        "audio recognition hears (times keep them): Whisper takes a word before a long pause "
+        "for a sentence's end ('calendar end.' for 'calendar and'). On 27 sentences with "
+        "pauses, word errors fell by a third, clean and in noise; 150 did best of 100-250 "
+        "(`bench.pause_shortening`). 0 keeps pauses whole.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EndpointSettings:
@@ -195,6 +206,7 @@ class Endpointer:
         self._max_frames = _frames(s.max_utterance_s * 1000)
         self._search_frames = max(1, _frames(s.cut_search_s * 1000))
         self._tail_frames = _frames(s.tail_ms)
+        self._kept_frames = _frames(s.pause_kept_ms) if s.pause_kept_ms else 0
         # A pause is announced once the utterance's tail is complete (one frame of silence at
         # least, so the last voiced frame is known); never when it coincides with the end.
         self._pause_frames = max(1, self._tail_frames)
@@ -356,9 +368,10 @@ class Endpointer:
         logger.debug("speech started %s", self._id)
         return [SpeechStarted(self._id, self._frames[0].captured_at)]
 
-    @staticmethod
-    def _audio(frames: list[_Frame]) -> Float32:
-        return np.concatenate([f.samples for f in frames]).astype(np.float32, copy=False)
+    def _audio(self, frames: list[_Frame]) -> Float32:
+        """The audio of ``frames`` for recognition: pauses inside shortened."""
+        voiced = np.array([f.prob >= self.settings.release_threshold for f in frames], bool)
+        return shorten_pauses([f.samples for f in frames], voiced, self._kept_frames)
 
     def _finish(self, endpoint_at: float) -> Utterance:
         end = min(len(self._frames), self._last_voiced + 1 + self._tail_frames)

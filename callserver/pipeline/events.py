@@ -58,6 +58,8 @@ class SpeechPaused:
 class Utterance:
     """One finished stretch of speech, ready for recognition.
 
+    ``audio``: what recognition hears, with pauses inside the utterance shortened
+    (``callserver.pipeline.pauses``); the times are those of the speech as said.
     ``speech_end_at``: capture time of the end of the last voiced frame (the mouth stopped).
     ``endpoint_at``: when the endpointer decided the utterance was over (after the trailing
     silence, or at a cut). ``cut``: ended by the maximum length rather than by silence.
