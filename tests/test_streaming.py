@@ -107,6 +107,16 @@ def test_a_pause_after_too_few_words_or_a_different_past_ends_no_piece() -> None
     assert stable.committed == ["Ask", "not", "what", "your", "country", "can", "do", "for", "you,"]
 
 
+def test_words_after_the_pieces_too_few_for_one_are_told_apart_from_none_or_enough() -> None:
+    stable = StablePrefix(min_words=3, held_words=TRAILING_WORDS["en"])
+    assert not stable.too_few_new("And so, my fellow Americans,")  # nothing committed yet
+    assert stable.offer("And so, my fellow Americans,", at_pause=True)
+    assert stable.too_few_new("And so, my fellow Americans, ask not.")
+    assert not stable.too_few_new("And so, my fellow Americans,")  # no new word
+    assert not stable.too_few_new("And so, my fellow Americans, ask not what")
+    assert not stable.too_few_new("So, my dear friends, ask not.")  # heard differently
+
+
 def test_a_pause_piece_goes_on_from_the_committed_words_as_the_new_pass_heard_them() -> None:
     stable = StablePrefix(min_words=3, held_words=TRAILING_WORDS["en"])
     assert not stable.holds("Mr John Dashwood")
@@ -417,6 +427,67 @@ async def test_complete_words_are_a_piece_held_open_only_in_an_utterance_not_yet
     )
     assert held == [True, False]
     assert dubbed == ["u_short"]
+
+
+async def test_a_few_words_after_a_piece_wait_unless_whisper_is_sure_they_end_it() -> None:
+    """ "And so, my fellow Americans, [piece] ask not." Two words after the piece, too few
+    for one, with a full stop Whisper doubts (0.68): the utterance waits as after a piece, so
+    "what your country can do for you" joins them. The same with a sure full stop ("...before
+    lunch?", 0.91) ends the utterance after the short silence. Neither tail is dubbed alone."""
+    assert PipelineSettings().streamed_tail_min_end_probability == 0.8
+    registry = CollectorRegistry()
+    delivery = RecordingDelivery()
+    engines = EngineSet(EngineMetrics(registry))
+    hub = ann_to_bea(registry, delivery, engines, streaming=True)
+    ann, _ = hub.participants("room")
+    state = SpeakerState("room", ann.id)
+    audio = np.zeros(SAMPLE_RATE, np.float32)
+
+    def pause(utterance_id: str, heard: str, verdict: Verdict, end: float | None) -> bool:
+        now = time.monotonic()
+        paused = SpeechPaused(utterance_id, audio, now - 3.0, now)
+        return hub._streamer.at_pause(state, ann, paused, heard, verdict, end)
+
+    try:
+        first = "And so, my fellow Americans,"
+        assert pause("u_1", first, Verdict.UNFINISHED, None)
+        assert pause("u_1", f"{first} ask not.", Verdict.COMPLETE, 0.68)
+        assert not pause("u_1", f"{first} ask not.", Verdict.COMPLETE, 0.91)
+        assert pause("u_1", f"{first} ask not", Verdict.UNKNOWN, None)
+        first = "Could you send me the report?"
+        assert pause("u_2", first, Verdict.COMPLETE, 0.96)
+        assert not pause(
+            "u_2", "Could you send me the report before lunch?", Verdict.COMPLETE, 0.91
+        )
+        # A mark of unknown probability (a full-window decode) is taken at its word.
+        assert not pause(
+            "u_2", "Could you send me the report before lunch?", Verdict.COMPLETE, None
+        )
+        await wait_for(lambda: len(delivery.dubs) == 2, timeout=30)
+        await asyncio.sleep(0.5)  # time for any other dub to come
+    finally:
+        await hub.close()
+        await engines.close()
+    assert registry.get_sample_value("callserver_streamed_pieces_total") == 2
+    # One piece each ("And so, my fellow Americans,", "Could you send me the report?"), dubbed
+    # at once: in whichever order their translations were ready.
+    assert sorted(clip.utterance_id for _, clip in delivery.dubs) == ["u_1", "u_2"]
+
+
+async def test_a_dramatic_pause_after_two_words_does_not_end_the_sentence() -> None:
+    """The issue's speech: "And so, my fellow Americans, [0.9 s] ask not [1.0 s] what your
+    country can do for you, [0.8 s] ask what you can do for your country." At the pause after
+    "ask not" Whisper writes a full stop (0.68); the utterance waits as after a piece, and the
+    sentence is one caption, "ask not what your country" in it as said."""
+    spec = SentenceSpec(
+        "And so, my fellow Americans, ask not what your country can do for you, "
+        "ask what you can do for your country.",
+        (("americans", 0.9), ("not", 1.0), ("you", 0.8)),
+    )
+    _, delivery, _, _ = await paused_sentence(spec, 4.0)
+    finals = {e["utterance_id"]: e for pid, e in delivery.events if pid == "p_b" and e.get("final")}
+    (caption,) = finals.values()
+    assert "ask not what your country" in " ".join(words(str(caption["text"]))), caption
 
 
 # --- in a real call ---------------------------------------------------------------------------

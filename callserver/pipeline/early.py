@@ -20,8 +20,9 @@ from models.stt.result import Transcript
 from signaling.rooms import Participant
 
 #: Told the words heard at a pause: (speaker's state, speaker, the pause, the words, the
-#: verdict on them); returns whether the listener is given every one of them already (streamed).
-OnWords = Callable[[SpeakerState, Participant, SpeechPaused, str, Verdict], bool]
+#: verdict on them, the probability of their final mark); returns whether the utterance waits
+#: as a streamed one does (``Streamer.at_pause``).
+OnWords = Callable[[SpeakerState, Participant, SpeechPaused, str, Verdict, float | None], bool]
 
 
 class EarlyRecognizer:
@@ -97,7 +98,7 @@ class EarlyRecognizer:
             transcript.end_probability,
             self.settings.sentence_end_min_probability,
         )
-        streamed = self.on_words(state, speaker, paused, text, verdict)
+        streamed = self.on_words(state, speaker, paused, text, verdict, transcript.end_probability)
         self._judge(state, paused, verdict, streamed)
         if (
             verdict is Verdict.UNFINISHED
@@ -117,8 +118,8 @@ class EarlyRecognizer:
     def _judge(
         self, state: SpeakerState, paused: SpeechPaused, verdict: Verdict, streamed: bool = False
     ) -> None:
-        """Tell the endpointer the verdict, or ``STREAMED`` when the words are dubbed already
-        (``Streamer.at_pause`` says when that holds)."""
+        """Tell the endpointer the verdict, or ``STREAMED`` when the utterance waits as a
+        streamed one does (``Streamer.at_pause`` says when)."""
         if not self.settings.sentence_endpointing or state.front is None:
             return
         self.metrics.sentence_verdicts.labels(verdict.value).inc()

@@ -33,7 +33,9 @@ class Verdict(enum.Enum):
     #: Not a verdict on the words but on what the listener has of them: every word up to the
     #: pause is dubbed already (a streamed piece), so waiting for the sentence to go on costs
     #: the listener nothing: ``streamed_silence_ms``. ``judge`` never gives it; it replaces
-    #: ``COMPLETE`` too in an utterance shorter than ``streamed_wait_when_complete_max_s``.
+    #: ``COMPLETE`` too in an utterance shorter than ``streamed_wait_when_complete_max_s``,
+    #: and any verdict but a sure ``COMPLETE`` when the words after the last piece are too
+    #: few for one (``Streamer.at_pause``).
     STREAMED = "streamed"
 
 

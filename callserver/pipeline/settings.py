@@ -94,6 +94,19 @@ class PipelineSettings(EnvSettings):
         "rather than no bound: with 0.8 s between sentences, p95 mouth to ear 2.40 -> 1.78 s, "
         "the longest utterance 11.1 -> 10.5 s; `bench.long_form_call`, docs/benchmarks.md).",
     )
+    streamed_tail_min_end_probability: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="In an utterance dubbed in pieces, words after the last piece too few "
+        "to make one (under `streaming_min_words`) end the utterance after the short "
+        "complete silence only when Whisper ends them with a full stop it gives at least "
+        "this probability; otherwise the utterance waits as after a piece and they go out "
+        "with the next piece or the rest. 'And so, my fellow Americans, | ask not.' (0.68) "
+        "had ended its sentence there, while real ends after a pause ('before lunch?', 'by "
+        "Monday.') were 0.83-0.96 and short fragments 0.52-0.68 (`bench.pause_shortening`'s "
+        "sentences). 0: the plain `sentence_end_min_probability` rule.",
+    )
     interim_captions: bool = Field(
         True,
         description="Transcribe speech in progress for revisable captions, when recognition "

@@ -93,12 +93,16 @@ class Streamer:
         paused: SpeechPaused,
         text: str,
         verdict: Verdict,
+        end_probability: float | None = None,
     ) -> bool:
         """The words recognised at a pause: a piece ends there. Words with no full stop end one
         too: the speaker paused there. Words that end a sentence end one only in an utterance
         shorter than ``streamed_wait_when_complete_max_s`` (otherwise they are about to be the
-        whole utterance's). Returns whether the pieces now hold every word heard
-        (``Verdict.STREAMED``: the utterance can wait for the sentence to go on)."""
+        whole utterance's). Returns whether the utterance waits for the sentence to go on as
+        after a piece (``Verdict.STREAMED``): the pieces now hold every word heard, or the
+        words after the last piece are too few for one and not a sentence end Whisper is sure
+        of (``end_probability``: that of its final mark), as "ask not." after "And so, my fellow
+        Americans,": those go out with the next piece or the rest."""
         held_s = paused.speech_end_at - paused.started_at
         if (
             verdict is Verdict.COMPLETE
@@ -108,7 +112,14 @@ class Streamer:
             return False
         self.offer(state, speaker, paused.utterance_id, paused.started_at, text, at_pause=True)
         streamed = state.streams.get(paused.utterance_id)
-        return streamed is not None and streamed.prefix.holds(text)
+        if streamed is None:
+            return False
+        # As in ``judge``, a mark of unknown probability is taken at its word.
+        sure_end = verdict is Verdict.COMPLETE and (
+            end_probability is None
+            or end_probability >= self.settings.streamed_tail_min_end_probability
+        )
+        return streamed.prefix.holds(text) or (not sure_end and streamed.prefix.too_few_new(text))
 
     async def _dub(
         self,

@@ -98,6 +98,15 @@ class StablePrefix:
             bool(self.committed) and start is not None and start >= self._unheld_end(tokens, start)
         )
 
+    def too_few_new(self, text: str) -> bool:
+        """Whether ``text`` goes on from the committed pieces by some words, fewer than a
+        piece needs (``min_words``)."""
+        tokens = text.split()
+        start = self._after_committed(tokens)
+        return (
+            bool(self.committed) and start is not None and 0 < len(tokens) - start < self.min_words
+        )
+
     def _unheld_end(self, tokens: list[str], start: int) -> int:
         """Where a piece of ``tokens`` from ``start`` ends: before trailing held words."""
         end = len(tokens)
