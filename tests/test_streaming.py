@@ -367,13 +367,15 @@ async def test_an_utterance_its_pieces_held_whole_is_heard_at_its_last_piece() -
     assert final["translations"]["es"] == "Creo que la reunión empieza a las nueve"
 
 
-async def pieces_at_pauses(
-    pauses: list[tuple[str, str, float, Verdict]], echo: str = ""
-) -> tuple[list[bool], list[str]]:
-    """Ann pauses once in each utterance of ``pauses`` (its id, the words heard, seconds of
-    speech before the pause, the verdict on them) and the streamer decides whether a piece
-    ends there. Returns whether each pause left every word dubbed (so the utterance may wait
-    for more), and the utterances of the dubs Bea got. ``echo``: a text Ann was sent."""
+#: A pause for ``pieces_at_pauses``: the utterance's id, the words heard, seconds of speech
+#: before the pause, the verdict on them and, optionally, the probability of their final mark.
+Pause = tuple[str, str, float, Verdict] | tuple[str, str, float, Verdict, float | None]
+
+
+async def pieces_at_pauses(pauses: list[Pause], echo: str = "") -> tuple[list[bool], list[str]]:
+    """Ann pauses at each of ``pauses`` and the streamer decides whether a piece ends there.
+    Returns whether each pause lets the utterance wait as after a piece, and the utterances
+    of the dubs Bea got, in the order they came. ``echo``: a text Ann was sent."""
     registry = CollectorRegistry()
     delivery = RecordingDelivery()
     engines = EngineSet(EngineMetrics(registry))
@@ -382,19 +384,21 @@ async def pieces_at_pauses(
     state = SpeakerState("room", ann.id)
     hub.echo_guard(ann.id).sent(echo)
     audio = np.zeros(SAMPLE_RATE, np.float32)
+    pieces = "callserver_streamed_pieces_total"
     held = []
     try:
-        for utterance_id, heard, spoken_s, verdict in pauses:
+        for utterance_id, heard, spoken_s, verdict, *end in pauses:
             now = time.monotonic()
             paused = SpeechPaused(utterance_id, audio, now - spoken_s, now)
-            held.append(hub._streamer.at_pause(state, ann, paused, heard, verdict))
-        await wait_for(lambda: bool(delivery.dubs), timeout=30)
+            held.append(hub._streamer.at_pause(state, ann, paused, heard, verdict, *end))
+        await wait_for(
+            lambda: 0 < (registry.get_sample_value(pieces) or 0) <= len(delivery.dubs), timeout=30
+        )
         await asyncio.sleep(0.5)  # time for any other dub to come
     finally:
         await hub.close()
         await engines.close()
-    pieces = registry.get_sample_value("callserver_streamed_pieces_total")
-    assert pieces == len(delivery.dubs)
+    assert registry.get_sample_value(pieces) == len(delivery.dubs)
     return held, [clip.utterance_id for _, clip in delivery.dubs]
 
 
@@ -435,43 +439,24 @@ async def test_a_few_words_after_a_piece_wait_unless_whisper_is_sure_they_end_it
     "what your country can do for you" joins them. The same with a sure full stop ("...before
     lunch?", 0.91) ends the utterance after the short silence. Neither tail is dubbed alone."""
     assert PipelineSettings().streamed_tail_min_end_probability == 0.8
-    registry = CollectorRegistry()
-    delivery = RecordingDelivery()
-    engines = EngineSet(EngineMetrics(registry))
-    hub = ann_to_bea(registry, delivery, engines, streaming=True)
-    ann, _ = hub.participants("room")
-    state = SpeakerState("room", ann.id)
-    audio = np.zeros(SAMPLE_RATE, np.float32)
-
-    def pause(utterance_id: str, heard: str, verdict: Verdict, end: float | None) -> bool:
-        now = time.monotonic()
-        paused = SpeechPaused(utterance_id, audio, now - 3.0, now)
-        return hub._streamer.at_pause(state, ann, paused, heard, verdict, end)
-
-    try:
-        first = "And so, my fellow Americans,"
-        assert pause("u_1", first, Verdict.UNFINISHED, None)
-        assert pause("u_1", f"{first} ask not.", Verdict.COMPLETE, 0.68)
-        assert not pause("u_1", f"{first} ask not.", Verdict.COMPLETE, 0.91)
-        assert pause("u_1", f"{first} ask not", Verdict.UNKNOWN, None)
-        first = "Could you send me the report?"
-        assert pause("u_2", first, Verdict.COMPLETE, 0.96)
-        assert not pause(
-            "u_2", "Could you send me the report before lunch?", Verdict.COMPLETE, 0.91
-        )
-        # A mark of unknown probability (a full-window decode) is taken at its word.
-        assert not pause(
-            "u_2", "Could you send me the report before lunch?", Verdict.COMPLETE, None
-        )
-        await wait_for(lambda: len(delivery.dubs) == 2, timeout=30)
-        await asyncio.sleep(0.5)  # time for any other dub to come
-    finally:
-        await hub.close()
-        await engines.close()
-    assert registry.get_sample_value("callserver_streamed_pieces_total") == 2
-    # One piece each ("And so, my fellow Americans,", "Could you send me the report?"), dubbed
-    # at once: in whichever order their translations were ready.
-    assert sorted(clip.utterance_id for _, clip in delivery.dubs) == ["u_1", "u_2"]
+    first, asked = "And so, my fellow Americans,", "Could you send me the report?"
+    whole = "Could you send me the report before lunch?"
+    held, dubbed = await pieces_at_pauses(
+        [
+            ("u_1", first, 3.0, Verdict.UNFINISHED),
+            ("u_1", f"{first} ask not.", 3.0, Verdict.COMPLETE, 0.68),
+            ("u_1", f"{first} ask not.", 3.0, Verdict.COMPLETE, 0.91),
+            ("u_1", f"{first} ask not", 3.0, Verdict.UNKNOWN, None),
+            ("u_2", asked, 3.0, Verdict.COMPLETE, 0.96),
+            ("u_2", whole, 3.0, Verdict.COMPLETE, 0.91),
+            # A mark of unknown probability (a full-window decode) is taken at its word.
+            ("u_2", whole, 3.0, Verdict.COMPLETE, None),
+        ]
+    )
+    assert held == [True, True, False, True, True, False, False]
+    # One piece each (the first words of each), dubbed at once: in whichever order their
+    # translations were ready.
+    assert sorted(dubbed) == ["u_1", "u_2"]
 
 
 async def test_a_dramatic_pause_after_two_words_does_not_end_the_sentence() -> None:

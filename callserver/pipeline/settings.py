@@ -101,11 +101,12 @@ class PipelineSettings(EnvSettings):
         description="In an utterance dubbed in pieces, words after the last piece too few "
         "to make one (under `streaming_min_words`) end the utterance after the short "
         "complete silence only when Whisper ends them with a full stop it gives at least "
-        "this probability; otherwise the utterance waits as after a piece and they go out "
-        "with the next piece or the rest. 'And so, my fellow Americans, | ask not.' (0.68) "
-        "had ended its sentence there, while real ends after a pause ('before lunch?', 'by "
-        "Monday.') were 0.83-0.96 and short fragments 0.52-0.68 (`bench.pause_shortening`'s "
-        "sentences). 0: the plain `sentence_end_min_probability` rule.",
+        "this probability; otherwise (a doubted mark, no mark, an unfinished clause) the "
+        "utterance waits as after a piece and they go out with the next piece or the rest. "
+        "'And so, my fellow Americans, | ask not.' (0.68) had ended its sentence there, while "
+        "real ends after a pause ('before lunch?', 'by Monday.') were 0.83-0.96 and short "
+        "fragments 0.52-0.68 (`bench.pause_shortening --marks`). 0: any full stop after them "
+        "is taken at its word.",
     )
     interim_captions: bool = Field(
         True,
