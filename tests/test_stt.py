@@ -336,23 +336,32 @@ async def test_a_short_decode_that_skips_a_sentence_is_doubtful(
     # "Queen of hearts. [0.8 s] Unless to be rather cold hearted and rather selfish is to be
     # ill disposed. [0.8 s] Could you send me the report", one utterance of bench.long_form_call
     # with 0.8 s between sentences (as sent, 48 kHz; lossless, since a rounding of the samples
-    # is enough to change what greedy hears): in its 14 s window greedy writes the first
-    # sentence and the last and jumps over the 5.6 s between. Too few tokens for the speech.
+    # is enough to change what greedy hears): in its 14 s window greedy wrote the first
+    # sentence and the last and jumped over the 5.6 s between, too few tokens for the speech.
+    # (With ctranslate2 4.8.5 and faster-whisper 1.2.1 greedy no longer jumps here, so the
+    # check is also shown held to a rate no speech reaches.)
     audio = decode_audio(DATA / "misheard" / "skipped-sentence.flac")
     said = {"queen", "unless", "selfish", "disposed", "report"}
     result = await base.transcribe(audio, language="en", live=True)
     assert said <= set(words(result.text)) and result.window_s == 14.0, result
     # The retry with timestamps alone finds the sentence, in the same short window.
     timed = _engine(store, model="base", beam_size=1, live_window_retry_pad_s=None)
+    # More tokens a voiced second than any speech gives: every short decode has too few, so
+    # it is doubtful after its retries too, and decoded again in the full window.
+    strict = _engine(
+        store, model="base", live_window_min_token_rate=40.0, live_window_retry_pad_s=None
+    )
     without = _engine(store, model="base", live_window_min_token_rate=None)
     try:
         result = await timed.transcribe(audio, language="en", live=True)
         assert said <= set(words(result.text)) and result.window_s == 14.0, result
+        result = await strict.transcribe(audio, language="en", live=True)
+        assert said <= set(words(result.text)) and result.window_s == 30.0, result
         result = await without.transcribe(audio, language="en", live=True)
-        assert {"queen", "report"} <= set(words(result.text)), result
-        assert "selfish" not in words(result.text), result
+        assert {"queen", "report"} <= set(words(result.text)) and result.window_s == 14.0, result
     finally:
         timed.close()
+        strict.close()
         without.close()
 
 
