@@ -338,8 +338,8 @@ async def test_a_short_decode_that_skips_a_sentence_is_doubtful(
     # with 0.8 s between sentences (as sent, 48 kHz; lossless, since a rounding of the samples
     # is enough to change what greedy hears): in its 14 s window greedy wrote the first
     # sentence and the last and jumped over the 5.6 s between, too few tokens for the speech.
-    # (With ctranslate2 4.8.5 and faster-whisper 1.2.1 greedy no longer jumps here, so the
-    # check is also shown held to a rate no speech reaches.)
+    # (With the packages `make install-test` got on 2026-12-05, among them ctranslate2 4.8.5,
+    # greedy no longer jumps here, so the check is also shown held to a rate no speech reaches.)
     audio = decode_audio(DATA / "misheard" / "skipped-sentence.flac")
     said = {"queen", "unless", "selfish", "disposed", "report"}
     result = await base.transcribe(audio, language="en", live=True)
