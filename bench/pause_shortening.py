@@ -8,10 +8,12 @@ each length given, and the utterance's audio is decoded as the pipeline decodes 
 engine's short window). Words are scored against what was said. The baseline, in the same run:
 faster-whisper's own ``transcribe`` (beam 5, full window) on each sentence's audio as said.
 
+``--context``: instead, whether the speaker's previous sentence as Whisper's prompt helps.
 ``--marks``: instead, what early recognition hears at each pause of each sentence (clean), and
 the probability of the sentence-ending mark it writes (``streamed_tail_min_end_probability``).
 
-Run: ``.venv/bin/python -m bench.pause_shortening [--kept MS ...] [--snr DB ...] [--marks]``.
+Run: ``.venv/bin/python -m bench.pause_shortening [--kept MS ...] [--snr DB ...]
+[--context | --marks]``.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ MORE = (
         (("blue", 0.8), ("because", 0.9)),
     ),
 )
+#: The long-form speech's sentences with pauses inside them.
+PAUSED = tuple(spec for spec in SENTENCES if spec.pauses)
 #: Silence after each sentence, so the endpointer ends its utterance.
 AFTER_S = 2.0
 
@@ -135,12 +139,49 @@ def recognition_audio(audio: Audio, kept_ms: int) -> list[Audio]:
     return [e.audio for e in endpoint_events(audio, kept_ms) if isinstance(e, Utterance)]
 
 
+async def context(kept_ms: int, snrs: list[float | None]) -> None:
+    """Whether the speaker's previous sentence, as heard, helps as Whisper's ``initial_prompt``:
+    each utterance (pauses cut to ``kept_ms``) decoded in the full window, greedy, without and
+    with the text heard for the sentence before it, on the long-form speech in its order and on
+    the 27 sentences."""
+    engine = WhisperEngine(SttSettings())
+    model = engine.loaded_model()
+    print(
+        "| speech | noise | WER, no prompt | WER, previous sentence as prompt |\n|---|---|---|---|"
+    )
+    for name, specs in (("long-form, in order", SENTENCES), ("27 with pauses", PAUSED + MORE)):
+        clean = await build(model, specs, 0.3)
+        said = [s.text for s in clean.sentences]
+        for snr in snrs:
+            audio = clean.audio if snr is None else with_noise(clean.audio, snr)
+            heard: dict[bool, list[str]] = {False: [], True: []}
+            for s in clean.sentences:
+                pcm = audio[int(s.start_s * SAMPLE_RATE) : int(s.end_s * SAMPLE_RATE)]
+                for prompted, texts in heard.items():
+                    prompt = texts[-1] if prompted and texts else None
+                    parts = []
+                    for utterance in recognition_audio(to_16k(pcm), kept_ms):
+                        segments, _ = model.transcribe(
+                            utterance,
+                            language="en",
+                            beam_size=1,
+                            without_timestamps=True,
+                            condition_on_previous_text=False,
+                            initial_prompt=prompt,
+                        )
+                        parts += [segment.text.strip() for segment in segments]
+                    texts.append(" ".join(parts))
+            noise = "clean" if snr is None else f"{snr:g} dB"
+            errors = " | ".join(f"{wer(said, heard[p]):.3f}" for p in (False, True))
+            print(f"| {name} | {noise} | {errors} |")
+    engine.close()
+
+
 async def marks(kept_ms: int) -> None:
     """What early recognition hears at each pause of each sentence (clean), and the probability
     of the sentence-ending mark it writes: the data for ``streamed_tail_min_end_probability``."""
     engine = WhisperEngine(SttSettings())
-    specs = tuple(spec for spec in SENTENCES if spec.pauses) + MORE
-    clean = await build(engine.loaded_model(), specs, 0.3)
+    clean = await build(engine.loaded_model(), PAUSED + MORE, 0.3)
     print("| sentence | pause | mark probability | heard up to the pause |\n|---|---|---|---|")
     for number, sentence in enumerate(clean.sentences, 1):
         audio = to_16k(
@@ -162,8 +203,7 @@ async def marks(kept_ms: int) -> None:
 async def main(kept: list[int], snrs: list[float | None]) -> None:
     engine = WhisperEngine(SttSettings())
     model = engine.loaded_model()
-    specs = tuple(spec for spec in SENTENCES if spec.pauses) + MORE
-    clean = await build(model, specs, 0.3)
+    clean = await build(model, PAUSED + MORE, 0.3)
     said = [s.text for s in clean.sentences]
     print(
         f"{len(said)} sentences, {sum(len(s.split()) for s in said)} words\n\n"
@@ -216,13 +256,22 @@ if __name__ == "__main__":
     parser.add_argument("--kept", type=int, nargs="+", default=[0, 100, 150, 200, 250])
     parser.add_argument("--snr", type=float, nargs="+", default=[20.0, 10.0])
     parser.add_argument(
+        "--context",
+        action="store_true",
+        help="instead: the previous sentence as Whisper's prompt, without and with (pauses cut "
+        "to the first --kept)",
+    )
+    parser.add_argument(
         "--marks",
         action="store_true",
         help="instead: each pause's words and their final mark's probability (clean speech, "
         "pauses cut to the first --kept)",
     )
     args = parser.parse_args()
+    first = args.kept[0] if args.kept else EndpointSettings().pause_kept_ms
     if args.marks:
-        asyncio.run(marks(args.kept[0] if args.kept else EndpointSettings().pause_kept_ms))
+        asyncio.run(marks(first))
+    elif args.context:
+        asyncio.run(context(first, [None, *args.snr]))
     else:
         asyncio.run(main(args.kept, [None, *args.snr]))
