@@ -3,9 +3,9 @@
 Whisper takes a word followed by a long silence for the end of a sentence: "Let me check my
 calendar and [0.9 s] get back to you" is heard as "calendar end. Get back to you.", and "the
 meeting starts [0.7 s] at nine" as "the meeting start at 9". The same words with the pause
-cut to a breath are heard as connected speech (``bench.whole_utterance_decode``). Only the
-recognition audio is shortened: what was said, and every time the pipeline reports, keep the
-pause.
+cut to a breath are heard as connected speech: a third fewer word errors on 27 sentences with
+pauses, clean and in noise (``bench.pause_shortening``). Only the recognition audio is
+shortened: what was said, and every time the pipeline reports, keep the pause.
 """
 
 from __future__ import annotations
