@@ -25,8 +25,15 @@ import time
 import numpy as np
 
 from bench.common import p50
-from bench.long_form_speech import SENTENCES, SentenceSpec, build, to_16k, with_noise
-from callserver.media.frames import SAMPLE_RATE
+from bench.long_form_speech import (
+    SENTENCES,
+    LongForm,
+    SentenceSpec,
+    build,
+    to_16k,
+    with_noise,
+)
+from callserver.media.frames import SAMPLE_RATE, Pcm16
 from callserver.media.processors import feed
 from callserver.pipeline.endpoint import Endpointer, EndpointEvent, EndpointSettings
 from callserver.pipeline.events import (
@@ -134,6 +141,19 @@ def endpoint_events(audio: Audio, kept_ms: int) -> list[EndpointEvent]:
     return feed(Endpointer(settings), frames)
 
 
+def said_alone(speech: LongForm, audio: Pcm16) -> list[Audio]:
+    """Each sentence of ``speech`` cut out of ``audio`` (the speech, or it with noise), as
+    recognition takes audio."""
+    return [
+        to_16k(audio[int(s.start_s * SAMPLE_RATE) : int(s.end_s * SAMPLE_RATE)])
+        for s in speech.sentences
+    ]
+
+
+def noise_label(snr: float | None) -> str:
+    return "clean" if snr is None else f"{snr:g} dB"
+
+
 def recognition_audio(audio: Audio, kept_ms: int) -> list[Audio]:
     """The audio of each utterance the endpointer cuts ``audio`` into (one, normally)."""
     return [e.audio for e in endpoint_events(audio, kept_ms) if isinstance(e, Utterance)]
@@ -155,12 +175,11 @@ async def context(kept_ms: int, snrs: list[float | None]) -> None:
         for snr in snrs:
             audio = clean.audio if snr is None else with_noise(clean.audio, snr)
             heard: dict[bool, list[str]] = {False: [], True: []}
-            for s in clean.sentences:
-                pcm = audio[int(s.start_s * SAMPLE_RATE) : int(s.end_s * SAMPLE_RATE)]
+            for sentence in said_alone(clean, audio):
                 for prompted, texts in heard.items():
                     prompt = texts[-1] if prompted and texts else None
                     parts = []
-                    for utterance in recognition_audio(to_16k(pcm), kept_ms):
+                    for utterance in recognition_audio(sentence, kept_ms):
                         segments, _ = model.transcribe(
                             utterance,
                             language="en",
@@ -171,9 +190,8 @@ async def context(kept_ms: int, snrs: list[float | None]) -> None:
                         )
                         parts += [segment.text.strip() for segment in segments]
                     texts.append(" ".join(parts))
-            noise = "clean" if snr is None else f"{snr:g} dB"
             errors = " | ".join(f"{wer(said, heard[p]):.3f}" for p in (False, True))
-            print(f"| {name} | {noise} | {errors} |")
+            print(f"| {name} | {noise_label(snr)} | {errors} |")
     engine.close()
 
 
@@ -183,10 +201,7 @@ async def marks(kept_ms: int) -> None:
     engine = WhisperEngine(SttSettings())
     clean = await build(engine.loaded_model(), PAUSED + MORE, 0.3)
     print("| sentence | pause | mark probability | heard up to the pause |\n|---|---|---|---|")
-    for number, sentence in enumerate(clean.sentences, 1):
-        audio = to_16k(
-            clean.audio[int(sentence.start_s * SAMPLE_RATE) : int(sentence.end_s * SAMPLE_RATE)]
-        )
+    for number, audio in enumerate(said_alone(clean, clean.audio), 1):
         # The last announcement of each pause holds the audio recognition is given there.
         paused = {
             e.speech_end_at: e
@@ -212,10 +227,7 @@ async def main(kept: list[int], snrs: list[float | None]) -> None:
     )
     for snr in snrs:
         audio = clean.audio if snr is None else with_noise(clean.audio, snr)
-        audios = [
-            to_16k(audio[int(s.start_s * SAMPLE_RATE) : int(s.end_s * SAMPLE_RATE)])
-            for s in clean.sentences
-        ]
+        audios = said_alone(clean, audio)
         rows: list[tuple[str, list[str], list[float]]] = []
         texts, times = [], []
         for one in audios:
@@ -238,14 +250,12 @@ async def main(kept: list[int], snrs: list[float | None]) -> None:
                 (f"engine, pauses cut to {ms} ms" if ms else "engine, pauses whole", texts, times)
             )
         errors = [wer(said, texts) for _, texts, _ in rows]
-        whole = next(
-            (e for e, row in zip(errors, rows, strict=True) if row[0].endswith("whole")), 0
-        )
+        whole = errors[1 + kept.index(0)] if 0 in kept else 0.0  # row 0 is the baseline
         for error, (label, texts, times) in zip(errors, rows, strict=True):
             ratios = " | ".join(f"{error / b:.2f}" if b else "n/a" for b in (errors[0], whole))
             wrong = sum(wer([s], [t]) > 0 for s, t in zip(said, texts, strict=True))
             print(
-                f"| {'clean' if snr is None else f'{snr:g} dB'} | {label} | {error:.3f} | {ratios} "
+                f"| {noise_label(snr)} | {label} | {error:.3f} | {ratios} "
                 f"| {wrong} | {p50(times):.2f} |"
             )
     engine.close()
@@ -253,7 +263,13 @@ async def main(kept: list[int], snrs: list[float | None]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kept", type=int, nargs="+", default=[0, 100, 150, 200, 250])
+    parser.add_argument(
+        "--kept",
+        type=int,
+        nargs="+",
+        help="lengths pauses are cut to, ms (default 0 100 150 200 250; for --context and "
+        "--marks the first, default the pipeline's)",
+    )
     parser.add_argument("--snr", type=float, nargs="+", default=[20.0, 10.0])
     parser.add_argument(
         "--context",
@@ -274,4 +290,4 @@ if __name__ == "__main__":
     elif args.context:
         asyncio.run(context(first, [None, *args.snr]))
     else:
-        asyncio.run(main(args.kept, [None, *args.snr]))
+        asyncio.run(main(args.kept or [0, 100, 150, 200, 250], [None, *args.snr]))

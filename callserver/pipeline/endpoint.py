@@ -206,7 +206,7 @@ class Endpointer:
         self._max_frames = _frames(s.max_utterance_s * 1000)
         self._search_frames = max(1, _frames(s.cut_search_s * 1000))
         self._tail_frames = _frames(s.tail_ms)
-        self._kept_frames = _frames(s.pause_kept_ms) if s.pause_kept_ms else 0
+        self._kept_frames = _frames(s.pause_kept_ms)
         # A pause is announced once the utterance's tail is complete (one frame of silence at
         # least, so the last voiced frame is known); never when it coincides with the end.
         self._pause_frames = max(1, self._tail_frames)
@@ -265,10 +265,10 @@ class Endpointer:
             return self._confirm()
         self._frames.append(rec)
         index = len(self._frames) - 1
-        if rec.prob >= s.release_threshold:
+        if self._voiced(rec):
             self._last_voiced = index
         if self._state is _State.PENDING:
-            if rec.prob < s.release_threshold:
+            if not self._voiced(rec):
                 self._pre_roll.extend(self._frames)
                 self._reset_utterance()
                 return []
@@ -368,9 +368,14 @@ class Endpointer:
         logger.debug("speech started %s", self._id)
         return [SpeechStarted(self._id, self._frames[0].captured_at)]
 
+    def _voiced(self, frame: _Frame) -> bool:
+        """Whether a frame of speech in progress counts as voice (hysteresis: the release
+        threshold, not the onset's)."""
+        return frame.prob >= self.settings.release_threshold
+
     def _audio(self, frames: list[_Frame]) -> Float32:
         """The audio of ``frames`` for recognition: pauses inside shortened."""
-        voiced = np.array([f.prob >= self.settings.release_threshold for f in frames], bool)
+        voiced = np.array([self._voiced(f) for f in frames], bool)
         return shorten_pauses([f.samples for f in frames], voiced, self._kept_frames)
 
     def _finish(self, endpoint_at: float) -> Utterance:
